@@ -1,0 +1,23 @@
+# medbridge: the paper's DAG. Every rule calls one `medbridge <verb>`; the logic lives in src/medbridge/.
+# Tiny profile (default, CPU, minutes):   snakemake --cores 2
+# The paper on a SLURM cluster:           snakemake --profile profiles/slurm
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/models.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

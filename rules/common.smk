@@ -1,0 +1,72 @@
+# Path helpers shared by the rules: where each kind of file lives. No computation here.
+from medbridge.config import freeze_config, validate_config
+
+validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
+
+RUN = f"results/{config['run_name']}"
+CFG = str(freeze_config(config, f"{RUN}/config.json"))  # what every verb reads; rewritten only on change
+DATASETS = config["data"]["datasets"]
+MODELS = config["models"]
+EVAL_MODELS = config["evaluate"]["models"]
+MEDBRIDGE = "medbridge"
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    split="train|val|test",
+    model="[A-Za-z0-9_.-]+",
+
+
+def npz(dataset):
+    size = config["data"]["size"]
+    name = f"{dataset}.npz" if size == 28 else f"{dataset}_{size}.npz"
+    return f"{RUN}/data/medmnist/{name}"
+
+
+def items(dataset, split):
+    return f"{RUN}/mcq/{dataset}/{split}.jsonl"
+
+
+def model_dir(name):
+    return f"{RUN}/models/{name}"
+
+
+def model_input(name):
+    """The model directory a rule must wait for, or nothing for hub models (loaded by id at run time)."""
+    spec = MODELS.get(name, {"source": "grpo"})
+    return [] if spec["source"] in ("hub", "local") else [model_dir(name)]
+
+
+def roles_with_source(*sources):
+    return [r for r, spec in MODELS.items() if spec["source"] in sources] or ["__none__"]
+
+
+def log(name):
+    return f"{RUN}/logs/{name}.log"
+
+
+def all_targets():
+    return [items(d, config["mcq"]["eval_split"]) for d in DATASETS] + [
+        model_dir(m) for m in MODELS if MODELS[m]["source"] == "tiny"
+    ]
+
+
+def vqa_items(benchmark):
+    return f"{RUN}/vqa/{benchmark}/items.jsonl"
+
+
+def eval_items(evalset):
+    """An eval set is a MedMNIST dataset (its MCQ eval split) or a Table 3 benchmark (its adapted items)."""
+    return items(evalset, config["mcq"]["eval_split"]) if evalset in DATASETS else vqa_items(evalset)
+
+
+def generations(model, evalset):
+    return f"{RUN}/generations/{model}/{evalset}.jsonl"
+
+
+def metrics(model, evalset):
+    return f"{RUN}/metrics/{model}/{evalset}.json"
+
+
+def artifact(name):
+    return f"{RUN}/artifacts/{name}"

@@ -1,0 +1,14 @@
+# Models the DAG makes itself. Hub models (the paper's) need no rule: they are loaded by id and pinned revision.
+
+
+rule build_tiny:
+    output:
+        directory(model_dir("{model}")),
+    wildcard_constraints:
+        model="|".join(roles_with_source("tiny")),
+    params:
+        settings=config.get("tiny_model", {}),
+    log:
+        log("models/{model}"),
+    shell:
+        "{MEDBRIDGE} build-tiny --config {CFG} --out {output} > {log} 2>&1"

@@ -1,0 +1,54 @@
+"""`medbridge <verb>`: the one entry point every Snakemake rule calls.
+
+Each verb lives in medbridge/commands/<module>.py with `add_arguments(parser)` and `run(args)`; modules are imported
+only when their verb runs, so `medbridge --help` and light verbs start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from medbridge import MedbridgeError, __version__
+
+# verb -> (module under medbridge.commands, one-line help)
+VERBS = {
+    "validate-config": ("validate_config", "validate a config file (and overrides) against config/schema.yaml"),
+    "freeze-config": ("validate_config", "validate a config and write it as the run's frozen config.json"),
+    "data": ("data", "make (synthetic) or download (medmnist) one MedMNIST npz file"),
+    "build-tiny": ("build_tiny", "build the tiny Qwen2.5-VL model of the tiny profile"),
+    "items": ("items", "turn one MedMNIST split into multiple-choice items (JSONL)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medbridge", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"medbridge {__version__}")
+    sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
+    for verb, (module, help_) in VERBS.items():
+        p = sub.add_parser(verb, help=help_, description=help_)
+        p.set_defaults(_module=module, _verb=verb)
+        if "--help" in sys.argv or "-h" in sys.argv or verb in sys.argv[1:2]:
+            _command(module).add_arguments(p)  # only the verb being run (or asked about) is imported
+    return parser
+
+
+def _command(module: str):
+    return importlib.import_module(f"medbridge.commands.{module}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    sys.argv = [sys.argv[0], *argv]
+    args = build_parser().parse_args(argv)
+    try:
+        _command(args._module).run(args)
+    except MedbridgeError as e:
+        print(f"medbridge {args._verb}: error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

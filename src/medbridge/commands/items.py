@@ -1,0 +1,23 @@
+from medbridge.commands import add_config_argument, config_from
+
+
+def add_arguments(p) -> None:
+    add_config_argument(p)
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--npz", required=True)
+    p.add_argument("--split", required=True, choices=["train", "val", "test"])
+    p.add_argument("--per-class", type=int, help="items per class (default: mcq.per_class, or train_per_class)")
+    p.add_argument("--out", required=True)
+
+
+def run(args) -> None:
+    from medbridge.data.mcq import make_items
+    from medbridge.io import write_jsonl
+
+    cfg = config_from(args)
+    mcq = cfg["mcq"]
+    per_class = args.per_class or (mcq.get("train_per_class", mcq["per_class"]) if args.split == "train"
+                                   else mcq["per_class"])  # fmt: skip
+    items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"))
+    n = write_jsonl(args.out, items)
+    print(f"wrote {n} items to {args.out}")

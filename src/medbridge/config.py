@@ -1,0 +1,116 @@
+"""Load and validate a run config (config/config.yaml, config/paper.yaml) against config/schema.yaml."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medbridge import MedbridgeError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_PATH = PROJECT_ROOT / "config" / "schema.yaml"
+
+
+@lru_cache(maxsize=1)
+def load_schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def validate_config(cfg: dict) -> dict:
+    """Raise MedbridgeError naming the offending key and what is allowed there; return cfg unchanged if valid."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise MedbridgeError("invalid config:\n" + "\n".join(_describe(e) for e in errors[:10]))
+    _check_references(cfg)
+    return cfg
+
+
+def _describe(err) -> str:
+    where = ".".join(str(p) for p in err.absolute_path) or "<top level>"
+    if err.validator == "additionalProperties":
+        allowed = sorted(err.schema.get("properties", {}))
+        extra = sorted(set(err.instance) - set(allowed))
+        return f"  {where}: unknown key(s) {extra}; allowed keys here: {allowed}"
+    if err.validator == "enum":
+        return f"  {where}: {err.instance!r} is not allowed; choose one of {err.validator_value}"
+    if err.validator == "required":
+        return f"  {where}: {err.message}; add it (see config/schema.yaml)"
+    if err.validator == "type":
+        return f"  {where}: {err.instance!r} should be of type {err.validator_value}"
+    return f"  {where}: {err.message}"
+
+
+def _check_references(cfg: dict) -> None:
+    """Cross-field checks JSON Schema cannot express: roles and datasets named elsewhere must exist."""
+    roles = set(cfg["models"])
+    for role in cfg["evaluate"]["models"]:
+        if role not in roles:
+            raise MedbridgeError(
+                f"evaluate.models names unknown model role {role!r}; defined roles: {sorted(roles)}. "
+                "Add it under `models:` or remove it from evaluate.models"
+            )
+    for role, spec in cfg["models"].items():
+        if spec["source"] == "hub" and "id" not in spec:
+            raise MedbridgeError(f"models.{role}: source hub needs an `id` (an HF model id)")
+        if spec["source"] == "local" and "path" not in spec:
+            raise MedbridgeError(f"models.{role}: source local needs a `path` (a model directory)")
+        if spec["source"] in ("sft", "grpo") and spec.get("init") not in roles:
+            raise MedbridgeError(
+                f"models.{role}: init {spec.get('init')!r} is not a defined role; choose one of {sorted(roles)}"
+            )
+    k_max = max(cfg["evaluate"]["k"])
+    if k_max > cfg["evaluate"]["n_samples"]:
+        raise MedbridgeError(
+            f"evaluate.k asks for k={k_max} but evaluate.n_samples is {cfg['evaluate']['n_samples']}: "
+            "Pass@k needs n >= k; raise n_samples or drop that k"
+        )
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> dict:
+    path = Path(path)
+    if not path.exists():
+        raise MedbridgeError(f"config file {path} not found; pass an existing file (e.g. config/config.yaml)")
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise MedbridgeError(f"{path} is not valid YAML: {e}") from e
+    if not isinstance(cfg, dict):
+        raise MedbridgeError(f"{path} must hold a mapping of config keys")
+    if overrides:
+        cfg = deep_merge(cfg, overrides)
+    return validate_config(cfg)
+
+
+def deep_merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def config_hash(obj: Any) -> str:
+    """Stable short hash of a config (or a part of it), for provenance and rerun triggers."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def run_dir(cfg: dict) -> Path:
+    return Path("results") / cfg["run_name"]
+
+
+def freeze_config(cfg: dict, path: str | Path) -> Path:
+    """Write the validated run config where every verb reads it; rewrite only on change (keeps mtimes stable)."""
+    from medbridge.io import write_text
+
+    path = Path(path)
+    text = json.dumps(cfg, indent=2, sort_keys=True) + "\n"
+    if not path.exists() or path.read_text() != text:
+        write_text(path, text)
+    return path

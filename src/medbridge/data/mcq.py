@@ -1,0 +1,122 @@
+"""Classification -> multiple-choice items (the RQ2 setup), as JSONL rows that every later step reads.
+
+Item schema (also used by the Table 3 benchmark adapters):
+  id, source, split, images: [{npz, split, index} | {path}], question, options {letter: text}, answer (letter),
+  answer_text, modality, label (class index; -1 for benchmarks).
+ChestMNIST is multi-label; the rule here: only images with exactly one positive finding become items, asking which
+finding is present, with all 14 findings as options (images with none or several findings have no single answer).
+"""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import numpy as np
+
+from medbridge import MedbridgeError
+from medbridge.data.medmnist import DATASETS, SPLITS, dataset_info, load_split
+
+# What each task's images are, for the question text.
+IMAGE_KIND = {
+    "breastmnist": "breast ultrasound", "chestmnist": "chest X-ray", "pneumoniamnist": "pediatric chest X-ray",
+    "organamnist": "axial abdominal CT", "organcmnist": "coronal abdominal CT", "organsmnist": "sagittal abdominal CT",
+    "bloodmnist": "blood cell microscopy", "pathmnist": "colon pathology", "tissuemnist": "kidney cortex microscopy",
+    "dermamnist": "dermatoscopic", "octmnist": "retinal OCT", "retinamnist": "retinal fundus",
+}  # fmt: skip
+
+
+def question_for(flag: str) -> str:
+    if dataset_info(flag).multi_label:
+        return f"Which finding is present in this {IMAGE_KIND[flag]} image?"
+    return f"Which class best describes this {IMAGE_KIND[flag]} image?"
+
+
+def class_of(flag: str, labels: np.ndarray) -> np.ndarray:
+    """Single class per image; -1 where the ChestMNIST rule gives none (zero or several findings)."""
+    if dataset_info(flag).multi_label:
+        single = labels.sum(1) == 1
+        return np.where(single, labels.argmax(1), -1)
+    return labels[:, 0].astype(np.int64)
+
+
+def balanced_indices(classes: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """At most `per_class` images of every class (all of a rarer class), drawn without replacement, seeded."""
+    chosen = []
+    for c in np.unique(classes[classes >= 0]):
+        idx = np.flatnonzero(classes == c)
+        chosen.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    if not chosen:
+        raise MedbridgeError("no labelled images to draw items from; check the dataset file")
+    return np.sort(np.concatenate(chosen))
+
+
+def make_items(
+    flag: str, npz_path: str | Path, split: str, per_class: int, seed: int, option_order: str = "fixed"
+) -> list[dict]:
+    info = dataset_info(flag)
+    if info.n_classes > len(string.ascii_uppercase):
+        raise MedbridgeError(f"{flag} has {info.n_classes} classes, more than 26 option letters")
+    _, labels = load_split(npz_path, flag, split)
+    classes = class_of(flag, labels)
+    rng = np.random.default_rng([seed, DATASETS.index(flag), SPLITS.index(split)])
+    letters = string.ascii_uppercase[: info.n_classes]
+    items = []
+    for i in balanced_indices(classes, per_class, rng):
+        order = rng.permutation(info.n_classes) if option_order == "shuffled" else np.arange(info.n_classes)
+        options = {letters[j]: info.labels[c] for j, c in enumerate(order)}
+        answer = letters[int(np.flatnonzero(order == classes[i])[0])]
+        items.append(
+            {
+                "id": f"{flag}-{split}-{int(i)}",
+                "source": flag,
+                "split": split,
+                "images": [{"npz": str(npz_path), "split": split, "index": int(i)}],
+                "question": question_for(flag),
+                "options": options,
+                "answer": answer,
+                "answer_text": options[answer],
+                "modality": info.modality,
+                "label": int(classes[i]),
+            }
+        )
+    return items
+
+
+def load_item_images(item: dict, cache: dict | None = None) -> list:
+    """PIL RGB images of an item (from a MedMNIST npz row or an image file)."""
+    from PIL import Image
+
+    cache = {} if cache is None else cache
+    out = []
+    for ref in item["images"]:
+        if "npz" in ref:
+            key = (ref["npz"], ref["split"])
+            if key not in cache:
+                cache[key] = load_split(ref["npz"], item["source"], ref["split"])[0]
+            arr = cache[key][ref["index"]]
+            out.append(Image.fromarray(arr).convert("RGB"))
+        elif "path" in ref:
+            p = Path(ref["path"])
+            if not p.exists():
+                raise MedbridgeError(f"item {item['id']}: image {p} is missing; remake the item set")
+            with Image.open(p) as im:
+                out.append(im.convert("RGB"))
+        else:
+            raise MedbridgeError(f"item {item['id']}: image reference {ref} has neither `npz` nor `path`")
+    return out
+
+
+def check_items(items: list[dict], where: str) -> list[dict]:
+    """Reject an item set a metric cannot be computed on, naming the first bad item."""
+    if not items:
+        raise MedbridgeError(f"{where} holds no items; remake it or choose a non-empty item set")
+    for it in items:
+        missing = {"id", "question", "options", "answer", "images"} - set(it)
+        if missing:
+            raise MedbridgeError(f"{where}: item {it.get('id', '?')} lacks {sorted(missing)}")
+        if it["answer"] not in it["options"]:
+            raise MedbridgeError(
+                f"{where}: item {it['id']} answers {it['answer']!r}, not one of its options {list(it['options'])}"
+            )
+    return items

@@ -1,0 +1,103 @@
+"""Model roles -> where the weights come from, and the one way every step loads a model.
+
+A role (`base`, `sft`, `rl`, `judge`, a Table 3 baseline, ...) is a `models:` entry of the config: an HF hub id
+(with a pinnable revision and an optional processor override, e.g. OctoMed loads Qwen2.5-VL-7B-Instruct's
+processor), a local directory, or a model this DAG makes (the tiny model, SFT and GRPO results). Models the DAG makes
+and are not config roles (the RQ3 grid's `rq3-<init>-<task>`) live under results/<run>/models/<name>/ as well.
+Loading always goes through AutoProcessor / AutoModelForImageTextToText, safetensors only, and trust_remote_code
+only for ids on the config's allow-list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from medbridge import MedbridgeError
+from medbridge.config import run_dir
+
+MADE_BY_DAG = ("tiny", "sft", "grpo")
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    name: str
+    path: str  # HF id or local directory
+    revision: str | None
+    processor_path: str
+    processor_revision: str | None
+    trust_remote_code: bool
+    dtype: str
+    local: bool
+
+
+def made_model_dir(cfg: dict, name: str) -> Path:
+    return run_dir(cfg) / "models" / name
+
+
+def resolve(cfg: dict, name: str) -> ModelSource:
+    spec = cfg["models"].get(name)
+    if spec is None and not name.startswith("rq3-") and not made_model_dir(cfg, name).exists():
+        raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
+    spec = spec or {"source": "grpo"}
+    dtype = spec.get("dtype", cfg.get("evaluate", {}).get("dtype", "float32"))
+    if spec["source"] == "hub":
+        path, revision, local = spec["id"], spec.get("revision"), False
+    elif spec["source"] == "local":
+        path, revision, local = spec["path"], None, True
+    else:
+        path, revision, local = str(made_model_dir(cfg, name)), None, True
+    allow = set(cfg.get("trust_remote_code_allowlist", []))
+    return ModelSource(
+        name=name,
+        path=path,
+        revision=revision,
+        processor_path=spec.get("processor", path),
+        processor_revision=spec.get("processor_revision", revision if "processor" not in spec else None),
+        trust_remote_code=path in allow,
+        dtype=dtype,
+        local=local,
+    )
+
+
+def check_local_dir(path: str | Path) -> None:
+    p = Path(path)
+    if not p.is_dir():
+        raise MedbridgeError(f"model directory {p} does not exist; build it first (snakemake makes it)")
+    if not (p / "config.json").exists() or not any(p.glob("*.safetensors")):
+        raise MedbridgeError(
+            f"model directory {p} has no config.json or no *.safetensors weights; remake it "
+            "(delete the folder and rerun its rule) or point the role at a complete checkpoint"
+        )
+
+
+def load_processor(src: ModelSource):
+    from transformers import AutoProcessor
+
+    return AutoProcessor.from_pretrained(
+        src.processor_path, revision=src.processor_revision, trust_remote_code=src.trust_remote_code
+    )
+
+
+def load_model(src: ModelSource, device: str = "cpu"):
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if src.local:
+        check_local_dir(src.path)
+    model = AutoModelForImageTextToText.from_pretrained(
+        src.path,
+        revision=src.revision,
+        dtype=getattr(torch, src.dtype),
+        trust_remote_code=src.trust_remote_code,
+        use_safetensors=True,
+    )
+    return model.to(device).eval()
+
+
+def load(cfg: dict, name: str, device: str = "cpu"):
+    """(model, processor, source) for a role, ready for inference."""
+    src = resolve(cfg, name)
+    processor = load_processor(src)
+    processor.tokenizer.padding_side = "left"  # batched generation needs left padding
+    return load_model(src, device), processor, src
