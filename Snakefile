@@ -6,7 +6,10 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The tiny profile is the default; a --configfile (config/paper.yaml, a user's own) replaces it instead of merging.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "config/schema.yaml")
@@ -19,5 +22,5 @@ include: "rules/models.smk"
 
 rule all:
     input:
-        all_targets(),
+        TARGETS,
     default_target: True

@@ -24,3 +24,8 @@ rule mcq_items:
     shell:
         "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"
+
+
+# Until the evaluation rules land, the MCQ eval items and the tiny model are what `all` makes.
+TARGETS += [items(d, config["mcq"]["eval_split"]) for d in DATASETS]
+TARGETS += [model_dir(m) for m, spec in MODELS.items() if spec["source"] == "tiny"]
