@@ -4,7 +4,9 @@ from medbridge.config import freeze_config, validate_config
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
 RUN = f"results/{config['run_name']}"
-CFG = str(freeze_config(config, f"{RUN}/config.json"))  # what every verb reads; rewritten only on change
+CFG = f"{RUN}/config.json"  # what every verb reads; rewritten only when the config changes
+if not workflow.dryrun:  # a dry run with --config overrides must not change what the last real run used
+    freeze_config(config, CFG)
 DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]
