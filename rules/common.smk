@@ -70,3 +70,8 @@ def metrics(model, evalset):
 
 def artifact(name):
     return f"{RUN}/artifacts/{name}"
+
+
+def train_items(task):
+    """Training items of an RL/SFT task: a MedMNIST train split, or a VQA training set (e.g. the PMC-VQA subset)."""
+    return items(task, "train") if task in DATASETS else f"{RUN}/vqa/{task}/train_items.jsonl"
