@@ -18,6 +18,8 @@ validate(config, "config/schema.yaml")
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
+#include: "rules/probe.smk"
+include: "rules/evaluate.smk"
 
 
 rule all:

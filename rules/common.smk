@@ -75,3 +75,11 @@ def artifact(name):
 def train_items(task):
     """Training items of an RL/SFT task: a MedMNIST train split, or a VQA training set (e.g. the PMC-VQA subset)."""
     return items(task, "train") if task in DATASETS else f"{RUN}/vqa/{task}/train_items.jsonl"
+
+
+def features_npz(model, dataset):
+    return f"{RUN}/features/{model}/{dataset}.npz"
+
+
+def probe_json(model, dataset):
+    return f"{RUN}/probe/{model}/{dataset}.json"

@@ -19,6 +19,13 @@ VERBS = {
     "data": ("data", "make (synthetic) or download (medmnist) one MedMNIST npz file"),
     "build-tiny": ("build_tiny", "build the tiny Qwen2.5-VL model of the tiny profile"),
     "items": ("items", "turn one MedMNIST split into multiple-choice items (JSONL)"),
+    "features": ("features", "frozen vision-tower features of one model on MedMNIST datasets (cached npz)"),
+    "probe": ("probe", "fit and score the linear probe on cached features (one JSON per dataset)"),
+    "table1": ("table1", "Table 1: linear-probe accuracy per model and MedMNIST task, beside the reported values"),
+    "generate": ("generate", "greedy + n sampled answers of a model on an item set (resumable shards)"),
+    "score": ("score", "judge the answers and compute Acc@1, unbiased Pass@k, CIs (metrics JSON)"),
+    "table2": ("table2", "Table 2: Accuracy@1 per model and MedMNIST task, beside the reported values"),
+    "fig1": ("fig1", "Figure 1: Pass@K curves by modality (PNG + the plotted CSV)"),
 }
 
 

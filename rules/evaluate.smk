@@ -1,0 +1,58 @@
+# RQ2: every model answers every MCQ eval set (greedy + n samples), then Table 2 and Figure 1 from the metrics.
+
+
+rule generate:
+    input:
+        mcq=lambda w: eval_items(w.evalset),
+        model=lambda w: model_input(w.model),
+    output:
+        generations("{model}", "{evalset}"),
+    params:
+        settings=config["evaluate"],
+    log:
+        log("generate/{model}/{evalset}"),
+    shell:
+        "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.mcq} "
+        "--out {output} > {log} 2>&1"
+
+
+rule score:
+    input:
+        generations=generations("{model}", "{evalset}"),
+        mcq=lambda w: eval_items(w.evalset),
+    output:
+        metrics("{model}", "{evalset}"),
+    params:
+        settings=config["evaluate"],
+    log:
+        log("score/{model}/{evalset}"),
+    shell:
+        "{MEDBRIDGE} score --config {CFG} --generations {input.generations} --items {input.mcq} "
+        "--model {wildcards.model} --evalset {wildcards.evalset} --out {output} > {log} 2>&1"
+
+
+rule table2:
+    input:
+        [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+    output:
+        csv=artifact("table2_acc1.csv"),
+        md=artifact("table2_acc1.md"),
+    log:
+        log("artifacts/table2"),
+    shell:
+        "{MEDBRIDGE} table2 --config {CFG} --metrics {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+rule fig1:
+    input:
+        [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+    output:
+        csv=artifact("fig1_passk.csv"),
+        png=artifact("fig1_passk.png"),
+    log:
+        log("artifacts/fig1"),
+    shell:
+        "{MEDBRIDGE} fig1 --config {CFG} --metrics {input} --csv {output.csv} --png {output.png} > {log} 2>&1"
+
+
+TARGETS += rules.table2.output + rules.fig1.output

@@ -1,0 +1,57 @@
+# RQ1 / Table 1: linear probes of the frozen vision towers. `features` is the GPU rule (one job per model: it loads
+# the model once and embeds every dataset); `probe` fits the heads on the cached features (CPU, one job per model).
+
+# What the features depend on (not the probe head's settings, so changing the head never re-embeds images).
+PROBE_FEATURE_SETTINGS = {
+    "probe": {
+        k: config.get("probe", {}).get(k)
+        for k in ("features", "min_pixels", "max_pixels", "train_per_class")
+    },
+    "test_per_class": config["mcq"]["per_class"],
+    "seed": config["seed"],
+}
+
+
+rule features:
+    input:
+        npz=[npz(d) for d in DATASETS],
+        model=lambda w: model_input(w.model),
+    output:
+        [features_npz("{model}", d) for d in DATASETS],
+    params:
+        settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
+    log:
+        log("features/{model}"),
+    shell:
+        "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {DATASETS} "
+        "--npz {input.npz} --out {output} > {log} 2>&1"
+
+
+rule probe:
+    input:
+        [features_npz("{model}", d) for d in DATASETS],
+    output:
+        [probe_json("{model}", d) for d in DATASETS],
+    params:
+        settings={"probe": config.get("probe", {}), "seed": config["seed"]},
+    log:
+        log("probe/{model}"),
+    shell:
+        "{MEDBRIDGE} probe --config {CFG} --features {input} --out {output} > {log} 2>&1"
+
+
+rule table1:
+    input:
+        [probe_json(m, d) for m in EVAL_MODELS for d in DATASETS],
+    output:
+        csv=artifact("table1_probe.csv"),
+        md=artifact("table1_probe.md"),
+    params:
+        settings=MODELS,
+    log:
+        log("artifacts/table1"),
+    shell:
+        "{MEDBRIDGE} table1 --config {CFG} --probes {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+
+
+TARGETS += [artifact("table1_probe.csv"), artifact("table1_probe.md")]

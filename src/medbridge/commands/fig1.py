@@ -1,0 +1,16 @@
+from medbridge.commands import add_config_argument
+
+
+def add_arguments(p) -> None:
+    add_config_argument(p)
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics/<model>/<dataset>.json files")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--png", required=True)
+
+
+def run(args) -> None:
+    from medbridge.artifacts.fig1 import write_fig1
+    from medbridge.io import read_json
+
+    write_fig1([read_json(p) for p in args.metrics], args.csv, args.png)
+    print(f"wrote {args.csv} and {args.png}")

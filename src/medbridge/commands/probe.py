@@ -1,0 +1,24 @@
+from medbridge.commands import add_config_argument, config_from
+
+
+def add_arguments(p) -> None:
+    add_config_argument(p)
+    p.add_argument("--features", nargs="+", required=True, help="features files (features/<model>/<dataset>.npz)")
+    p.add_argument("--out", nargs="+", required=True, help="probe results to write, one per features file")
+
+
+def run(args) -> None:
+    from medbridge import MedbridgeError
+    from medbridge.data.medmnist import dataset_info
+    from medbridge.io import write_json
+    from medbridge.probe.features import load_features
+    from medbridge.probe.linear import run_probe
+
+    if len(args.features) != len(args.out):
+        raise MedbridgeError(f"--features names {len(args.features)} files but --out {len(args.out)}; pair them")
+    cfg = config_from(args)
+    for feat, out in zip(args.features, args.out):
+        arrays, meta = load_features(feat)
+        result = run_probe(arrays, meta, cfg, dataset_info(meta["dataset"]).n_classes)
+        write_json(out, result)
+        print(f"{out}: {result['head']} probe accuracy {100 * result['accuracy']:.2f}% on {result['n']} test images")

@@ -1,0 +1,16 @@
+from medbridge.commands import add_config_argument, config_from
+
+
+def add_arguments(p) -> None:
+    add_config_argument(p)
+    p.add_argument("--probes", nargs="+", required=True, help="probe results (probe/<model>/<dataset>.json)")
+    p.add_argument("--csv", required=True, help="table1_probe.csv to write")
+    p.add_argument("--md", required=True, help="table1_probe.md to write")
+
+
+def run(args) -> None:
+    from medbridge.artifacts.table1 import model_sources, write_table1
+
+    cfg = config_from(args)
+    df = write_table1(args.probes, args.csv, args.md, model_sources(cfg))
+    print(f"wrote {args.csv} and {args.md} ({len(df)} rows)")

@@ -1,0 +1,17 @@
+from medbridge.commands import add_config_argument, config_from
+
+
+def add_arguments(p) -> None:
+    add_config_argument(p)
+    p.add_argument("--metrics", nargs="+", required=True, help="metrics/<model>/<dataset>.json files")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--md", required=True)
+
+
+def run(args) -> None:
+    from medbridge.artifacts.table2 import write_table2
+    from medbridge.io import read_json
+
+    cfg = config_from(args)
+    write_table2([read_json(p) for p in args.metrics], cfg["data"]["datasets"], args.csv, args.md)
+    print(f"wrote {args.csv} and {args.md}")

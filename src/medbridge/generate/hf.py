@@ -1,0 +1,70 @@
+"""transformers `generate` backend: batched across questions, left padding, n samples per question in one call."""
+
+from __future__ import annotations
+
+from medbridge.data.mcq import load_item_images
+from medbridge.generate import Completion, SamplingSettings, item_seed
+from medbridge.generate.chat import chat_prompt
+from medbridge.models.registry import load
+
+
+class HFBackend:
+    def __init__(self, cfg: dict, model_name: str, device: str = "cpu"):
+        self.model, self.processor, self.source = load(cfg, model_name, device)
+        self.batch_size = cfg["evaluate"].get("batch_size", 8)
+        self.pixels = _pixel_kwargs(cfg)
+        self.device = device
+
+    def _inputs(self, batch: list[dict], kind: str, cache: dict):
+        texts = [chat_prompt(self.processor, it, kind) for it in batch]
+        images = [load_item_images(it, cache) for it in batch]
+        enc = self.processor(text=texts, images=images, return_tensors="pt", padding=True, **self.pixels)
+        return enc.to(self.device)
+
+    def _decode(self, out, prompt_len: int) -> list[str]:
+        return self.processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+
+    def generate(self, items: list[dict], settings: SamplingSettings, seed: int, progress: bool = True):
+        import torch
+        from tqdm import tqdm
+
+        results, cache = [], {}
+        batches = [items[i : i + self.batch_size] for i in range(0, len(items), self.batch_size)]
+        for batch in tqdm(batches, desc=f"generate {self.source.name}", disable=not progress):
+            enc = self._inputs(batch, settings.prompt, cache)
+            plen = enc["input_ids"].shape[1]
+            common = dict(max_new_tokens=settings.max_new_tokens, pad_token_id=self.processor.tokenizer.pad_token_id)
+            with torch.inference_mode():
+                greedy = self._decode(self.model.generate(**enc, do_sample=False, **common), plen)
+                # One seed per batch, derived from its items' ids: reruns (and resumed shards) sample the same texts.
+                torch.manual_seed(item_seed(seed, "|".join(it["id"] for it in batch)))
+                sampled = self._decode(
+                    self.model.generate(**enc, do_sample=True, temperature=settings.temperature,
+                                        top_p=settings.top_p, num_return_sequences=settings.n_samples, **common),
+                    plen,
+                )  # fmt: skip
+            n = settings.n_samples
+            results += [Completion(g, sampled[j * n : (j + 1) * n]) for j, g in enumerate(greedy)]
+        return results
+
+
+    def complete_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers to text-only user turns (the judge's questions)."""
+        import torch
+
+        out = []
+        for i in range(0, len(prompts), self.batch_size):
+            chats = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
+                                                        add_generation_prompt=True, tokenize=False)
+                     for p in prompts[i : i + self.batch_size]]  # fmt: skip
+            enc = self.processor(text=chats, return_tensors="pt", padding=True).to(self.device)
+            with torch.inference_mode():
+                gen = self.model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
+                                          pad_token_id=self.processor.tokenizer.pad_token_id)  # fmt: skip
+            out += self._decode(gen, enc["input_ids"].shape[1])
+        return out
+
+
+def _pixel_kwargs(cfg: dict) -> dict:
+    ev = cfg["evaluate"]
+    return {k: ev[k] for k in ("min_pixels", "max_pixels") if k in ev}  # routed to the image processor

@@ -1,0 +1,197 @@
+"""RQ1 / Table 1: frozen vision-tower features of a model role, cached per (model, dataset).
+
+The tower is the model's own vision encoder (for Qwen2.5-VL in transformers 5: `model.model.visual`), run under
+`torch.no_grad` in eval mode. Images come from the MedMNIST npz at the configured size (grayscale -> RGB) and pass
+through the role's own image processor (its pixel bounds, or `probe.min_pixels` / `probe.max_pixels`). Each image's
+tokens are mean-pooled into one vector. `probe.features` picks the tokens:
+  - `merger`: the patch merger's output (the tokens the language model sees; what the authors' linprobe takes);
+  - `vit`:    the last ViT block's output before the merger (one token per 14x14 patch).
+
+Which images (every random choice seeded from the config `seed`):
+  - train: all labelled images, or at most `probe.train_per_class` per class (seeded draw);
+  - val:   all labelled images (the probe's model selection);
+  - test:  the balanced subset of the MCQ items: `mcq.per_class` per class drawn with the same seed and generator
+           as `medbridge.data.mcq.make_items`, so the probe is scored on exactly the images the MCQ eval asks about
+           (when `mcq.eval_split` is `test`).
+ChestMNIST (multi-label, 14 findings) follows the MCQ rule (`medbridge.data.mcq.class_of`): only images with exactly
+one positive finding are used, labelled by that finding. Its Table 1 number is therefore 14-way accuracy over
+single-finding images (balanced test subset), not the multi-label AUC/accuracy of the MedMNIST benchmark.
+
+File (`features/<model>/<dataset>.npz`): `{split}_features` (N, D) float32, `{split}_labels` (N,) int64 class index,
+`{split}_indices` (N,) int64 row in the MedMNIST split, for split in train/val/test; `meta` (a JSON string: model,
+dataset, feature mode, dimension, and the settings the cache is keyed on).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from medbridge import MedbridgeError
+from medbridge.data.mcq import balanced_indices, class_of
+from medbridge.data.medmnist import DATASETS, SPLITS, load_split
+from medbridge.io import save_npz
+
+FEATURE_MODES = ("merger", "vit")
+
+
+def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) -> dict:
+    """Everything the cached features depend on; a cached file with other settings is recomputed."""
+    from medbridge.models.registry import resolve
+
+    probe, src = cfg.get("probe", {}), resolve(cfg, model)
+    npz_path = Path(npz_path)
+    return {
+        "model": model,
+        "model_path": src.path,
+        "model_revision": src.revision,
+        "dtype": src.dtype,
+        "dataset": dataset,
+        "data_file": npz_path.name,
+        "data_bytes": npz_path.stat().st_size if npz_path.exists() else None,
+        "features": probe.get("features", "merger"),
+        "train_per_class": probe.get("train_per_class"),
+        "test_per_class": cfg["mcq"]["per_class"],
+        "min_pixels": probe.get("min_pixels"),
+        "max_pixels": probe.get("max_pixels"),
+        "seed": cfg["seed"],
+    }
+
+
+def split_indices(flag: str, labels: np.ndarray, split: str, cfg: dict) -> np.ndarray:
+    """Rows of one split the probe uses (see the module docstring), sorted."""
+    classes = class_of(flag, labels)
+    if split == "test":
+        # The generator make_items draws its balanced subset with, consumed first in the same way: same images.
+        rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split)])
+        return balanced_indices(classes, cfg["mcq"]["per_class"], rng)
+    cap = cfg.get("probe", {}).get("train_per_class") if split == "train" else None
+    if cap is None:
+        idx = np.flatnonzero(classes >= 0)
+        if not len(idx):
+            raise MedbridgeError(f"{flag} {split}: no labelled images; check the dataset file")
+        return idx
+    rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split), 1])  # 1: the probe's draw
+    return balanced_indices(classes, cap, rng)
+
+
+def vision_tower(model):
+    """The vision encoder of a loaded image-text model (Qwen2.5-VL: model.model.visual in transformers 5)."""
+    for path in ("model.visual", "visual", "model.vision_tower", "vision_tower"):
+        obj = model
+        for attr in path.split("."):
+            obj = getattr(obj, attr, None)
+            if obj is None:
+                break
+        if obj is not None:
+            return obj
+    raise MedbridgeError(
+        f"{type(model).__name__} has no vision tower at model.visual / visual / vision_tower; "
+        "the linear probe supports Qwen2.5-VL-style models"
+    )
+
+
+def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_size: int, device: str = "cpu",
+                 size: dict | None = None) -> np.ndarray:  # fmt: skip
+    """Mean-pooled tower features (N, D) float32 of uint8 images (N,H,W) or (N,H,W,3)."""
+    import torch
+    from PIL import Image
+
+    if mode not in FEATURE_MODES:
+        raise MedbridgeError(f"probe.features {mode!r} is unknown; choose one of {list(FEATURE_MODES)}")
+    kwargs = {"size": size} if size else {}
+    merge = getattr(tower, "spatial_merge_size", 2) ** 2
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(images), batch_size):
+            pil = [Image.fromarray(a).convert("RGB") for a in images[start : start + batch_size]]
+            x = image_processor(images=pil, return_tensors="pt", **kwargs)
+            grid = x["image_grid_thw"].to(device)
+            o = tower(x["pixel_values"].to(device, dtype=tower.dtype), grid_thw=grid)
+            # The ViT tokens are window-permuted only within each image, so per-image means are unaffected.
+            tokens, per_image = (o.pooler_output, grid.prod(-1) // merge) if mode == "merger" else (
+                o.last_hidden_state, grid.prod(-1))  # fmt: skip
+            pooled = [t.float().mean(0) for t in torch.split(tokens, per_image.tolist())]
+            out.append(torch.stack(pooled).cpu().numpy())
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _cached(path: Path, settings: dict) -> bool:
+    if not path.exists():
+        return False
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return json.loads(str(f["meta"]))["settings"] == settings
+    except Exception:  # unreadable or from an older layout: recompute
+        return False
+
+
+def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, str | Path]]) -> list[Path]:
+    """Write features for each (dataset, MedMNIST npz, out npz) of one model; load the model once, and only if some
+    output is missing or was made with other settings. Returns the paths (re)written."""
+    probe = cfg.get("probe", {})
+    mode, device = probe.get("features", "merger"), probe.get("device", "cpu")
+    loaded, written = None, []
+    for dataset, npz_path, out_path in jobs:
+        settings, out_path = feature_settings(cfg, model, dataset, npz_path), Path(out_path)
+        if _cached(out_path, settings):
+            print(f"{out_path}: cached (same settings)")
+            continue
+        if loaded is None:
+            loaded = _load_tower(cfg, model, device)
+        tower, image_processor, size = loaded
+        arrays = {}
+        for split in SPLITS:
+            images, labels = load_split(npz_path, dataset, split)
+            idx = split_indices(dataset, labels, split, cfg)
+            arrays[f"{split}_features"] = embed_images(
+                tower, image_processor, images[idx], mode, probe.get("batch_size", 64), device, size
+            )
+            arrays[f"{split}_labels"] = class_of(dataset, labels)[idx].astype(np.int64)
+            arrays[f"{split}_indices"] = idx.astype(np.int64)
+        meta = {"model": model, "dataset": dataset, "features": mode, "dim": arrays["test_features"].shape[1],
+                "settings": settings}  # fmt: skip
+        save_npz(out_path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
+        print(f"{out_path}: " + ", ".join(f"{s} {arrays[f'{s}_features'].shape}" for s in SPLITS))
+        written.append(out_path)
+    return written
+
+
+def _load_tower(cfg: dict, model: str, device: str):
+    """(vision tower on `device`, image processor, pixel bounds or None); the rest of the model stays on the CPU."""
+    import torch
+
+    from medbridge.models.registry import load_model, load_processor, resolve
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MedbridgeError("probe.device is cuda but no GPU is visible; run on a GPU node or set probe.device: cpu")
+    src = resolve(cfg, model)
+    tower = vision_tower(load_model(src, "cpu")).to(device).eval()
+    tower.requires_grad_(False)
+    image_processor = load_processor(src).image_processor
+    probe, size = cfg.get("probe", {}), None
+    if probe.get("min_pixels") or probe.get("max_pixels"):  # else the processor's own pixel bounds
+        size = {"shortest_edge": probe.get("min_pixels", image_processor.size["shortest_edge"]),
+                "longest_edge": probe.get("max_pixels", image_processor.size["longest_edge"])}  # fmt: skip
+    return tower, image_processor, size
+
+
+def load_features(path: str | Path) -> tuple[dict, dict]:
+    """(arrays by name, meta) of a features file, checked."""
+    path = Path(path)
+    if not path.exists():
+        raise MedbridgeError(f"features file {path} is missing; run `medbridge features` (snakemake makes it)")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files if k != "meta"}
+            meta = json.loads(str(f["meta"]))
+    except Exception as e:
+        raise MedbridgeError(
+            f"{path} is not a readable features file ({type(e).__name__}: {e}); delete it and remake it"
+        ) from e
+    missing = [f"{s}_{k}" for s in SPLITS for k in ("features", "labels") if f"{s}_{k}" not in arrays]
+    if missing:
+        raise MedbridgeError(f"{path} lacks {missing}; delete it and remake it with `medbridge features`")
+    return arrays, meta

@@ -1,0 +1,133 @@
+"""RQ1 / Table 1: a linear probe on cached vision-tower features (medbridge.probe.features).
+
+Head `sgd` (the authors' recipe): BatchNorm1d(affine=False, eps=1e-6) + Linear, cross-entropy, SGD (lr 0.1, momentum
+0.9, weight decay 0), cosine schedule stepped per epoch over `probe.epochs` (20), batches of `probe.probe_batch_size`
+(1024), all seeded from the config `seed`. Two choices of ours: the epoch kept is the one with the best val accuracy
+(earliest on ties), scored once on the test subset; BatchNorm keeps a cumulative (not exponential) average of the
+batch statistics, because the features are frozen and a small training set gives only a few steps, over which an
+exponential average would stay biased towards its initial values. Training batches of a single example (a remainder)
+are dropped: BatchNorm cannot normalise them.
+
+Head `logreg` (a cross-check): scikit-learn's StandardScaler + LogisticRegression, its inverse regularisation C
+chosen on val from `probe.logreg_c`.
+"""
+
+from __future__ import annotations
+
+from medbridge import MedbridgeError
+
+HEADS = ("sgd", "logreg")
+DEFAULT_LOGREG_C = (0.01, 0.1, 1.0, 10.0)
+
+
+def probe_settings(cfg: dict) -> dict:
+    p = cfg.get("probe", {})
+    out = {"head": p.get("head", "sgd"), "seed": cfg["seed"]}
+    if out["head"] == "sgd":
+        out |= {"epochs": p.get("epochs", 20), "lr": p.get("lr", 0.1), "momentum": p.get("momentum", 0.9),
+                "weight_decay": p.get("weight_decay", 0.0), "batch_size": p.get("probe_batch_size", 1024)}  # fmt: skip
+    elif out["head"] == "logreg":
+        out["logreg_c"] = list(p.get("logreg_c", DEFAULT_LOGREG_C))
+    else:
+        raise MedbridgeError(f"probe.head {out['head']!r} is unknown; choose one of {list(HEADS)}")
+    return out
+
+
+def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum: float, weight_decay: float,
+            batch_size: int, seed: int) -> dict:  # fmt: skip
+    """Train the BN + Linear head; return the head state of the best-val epoch and the val curve."""
+    import copy
+
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    xtr, ytr = torch.as_tensor(xtr, dtype=torch.float32), torch.as_tensor(ytr, dtype=torch.long)
+    xva, yva = torch.as_tensor(xva, dtype=torch.float32), torch.as_tensor(yva, dtype=torch.long)
+    head = nn.Sequential(nn.BatchNorm1d(xtr.shape[1], affine=False, eps=1e-6, momentum=None),
+                         nn.Linear(xtr.shape[1], n_classes))  # fmt: skip
+    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    best, curve = None, []
+    for epoch in range(epochs):
+        head.train()
+        for batch in torch.randperm(len(xtr), generator=gen).split(batch_size):
+            if len(batch) < 2:
+                continue
+            loss = nn.functional.cross_entropy(head(xtr[batch]), ytr[batch])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+        head.eval()
+        with torch.no_grad():
+            acc = (head(xva).argmax(1) == yva).float().mean().item()
+        curve.append(acc)
+        if best is None or acc > best["val_accuracy"]:
+            best = {"epoch": epoch + 1, "val_accuracy": acc, "state": copy.deepcopy(head.state_dict())}
+    head.load_state_dict(best["state"])
+    head.eval()
+
+    def predict(x):
+        with torch.no_grad():
+            return head(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy()
+
+    return {"predict": predict, "epoch": best["epoch"], "val_accuracy": best["val_accuracy"], "val_curve": curve}
+
+
+def fit_logreg(xtr, ytr, xva, yva, cs: list[float], seed: int) -> dict:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    best = None
+    for c in cs:
+        clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000, random_state=seed))
+        clf.fit(xtr, ytr)
+        acc = float((clf.predict(xva) == yva).mean())
+        if best is None or acc > best["val_accuracy"]:
+            best = {"predict": clf.predict, "C": c, "val_accuracy": acc}
+    return best
+
+
+def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
+    """Fit the configured head on train, select on val, score the test subset; the probe JSON's content."""
+    settings = probe_settings(cfg)
+    xtr, ytr = arrays["train_features"], arrays["train_labels"]
+    xva, yva = arrays["val_features"], arrays["val_labels"]
+    xte, yte = arrays["test_features"], arrays["test_labels"]
+    for split, y in (("train", ytr), ("val", yva), ("test", yte)):
+        if not len(y):
+            raise MedbridgeError(f"{meta.get('dataset')}: the {split} split has no images; remake the features")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise MedbridgeError(
+                f"{meta.get('dataset')}: {split} labels outside 0..{n_classes - 1}; the features file is not from "
+                "this dataset: remake it"
+            )
+    if settings["head"] == "sgd":
+        fit = fit_sgd(xtr, ytr, xva, yva, n_classes, settings["epochs"], settings["lr"], settings["momentum"],
+                      settings["weight_decay"], settings["batch_size"], settings["seed"])  # fmt: skip
+    else:
+        fit = fit_logreg(xtr, ytr, xva, yva, settings["logreg_c"], settings["seed"])
+    correct = fit["predict"](xte) == yte
+    return {
+        "model": meta.get("model"),
+        "dataset": meta.get("dataset"),
+        "features": meta.get("features"),
+        "feature_dim": int(xtr.shape[1]),
+        "n_classes": n_classes,
+        "head": settings["head"],
+        "accuracy": float(correct.mean()),
+        "n": int(len(yte)),
+        "n_correct": int(correct.sum()),
+        "n_train": int(len(ytr)),
+        "n_val": int(len(yva)),
+        "val_accuracy": fit["val_accuracy"],
+        "epoch": fit.get("epoch"),
+        "C": fit.get("C"),
+        "val_curve": fit.get("val_curve"),
+        "settings": settings,
+        "feature_settings": meta.get("settings"),
+    }
+

@@ -1,0 +1,57 @@
+"""Shared fixtures: the tiny config, synthetic MedMNIST files and a tiny model, built once per test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg() -> dict:
+    from medbridge.config import validate_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    return validate_config(cfg)
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory, tiny_cfg) -> Path:
+    """Synthetic npz files for every dataset of the tiny profile (small splits)."""
+    from medbridge.data.medmnist import make_synthetic, npz_name
+    from medbridge.io import save_npz
+
+    out = tmp_path_factory.mktemp("medmnist")
+    for flag in tiny_cfg["data"]["datasets"]:
+        arrays = make_synthetic(flag, 64, {"train": 40, "val": 16, "test": 32}, 0.35, seed=0)
+        save_npz(out / npz_name(flag, 64), **arrays)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, tiny_cfg) -> Path:
+    from medbridge.models.tiny import build_tiny_model, tokenizer_corpus
+
+    out = tmp_path_factory.mktemp("models") / "base"
+    build_tiny_model(out, tokenizer_corpus(tiny_cfg["data"]["datasets"]), tiny_cfg["tiny_model"], seed=0)
+    return out
+
+
+@pytest.fixture()
+def cfg_with_local_model(tiny_cfg, tiny_model_dir, tmp_path) -> dict:
+    """The tiny config with role `base` pointing at the session's tiny model and results under tmp_path."""
+    import copy
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["models"] = {"base": {"source": "local", "path": str(tiny_model_dir)}}
+    cfg["evaluate"]["models"] = ["base"]
+    cfg["evaluate"]["n_samples"] = 4
+    cfg["evaluate"]["k"] = [1, 2, 4]
+    cfg["evaluate"]["max_new_tokens"] = 8
+    return cfg
