@@ -83,3 +83,8 @@ def features_npz(model, dataset):
 
 def probe_json(model, dataset):
     return f"{RUN}/probe/{model}/{dataset}.json"
+
+
+def settings(section, *ignore):
+    """A config section as a rule's rerun trigger, minus keys that do not change that rule's outputs."""
+    return {k: v for k, v in config.get(section, {}).items() if k not in ignore}

@@ -8,7 +8,7 @@ rule generate:
     output:
         generations("{model}", "{evalset}"),
     params:
-        settings=config["evaluate"],
+        settings=settings("evaluate", "models", "judge", "bootstrap", "k"),
     log:
         log("generate/{model}/{evalset}"),
     shell:
@@ -23,7 +23,7 @@ rule score:
     output:
         metrics("{model}", "{evalset}"),
     params:
-        settings=config["evaluate"],
+        settings=settings("evaluate", "models"),
     log:
         log("score/{model}/{evalset}"),
     shell:
@@ -35,8 +35,8 @@ rule table2:
     input:
         [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     output:
-        csv=artifact("table2_acc1.csv"),
-        md=artifact("table2_acc1.md"),
+        csv=report(artifact("table2_acc1.csv"), category="RQ2", caption="../report/table2.rst"),
+        md=report(artifact("table2_acc1.md"), category="RQ2", caption="../report/table2.rst"),
     log:
         log("artifacts/table2"),
     shell:
@@ -47,8 +47,8 @@ rule fig1:
     input:
         [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     output:
-        csv=artifact("fig1_passk.csv"),
-        png=artifact("fig1_passk.png"),
+        csv=report(artifact("fig1_passk.csv"), category="RQ2", caption="../report/fig1.rst"),
+        png=report(artifact("fig1_passk.png"), category="RQ2", caption="../report/fig1.rst"),
     log:
         log("artifacts/fig1"),
     shell:

@@ -10,11 +10,16 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from medbridge.data.mcq import item_data_files
     from medbridge.generate.run import run_generation
+    from medbridge.models.registry import resolve
+    from medbridge.provenance import write_sidecar
 
     cfg = config_from(args)
     device = args.device or _default_device()
     n = run_generation(cfg, args.model, args.items, args.out, device)
+    write_sidecar(args.out, cfg, ["evaluate"], inputs=[args.items, *item_data_files(args.items)],
+                  models=[resolve(cfg, args.model)], extra={"device": device})  # fmt: skip
     print(f"wrote {n} generations to {args.out}")
 
 

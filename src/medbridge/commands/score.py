@@ -13,6 +13,8 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from medbridge.config import config_hash
     from medbridge.io import read_jsonl, write_json, write_jsonl
+    from medbridge.models.registry import resolve
+    from medbridge.provenance import write_sidecar
     from medbridge.score.judge import JUDGES
     from medbridge.score.metrics import compute_metrics
 
@@ -27,4 +29,6 @@ def run(args) -> None:
     if verdicts:
         write_jsonl(f"{args.out}.judge.jsonl", verdicts)
     write_json(args.out, metrics)
+    write_sidecar(args.out, cfg, ["evaluate"], inputs=[args.generations, args.items],
+                  models=[resolve(cfg, "judge")] if verdicts else [])  # fmt: skip
     print(f"{args.model} on {args.evalset}: acc1={metrics['acc1']:.3f} pass@k={metrics['pass_at_k']}")

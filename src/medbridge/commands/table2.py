@@ -11,7 +11,10 @@ def add_arguments(p) -> None:
 def run(args) -> None:
     from medbridge.artifacts.table2 import write_table2
     from medbridge.io import read_json
+    from medbridge.provenance import write_sidecar
 
     cfg = config_from(args)
     write_table2([read_json(p) for p in args.metrics], cfg["data"]["datasets"], args.csv, args.md)
+    for out in (args.csv, args.md):
+        write_sidecar(out, cfg, ["evaluate"], inputs=args.metrics)
     print(f"wrote {args.csv} and {args.md}")

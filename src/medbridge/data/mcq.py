@@ -120,3 +120,11 @@ def check_items(items: list[dict], where: str) -> list[dict]:
                 f"{where}: item {it['id']} answers {it['answer']!r}, not one of its options {list(it['options'])}"
             )
     return items
+
+
+def item_data_files(items_path: str | Path) -> list[str]:
+    """The data files (npz, images) an item set's images come from, for provenance."""
+    from medbridge.io import read_jsonl
+
+    files = {ref.get("npz") or ref.get("path") for it in read_jsonl(items_path) for ref in it["images"]}
+    return sorted(f for f in files if f)

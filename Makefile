@@ -1,0 +1,13 @@
+# The two commands of the README. Each installs what it needs (idempotently, into .venv) and then runs.
+CORES ?= 2
+SNAKEMAKE_ARGS ?=
+
+.PHONY: tiny test
+
+tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
+	bash scripts/bootstrap.sh test
+	.venv/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
+
+test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM)
+	bash scripts/bootstrap.sh test
+	.venv/bin/python -m pytest $(PYTEST_ARGS)
