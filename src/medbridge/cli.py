@@ -26,6 +26,7 @@ VERBS = {
     "score": ("score", "judge the answers and compute Acc@1, unbiased Pass@k, CIs (metrics JSON)"),
     "table2": ("table2", "Table 2: Accuracy@1 per model and MedMNIST task, beside the reported values"),
     "fig1": ("fig1", "Figure 1: Pass@K curves by modality (PNG + the plotted CSV)"),
+    "audit": ("audit", "trace a table cell or metrics file to its generations and recompute it from the raw texts"),
 }
 
 
