@@ -66,11 +66,35 @@ def _check_references(cfg: dict) -> None:
             raise MedbridgeError(
                 f"models.{role}: init {spec.get('init')!r} is not a defined role; choose one of {sorted(roles)}"
             )
+    for where, value in _config_paths(cfg):
+        check_path_confined(value, where)
     k_max = max(cfg["evaluate"]["k"])
     if k_max > cfg["evaluate"]["n_samples"]:
         raise MedbridgeError(
             f"evaluate.k asks for k={k_max} but evaluate.n_samples is {cfg['evaluate']['n_samples']}: "
             "Pass@k needs n >= k; raise n_samples or drop that k"
+        )
+
+
+def _config_paths(cfg: dict):
+    if "root" in cfg["data"]:
+        yield "data.root", cfg["data"]["root"]
+    for role, spec in cfg["models"].items():
+        if "path" in spec:
+            yield f"models.{role}.path", spec["path"]
+
+
+def check_path_confined(value: str, where: str) -> None:
+    """A relative path from a config must stay inside the project; reaching elsewhere takes an explicit absolute
+    path, so a shared config cannot quietly read or write outside the checkout."""
+    p = Path(value)
+    if p.is_absolute():
+        return
+    resolved = (PROJECT_ROOT / p).resolve()
+    if not resolved.is_relative_to(PROJECT_ROOT):
+        raise MedbridgeError(
+            f"{where}: relative path {value!r} leaves the project directory; use a path inside the project or an "
+            "explicit absolute path"
         )
 
 

@@ -98,6 +98,8 @@ def load_model(src: ModelSource, device: str = "cpu"):
 def load(cfg: dict, name: str, device: str = "cpu"):
     """(model, processor, source) for a role, ready for inference."""
     src = resolve(cfg, name)
+    if src.local:
+        check_local_dir(src.path)  # before the processor: its error would not name the real problem
     processor = load_processor(src)
     processor.tokenizer.padding_side = "left"  # batched generation needs left padding
     return load_model(src, device), processor, src
