@@ -1,4 +1,8 @@
 # Path helpers shared by the rules: where each kind of file lives. No computation here.
+import shutil
+import sys
+from pathlib import Path
+
 from medbridge.config import freeze_config, validate_config
 
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
@@ -10,7 +14,9 @@ if not workflow.dryrun:  # a dry run with --config overrides must not change wha
 DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]
-MEDBRIDGE = "medbridge"
+# `medbridge` from PATH (a container, an activated env); else the one beside this Snakemake's Python (a venv
+# used without activating it).
+MEDBRIDGE = "medbridge" if shutil.which("medbridge") else str(Path(sys.executable).with_name("medbridge"))
 
 
 wildcard_constraints:
@@ -88,3 +94,30 @@ def probe_json(model, dataset):
 def settings(section, *ignore):
     """A config section as a rule's rerun trigger, minus keys that do not change that rule's outputs."""
     return {k: v for k, v in config.get(section, {}).items() if k not in ignore}
+
+
+def vqa_fixture_dir(name):
+    """A tiny local dataset in a VQA source's raw shape (benchmark, pmc_vqa_train, medvlthinker_eval)."""
+    return f"{RUN}/vqa/fixtures/{name}"
+
+
+def vqa_images(benchmark):
+    return f"{RUN}/vqa/{benchmark}/images"
+
+
+def vqa_skipped(benchmark):
+    """Rows of a benchmark that did not become MCQ items, with reasons (and rows not drawn under max_items)."""
+    return f"{RUN}/vqa/{benchmark}/skipped.json"
+
+
+def pmc_labels():
+    return f"{RUN}/vqa/pmc_vqa_balanced/modality_labels.jsonl"
+
+
+def vqa_source_input(name):
+    """The fixture folder a VQA source is read from in the tiny profile; nothing for hub sources or own paths."""
+    from medbridge.data.vqa import source_entry
+
+    vqa = config.get("vqa", {})
+    local = vqa.get("source") == "fixtures" and not source_entry(config, name).get("path")
+    return [vqa_fixture_dir(name)] if local else []

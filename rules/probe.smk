@@ -9,6 +9,7 @@ PROBE_FEATURE_SETTINGS = {
     },
     "test_per_class": config["mcq"]["per_class"],
     "seed": config["seed"],
+    "dtype": config["evaluate"].get("dtype"),
 }
 
 
@@ -18,10 +19,10 @@ rule features:
         model=lambda w: model_input(w.model),
     output:
         [features_npz("{model}", d) for d in DATASETS],
-    params:
-        settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
     log:
         log("features/{model}"),
+    params:
+        settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
     shell:
         "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {DATASETS} "
         "--npz {input.npz} --out {output} > {log} 2>&1"
@@ -32,10 +33,10 @@ rule probe:
         [features_npz("{model}", d) for d in DATASETS],
     output:
         [probe_json("{model}", d) for d in DATASETS],
-    params:
-        settings={"probe": config.get("probe", {}), "seed": config["seed"]},
     log:
         log("probe/{model}"),
+    params:
+        settings={"probe": config.get("probe", {}), "seed": config["seed"]},
     shell:
         "{MEDBRIDGE} probe --config {CFG} --features {input} --out {output} > {log} 2>&1"
 
@@ -46,10 +47,10 @@ rule table1:
     output:
         csv=artifact("table1_probe.csv"),
         md=artifact("table1_probe.md"),
-    params:
-        settings=MODELS,
     log:
         log("artifacts/table1"),
+    params:
+        settings=MODELS,
     shell:
         "{MEDBRIDGE} table1 --config {CFG} --probes {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
 

@@ -1,5 +1,6 @@
 """The Snakemake DAG: dry runs of both configs, and the tiny profile end to end."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -26,3 +27,77 @@ def test_bad_config_stops_the_dag_at_once():
     proc = snakemake("-n", "--config", "evaluate={'backend': 'ollama'}")
     assert proc.returncode != 0
     assert "backend" in proc.stdout + proc.stderr
+
+
+ARTIFACTS = ["table1_probe.csv", "table1_probe.md", "table2_acc1.csv", "table2_acc1.md", "fig1_passk.csv",
+             "fig1_passk.png", "fig2_rq3_transfer.csv", "fig2_rq3_transfer.png", "table3_vqa.csv", "table3_vqa.md",
+             "recipe_decisions.csv", "comparison.csv", "comparison.md"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def two_tiny_runs():
+    """The whole tiny DAG, twice from clean results under two run names (removed afterwards)."""
+    import shutil
+
+    runs = ["pytest-e2e-a", "pytest-e2e-b"]
+    for run in runs:
+        shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
+        proc = snakemake("--cores", "2", "--config", f"run_name={run}", "--quiet", "all")
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    yield [ROOT / "results" / r for r in runs]
+    for run in runs:
+        shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_tiny_dag_makes_every_artifact_with_provenance(two_tiny_runs):
+    art = two_tiny_runs[0] / "artifacts"
+    for name in ARTIFACTS:
+        assert (art / name).stat().st_size > 0, name
+        side = json.loads((art / f"{name}.provenance.json").read_text())
+        assert side["inputs"] and side["git"]["commit"] and side["config_hash"], name
+    for metrics in (two_tiny_runs[0] / "metrics").rglob("*.json"):
+        if not metrics.name.endswith(".provenance.json"):
+            assert Path(f"{metrics}.provenance.json").exists(), metrics
+
+
+@pytest.mark.slow
+def test_two_tiny_runs_give_identical_tables(two_tiny_runs):
+    a, b = (r / "artifacts" for r in two_tiny_runs)
+    for name in ARTIFACTS:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), f"{name} differs between two identical runs"
+
+
+@pytest.mark.slow
+def test_rerun_is_a_no_op(two_tiny_runs):
+    proc = snakemake("--cores", "2", "--config", f"run_name={two_tiny_runs[0].name}", "-n", "all")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+@pytest.mark.slow
+def test_audit_recomputes_a_table2_cell_and_flags_a_hand_edit(two_tiny_runs):
+    run = two_tiny_runs[1]
+    table = str(run / "artifacts" / "table2_acc1.csv")
+    medbridge = str(Path(sys.executable).with_name("medbridge"))
+    ok = subprocess.run([medbridge, "audit", table, "--model", "sft", "--column", "organamnist"], cwd=ROOT,
+                        capture_output=True, text=True)  # fmt: skip
+    assert ok.returncode == 0 and "verdict: MATCHES" in ok.stdout, ok.stdout + ok.stderr
+    gen = run / "generations" / "sft" / "organamnist.jsonl"
+    rows = [json.loads(line) for line in gen.read_text().splitlines()]
+    rows[0]["greedy"]["text"] = "<answer>" + ("B" if rows[0]["answer"] == "A" else "A") + "</answer>"
+    gen.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    bad = subprocess.run([medbridge, "audit", table, "--model", "sft", "--column", "organamnist"], cwd=ROOT,
+                         capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 1
+    assert "hand-edited" in bad.stdout and "DOES NOT MATCH" in bad.stdout
+
+
+@pytest.mark.slow
+def test_snakemake_report_builds(two_tiny_runs, tmp_path):
+    out = tmp_path / "report.zip"
+    proc = snakemake("--config", f"run_name={two_tiny_runs[0].name}", "--report", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    import zipfile
+
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("table2_acc1.csv") for n in names) and any(n.endswith("fig1_passk.png") for n in names)

@@ -60,7 +60,11 @@ def build_table1(probe_paths: list[str | Path], model_ids: dict[str, str] | None
             row[d] = None
             row[reported_col(d)] = reported_value(REFERENCE_TABLE, key, d)
         rows.append(row)
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # Blank, not "nan", where a cell has no value (MedViT-v2 was not run; a role the paper did not report).
+    for col in df.columns[4:]:
+        df[col] = df[col].map(lambda v: "" if v is None or pd.isna(v) else round(float(v), 4)).astype(object)
+    return df
 
 
 def _one(per: dict, key: str) -> str:

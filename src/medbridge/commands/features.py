@@ -10,8 +10,12 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    from pathlib import Path
+
     from medbridge import MedbridgeError
+    from medbridge.models.registry import resolve
     from medbridge.probe.features import extract_features
+    from medbridge.provenance import write_sidecar
 
     if not len(args.datasets) == len(args.npz) == len(args.out):
         raise MedbridgeError(
@@ -19,5 +23,9 @@ def run(args) -> None:
             "must name the same number of files, in the same order"
         )
     cfg = config_from(args)
-    written = extract_features(cfg, args.model, list(zip(args.datasets, args.npz, args.out)))
+    jobs = list(zip(args.datasets, args.npz, args.out))
+    written = set(extract_features(cfg, args.model, jobs))
+    for _, npz, out in jobs:
+        if Path(out) in written:  # a cached file keeps the sidecar of the run that made it
+            write_sidecar(out, cfg, ["probe", "mcq", "models"], inputs=[npz], models=[resolve(cfg, args.model)])
     print(f"{args.model}: wrote {len(written)} of {len(args.out)} features files (the rest were cached)")

@@ -13,6 +13,7 @@ def run(args) -> None:
     from medbridge.io import write_json
     from medbridge.probe.features import load_features
     from medbridge.probe.linear import run_probe
+    from medbridge.provenance import write_sidecar
 
     if len(args.features) != len(args.out):
         raise MedbridgeError(f"--features names {len(args.features)} files but --out {len(args.out)}; pair them")
@@ -21,4 +22,5 @@ def run(args) -> None:
         arrays, meta = load_features(feat)
         result = run_probe(arrays, meta, cfg, dataset_info(meta["dataset"]).n_classes)
         write_json(out, result)
+        write_sidecar(out, cfg, ["probe"], inputs=[feat])
         print(f"{out}: {result['head']} probe accuracy {100 * result['accuracy']:.2f}% on {result['n']} test images")

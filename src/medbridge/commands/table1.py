@@ -12,5 +12,9 @@ def run(args) -> None:
     from medbridge.artifacts.table1 import model_sources, write_table1
 
     cfg = config_from(args)
+    from medbridge.provenance import write_sidecar
+
     df = write_table1(args.probes, args.csv, args.md, model_sources(cfg))
+    for out in (args.csv, args.md):
+        write_sidecar(out, cfg, ["probe", "models"], inputs=args.probes)
     print(f"wrote {args.csv} and {args.md} ({len(df)} rows)")

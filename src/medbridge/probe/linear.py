@@ -130,4 +130,3 @@ def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
         "settings": settings,
         "feature_settings": meta.get("settings"),
     }
-
