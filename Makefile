@@ -2,6 +2,9 @@
 CORES ?= 2
 SNAKEMAKE_ARGS ?=
 
+# The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
 .PHONY: tiny test
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
