@@ -121,3 +121,13 @@ def vqa_source_input(name):
     vqa = config.get("vqa", {})
     local = vqa.get("source") == "fixtures" and not source_entry(config, name).get("path")
     return [vqa_fixture_dir(name)] if local else []
+
+
+def source_dir_arg(wildcards, input):
+    """`--source-dir <folder>` for a rule whose named input `source` is a local VQA source, else nothing."""
+    return " ".join(f"--source-dir {p}" for p in input.source)
+
+
+def n_samples(evalset):
+    """Samples per item: Pass@K needs n on MedMNIST; Table 3 reports greedy accuracy only (vqa.n_samples, default 0)."""
+    return config["evaluate"]["n_samples"] if evalset in DATASETS else config.get("vqa", {}).get("n_samples", 0)

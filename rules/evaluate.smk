@@ -9,11 +9,12 @@ rule generate:
         generations("{model}", "{evalset}"),
     params:
         settings=settings("evaluate", "models", "judge", "bootstrap", "k"),
+        n_samples=lambda w: n_samples(w.evalset),
     log:
         log("generate/{model}/{evalset}"),
     shell:
         "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.mcq} "
-        "--out {output} > {log} 2>&1"
+        "--n-samples {params.n_samples} --out {output} > {log} 2>&1"
 
 
 rule score:

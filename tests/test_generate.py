@@ -96,3 +96,20 @@ def test_metrics_on_constructed_rows():
     assert m["pass_at_k"]["1"] == pytest.approx((0.25 + 0 + 1) / 3)
     assert m["pass_at_k"]["4"] == pytest.approx(2 / 3)
     assert m["acc1_ci"] == [None, None]
+
+
+def test_greedy_only_runs_for_table3(cfg_with_local_model, few_items, tmp_path):
+    from medbridge.generate.vllm import build_requests
+    from medbridge.models.registry import load_processor, resolve
+
+    items_path = tmp_path / "items.jsonl"
+    write_jsonl(items_path, few_items)
+    out = tmp_path / "gen.jsonl"
+    run_generation(cfg_with_local_model, "base", str(items_path), str(out), n_samples=0)
+    rows = read_jsonl(out)
+    assert all(r["samples"] == [] for r in rows)
+    m = compute_metrics(rows, [1, 2], n_boot=10, seed=0)
+    assert m["pass_at_k"] == {} and 0 <= m["acc1"] <= 1
+    processor = load_processor(resolve(cfg_with_local_model, "base"))
+    prompts, params = build_requests(processor, few_items, SamplingSettings(0, 0.7, 0.9, 64, "eval"), seed=0)
+    assert len(prompts) == len(params) == len(few_items) and all(p["temperature"] == 0.0 for p in params)

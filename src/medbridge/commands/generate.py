@@ -7,6 +7,7 @@ def add_arguments(p) -> None:
     p.add_argument("--items", required=True, help="MCQ items JSONL")
     p.add_argument("--out", required=True, help="generations JSONL (shards kept beside it in <out>.shards/)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda if available)")
+    p.add_argument("--n-samples", type=int, default=None, help="samples per item (default evaluate.n_samples; 0 = greedy only)")
 
 
 def run(args) -> None:
@@ -17,7 +18,7 @@ def run(args) -> None:
 
     cfg = config_from(args)
     device = args.device or _default_device()
-    n = run_generation(cfg, args.model, args.items, args.out, device)
+    n = run_generation(cfg, args.model, args.items, args.out, device, args.n_samples)
     write_sidecar(args.out, cfg, ["evaluate"], inputs=[args.items, *item_data_files(args.items)],
                   models=[resolve(cfg, args.model)], extra={"device": device})  # fmt: skip
     print(f"wrote {n} generations to {args.out}")

@@ -30,9 +30,9 @@ class SamplingSettings:
     prompt: str  # which prompt template: eval | rl
 
     @classmethod
-    def from_config(cls, cfg: dict) -> SamplingSettings:
+    def from_config(cls, cfg: dict, n_samples: int | None = None) -> SamplingSettings:
         ev = cfg["evaluate"]
-        return cls(ev["n_samples"], ev.get("temperature", 0.7), ev.get("top_p", 0.9), ev.get("max_new_tokens", 2048),
+        return cls(ev["n_samples"] if n_samples is None else n_samples, ev.get("temperature", 0.7), ev.get("top_p", 0.9), ev.get("max_new_tokens", 2048),
                    ev.get("prompt", "eval"))  # fmt: skip
 
 

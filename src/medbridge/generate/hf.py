@@ -38,7 +38,7 @@ class HFBackend:
                 greedy = self._decode(self.model.generate(**enc, do_sample=False, **common), plen)
                 # One seed per batch, derived from its items' ids: reruns (and resumed shards) sample the same texts.
                 torch.manual_seed(item_seed(seed, "|".join(it["id"] for it in batch)))
-                sampled = self._decode(
+                sampled = [] if settings.n_samples == 0 else self._decode(
                     self.model.generate(**enc, do_sample=True, temperature=settings.temperature,
                                         top_p=settings.top_p, num_return_sequences=settings.n_samples, **common),
                     plen,

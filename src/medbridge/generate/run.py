@@ -49,9 +49,10 @@ def _shard_ok(path: Path, ids: list[str], settings: SamplingSettings) -> bool:
     return [r["id"] for r in rows] == ids and all(r["settings"] == asdict(settings) for r in rows)
 
 
-def run_generation(cfg: dict, model_name: str, items_path: str, out_path: str, device: str = "cpu") -> int:
+def run_generation(cfg: dict, model_name: str, items_path: str, out_path: str, device: str = "cpu",
+                   n_samples: int | None = None) -> int:  # fmt: skip
     items = check_items(read_jsonl(items_path), items_path)
-    settings = SamplingSettings.from_config(cfg)
+    settings = SamplingSettings.from_config(cfg, n_samples)
     shard_size = cfg["evaluate"].get("shard_size", 256)
     shard_dir = Path(f"{out_path}.shards")
     shards = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]

@@ -23,6 +23,9 @@ def build_requests(processor, items: list[dict], settings: SamplingSettings, see
             prompt["mm_processor_kwargs"] = pixels
         prompts += [prompt, prompt]
         params.append(dict(n=1, temperature=0.0, max_tokens=settings.max_new_tokens))
+        if settings.n_samples == 0:  # greedy only (Table 3)
+            prompts.pop()
+            continue
         params.append(dict(n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
                            max_tokens=settings.max_new_tokens, seed=item_seed(seed, it["id"])))  # fmt: skip
     return prompts, params
@@ -59,5 +62,6 @@ class VLLMBackend:
 
         prompts, params = build_requests(self.processor, items, settings, seed, self.pixels)
         outs = self.llm.generate(prompts, [SamplingParams(**p) for p in params], use_tqdm=progress)
-        return [Completion(outs[2 * i].outputs[0].text, [o.text for o in outs[2 * i + 1].outputs])
+        per = 1 if settings.n_samples == 0 else 2  # requests per item
+        return [Completion(outs[per * i].outputs[0].text, [o.text for o in outs[per * i + 1].outputs] if per == 2 else [])
                 for i in range(len(items))]  # fmt: skip

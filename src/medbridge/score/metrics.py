@@ -21,7 +21,7 @@ def compute_metrics(rows: list[dict], ks: list[int], n_boot: int, seed: int) -> 
     if len(n_samples) != 1:
         raise MedbridgeError(f"rows have different sample counts {sorted(n_samples)}; regenerate the file")
     n = n_samples.pop()
-    ks = [k for k in ks if k <= n]
+    ks = [k for k in ks if k <= n]  # none for a greedy-only run (Table 3)
     acc = np.array([r["greedy"]["correct"] for r in rows], dtype=float)
     out = {
         "n_items": len(rows),
