@@ -9,8 +9,13 @@ validate_config(config)  # cross-field checks the JSON Schema cannot express (ro
 
 RUN = f"results/{config['run_name']}"
 CFG = f"{RUN}/config.json"  # what every verb reads; rewritten only when the config changes
-if not workflow.dryrun:  # a dry run with --config overrides must not change what the last real run used
+
+
+# Written when a real run starts (onstart does not run in a dry run, so `-n --config ...` changes nothing).
+onstart:
     freeze_config(config, CFG)
+
+
 DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]

@@ -4,10 +4,10 @@
 rule medmnist_npz:
     output:
         npz("{dataset}"),
-    params:
-        settings=config["data"],
     log:
         log("data/{dataset}"),
+    params:
+        settings=config["data"],
     shell:
         "{MEDBRIDGE} data --config {CFG} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
@@ -17,10 +17,10 @@ rule mcq_items:
         lambda w: npz(w.dataset),
     output:
         items("{dataset}", "{split}"),
-    params:
-        settings=config["mcq"],
     log:
         log("mcq/{dataset}_{split}"),
+    params:
+        settings=config["mcq"],
     shell:
         "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"

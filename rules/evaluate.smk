@@ -7,11 +7,11 @@ rule generate:
         model=lambda w: model_input(w.model),
     output:
         generations("{model}", "{evalset}"),
+    log:
+        log("generate/{model}/{evalset}"),
     params:
         settings=settings("evaluate", "models", "judge", "bootstrap", "k"),
         n_samples=lambda w: n_samples(w.evalset),
-    log:
-        log("generate/{model}/{evalset}"),
     shell:
         "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.mcq} "
         "--n-samples {params.n_samples} --out {output} > {log} 2>&1"
@@ -23,10 +23,10 @@ rule score:
         mcq=lambda w: eval_items(w.evalset),
     output:
         metrics("{model}", "{evalset}"),
-    params:
-        settings=settings("evaluate", "models"),
     log:
         log("score/{model}/{evalset}"),
+    params:
+        settings=settings("evaluate", "models"),
     shell:
         "{MEDBRIDGE} score --config {CFG} --generations {input.generations} --items {input.mcq} "
         "--model {wildcards.model} --evalset {wildcards.evalset} --out {output} > {log} 2>&1"

@@ -4,11 +4,11 @@
 rule build_tiny:
     output:
         directory(model_dir("{model}")),
+    log:
+        log("models/{model}"),
     wildcard_constraints:
         model="|".join(roles_with_source("tiny")),
     params:
         settings=config.get("tiny_model", {}),
-    log:
-        log("models/{model}"),
     shell:
         "{MEDBRIDGE} build-tiny --config {CFG} --out {output} > {log} 2>&1"

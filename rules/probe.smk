@@ -3,10 +3,7 @@
 
 # What the features depend on (not the probe head's settings, so changing the head never re-embeds images).
 PROBE_FEATURE_SETTINGS = {
-    "probe": {
-        k: config.get("probe", {}).get(k)
-        for k in ("features", "min_pixels", "max_pixels", "train_per_class")
-    },
+    "probe": {k: config.get("probe", {}).get(k) for k in ("features", "min_pixels", "max_pixels", "train_per_class")},
     "test_per_class": config["mcq"]["per_class"],
     "seed": config["seed"],
     "dtype": config["evaluate"].get("dtype"),
@@ -23,8 +20,9 @@ rule features:
         log("features/{model}"),
     params:
         settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
+        datasets=DATASETS,
     shell:
-        "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {DATASETS} "
+        "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {params.datasets} "
         "--npz {input.npz} --out {output} > {log} 2>&1"
 
 
@@ -45,8 +43,8 @@ rule table1:
     input:
         [probe_json(m, d) for m in EVAL_MODELS for d in DATASETS],
     output:
-        csv=artifact("table1_probe.csv"),
-        md=artifact("table1_probe.md"),
+        csv=report(artifact("table1_probe.csv"), category="RQ1", caption="../report/table1.rst"),
+        md=report(artifact("table1_probe.md"), category="RQ1", caption="../report/table1.rst"),
     log:
         log("artifacts/table1"),
     params:

@@ -83,8 +83,8 @@ rule table3:
     input:
         [metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
     output:
-        csv=artifact("table3_vqa.csv"),
-        md=artifact("table3_vqa.md"),
+        csv=report(artifact("table3_vqa.csv"), category="Section 4", caption="../report/table3.rst"),
+        md=report(artifact("table3_vqa.md"), category="Section 4", caption="../report/table3.rst"),
     log:
         log("artifacts/table3"),
     params:
@@ -97,7 +97,7 @@ rule recipe:
     input:
         [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     output:
-        artifact("recipe_decisions.csv"),
+        report(artifact("recipe_decisions.csv"), category="Section 4", caption="../report/recipe.rst"),
     log:
         log("artifacts/recipe"),
     params:

@@ -1,0 +1,122 @@
+"""A real SLURM run: scripts/slurm_local.sh brings up a one-node cluster on loopback (slurmctld, slurmd, munged; a
+`cpu` and a `gpu` partition; one fake GPU), part of the tiny DAG runs through the SLURM executor plugin with the
+resources of profiles/slurm, and the cluster goes down again. Needs root (and apt-get, on a machine without SLURM)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import ROOT
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+SCRIPT = ROOT / "scripts" / "slurm_local.sh"
+DAEMONS = ("slurmctld", "slurmd", "sbatch", "munged")
+
+
+def skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "a local SLURM cluster needs root (scripts/slurm_local.sh starts slurmctld, slurmd and munged)"
+    if not all(shutil.which(d) for d in DAEMONS) and not shutil.which("apt-get"):
+        return "SLURM is not installed and there is no apt-get to install it (slurmctld slurmd slurm-client munge)"
+    return None
+
+
+def script(cmd: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(SCRIPT), cmd], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    reason = skip_reason()
+    if reason:
+        pytest.skip(reason)
+    already_up = script("status").returncode == 0  # someone's own cluster: use it, leave it running
+    if not already_up:
+        up = script("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+    yield
+    if not already_up:
+        down = script("down")
+        assert down.returncode == 0, down.stdout + down.stderr
+        state = Path(os.environ.get("MEDBRIDGE_SLURM_DIR", "/tmp/medbridge-slurm"))
+        assert not any((state / f"{d}.pid").exists() for d in ("slurmctld", "slurmd", "munged"))
+        assert script("status").returncode != 0
+
+
+def slurm_test_profile(tmp_path: Path) -> Path:
+    """profiles/slurm adapted to this one small node: the same executor, retries, requeue and rule resources, with
+    memory/time/cores scaled down, the partitions named by scripts/slurm_local.sh, no containers (no apptainer here),
+    the squeue status check (no accounting daemon), and build_tiny standing in as a GPU rule with the GPU shape of
+    `generate`."""
+    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    for key in ("configfile", "software-deployment-method", "apptainer-args"):
+        profile.pop(key)
+    profile["default-resources"].update(slurm_partition="cpu", mem_mb="500 * attempt", runtime="10 * attempt")
+    gpu = dict(profile["set-resources"]["generate"], slurm_partition="gpu", cpus_per_gpu=1, mem_mb="1500 * attempt",
+               runtime="10 * attempt")  # fmt: skip
+    cpu_rules = {r: {**res, "mem_mb": "500 * attempt", "runtime": "10 * attempt"}
+                 for r, res in profile["set-resources"].items() if "gpu" not in res}  # fmt: skip
+    for res in cpu_rules.values():
+        res.pop("cpus_per_task", None)
+    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu}
+    profile.update({"jobs": 2, "retries": 0, "latency-wait": 5, "slurm-status-command": "squeue",
+                    "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True})  # fmt: skip
+    out = tmp_path / "profile"
+    out.mkdir()
+    (out / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return out
+
+
+def scontrol(jobid: str) -> str:
+    return subprocess.run(["scontrol", "show", "job", jobid], capture_output=True, text=True, check=True).stdout
+
+
+def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["run_name"] = "slurm"
+    cfg["data"]["synthetic"] = {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    targets = ["results/slurm/mcq/pneumoniamnist/test.jsonl", "results/slurm/models/base"]  # a CPU chain, a "GPU" job
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), "--configfile", "config.yaml",
+         "--snakefile", str(ROOT / "Snakefile"), "--verbose", *targets],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    assert (tmp_path / targets[0]).stat().st_size > 0 and (tmp_path / targets[1] / "config.json").exists()
+
+    # rule -> SLURM job ids, from the executor's own report of each submission
+    submitted: dict[str, list[str]] = {}
+    for jobid, logfile in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", log):
+        rule = re.search(r"/rule_(\w+)/", logfile).group(1)
+        submitted.setdefault(rule, []).append(jobid)
+    assert {"medmnist_npz", "mcq_items", "build_tiny"} <= set(submitted), submitted
+
+    sbatch_calls = re.findall(r"sbatch call: (.*)", log)
+    gpu_calls = [c for c in sbatch_calls if "rule_build_tiny" in c]
+    assert gpu_calls and all("--gpus=1" in c for c in gpu_calls), gpu_calls
+    assert all("--gpus" not in c for c in sbatch_calls if c not in gpu_calls)
+    assert all(" --requeue" in c for c in sbatch_calls)  # the profile's slurm-requeue reaches sbatch
+
+    # what SLURM itself recorded (finished jobs stay visible for MinJobAge=600 s)
+    for rule, jobids in submitted.items():
+        for jobid in jobids:
+            info = scontrol(jobid)
+            assert "JobState=COMPLETED" in info, info
+            gpu_request = re.search(r"TresPerJob=\S*gres[:/]gpu[:=]1", info)
+            if rule == "build_tiny":
+                assert gpu_request and "Partition=gpu" in info, info
+            else:
+                assert not gpu_request and "Partition=cpu" in info, info
