@@ -26,7 +26,19 @@ VERBS = {
     "score": ("score", "judge the answers and compute Acc@1, unbiased Pass@k, CIs (metrics JSON)"),
     "table2": ("table2", "Table 2: Accuracy@1 per model and MedMNIST task, beside the reported values"),
     "fig1": ("fig1", "Figure 1: Pass@K curves by modality (PNG + the plotted CSV)"),
+    "sft": ("sft", "SFT bridge: TRL SFTTrainer on MCQ items -> a model directory"),
+    "grpo": ("grpo", "GRPO / GRPO-CARE with TRL GRPOTrainer on MCQ items -> a model directory"),
+    "rq3": ("rq3", "Figure 2 (RQ3): before/after-RL transfer grid (CSV + heatmap PNG)"),
+    "comparison": ("comparison", "every reproduced number beside the paper's reported one, with delta and CI check"),
     "audit": ("audit", "trace a table cell or metrics file to its generations and recompute it from the raw texts"),
+    "vqa-fixture": ("vqa_fixture", "write a tiny local dataset in a VQA source's own raw shape (tiny profile)"),
+    "vqa-items": ("vqa_items", "turn one Table 3 benchmark into MCQ items (JSONL + PNG images + skipped.json)"),
+    "pmc-label": ("pmc_label", "label each PMC-VQA training question's imaging modality (VLM or keyword stand-in)"),
+    "pmc-balance": ("pmc_balance", "draw the seeded modality-balanced PMC-VQA RL subset as training items"),
+    "table3": ("table3", "Table 3: Accuracy@1 per model on six medical VQA benchmarks, beside the reported values"),
+    "diagnose": ("diagnose", "Support@K, Acc@1 and gap of a model on an item set -> bridge (SFT) or sharpen (RL)"),
+    "recipe": ("recipe", "the boundary-aware recipe's decision for every MedMNIST task x evaluated model (CSV)"),
+    "plan": ("plan", "jobs and estimated GPU-hours per GPU rule of a config, before running it (docs/CLUSTER.md)"),
 }
 
 
@@ -37,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     for verb, (module, help_) in VERBS.items():
         p = sub.add_parser(verb, help=help_, description=help_)
         p.set_defaults(_module=module, _verb=verb)
-        if "--help" in sys.argv or "-h" in sys.argv or verb in sys.argv[1:2]:
+        if verb in sys.argv[1:2]:
             _command(module).add_arguments(p)  # only the verb being run (or asked about) is imported
     return parser
 
