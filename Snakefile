@@ -14,15 +14,31 @@ if not workflow.overwrite_configfiles:
 
 validate(config, "config/schema.yaml")
 
+# Software of every rule: under --sdm apptainer (profiles/slurm) the image named by the config (containers/); under
+# --sdm conda the env envs/medbridge.yaml (set for each rule at the end of this file); otherwise the current env.
+if config.get("container_image"):
+
+    container: config["container_image"]
+
 
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
-#include: "rules/probe.smk"
+include: "rules/probe.smk"
 include: "rules/evaluate.smk"
+include: "rules/train.smk"
+include: "rules/vqa.smk"
+include: "rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         TARGETS,
-    default_target: True
+
+
+# A rule that names no conda env of its own gets the project's (a global `conda:` directive would instead inject
+# one env into Snakemake's own process, not into each job).
+for _rule in workflow.rules:
+    if not (_rule.conda_env or _rule.norun):
+        _rule.conda_env = f"{workflow.basedir}/envs/medbridge.yaml"

@@ -136,3 +136,19 @@ def source_dir_arg(wildcards, input):
 def n_samples(evalset):
     """Samples per item: Pass@K needs n on MedMNIST; Table 3 reports greedy accuracy only (vqa.n_samples, default 0)."""
     return config["evaluate"]["n_samples"] if evalset in DATASETS else config.get("vqa", {}).get("n_samples", 0)
+
+
+# Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's
+# rq3-<init>-<task> (GRPO from each rq3.inits model on each rq3.train_tasks task).
+RQ3 = config.get("rq3", {})
+RQ3_MODELS = {f"rq3-{i}-{t}": {"source": "grpo", "init": i, "task": t}
+              for i in RQ3.get("inits", []) for t in RQ3.get("train_tasks", [])}  # fmt: skip
+
+
+def trained_spec(name):
+    """{source, init, task} of a model the DAG trains."""
+    return MODELS[name] if name in MODELS else RQ3_MODELS[name]
+
+
+def grpo_models():
+    return [r for r in roles_with_source("grpo") if r != "__none__"] + list(RQ3_MODELS) or ["__none__"]

@@ -106,8 +106,6 @@ rule recipe:
         "{MEDBRIDGE} recipe --config {CFG} --metrics {input} --out {output} > {log} 2>&1"
 
 
-# Table 3 is not in TARGETS yet: its `ours` row needs the model the GRPO rule trains on train_items(
-# "pmc_vqa_balanced"); once that rule exists, add `TARGETS += rules.table3.output` here (`snakemake
-# results/<run>/artifacts/table3_vqa.csv` makes it on demand meanwhile).
+TARGETS += rules.table3.output
 if config.get("recipe"):
     TARGETS += rules.recipe.output

@@ -34,7 +34,7 @@ def answer_span(text: str) -> tuple[int, int]:
 
 
 def clean_answer(text: str) -> str:
-    """GRPO-CARE's normalisation: newlines to spaces, trimmed, one trailing '.' dropped, lowercased."""
+    """GRPO-CARE's normalisation: newlines to spaces, trimmed, trailing '.' stripped, lowercased."""
     text = re.sub(r"(?<=\s)[\n\r]", "", text)  # a newline after whitespace vanishes
     text = re.sub(r"[\n\r]", " ", text)  # any other newline becomes a space
     return text.strip().rstrip(".").lower()
@@ -55,16 +55,19 @@ def format_reward(completions, **kwargs) -> list[float]:
     return [float(FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
 
 
-def length_reward(completions, answer, completion_ids, num_generations: int, **kwargs) -> list[float]:
+def make_length_reward(num_generations: int):
     """GRPO-CARE's optional length bonus: +0.2 for an accurate rollout of 320-512 tokens, granted only when its
-    group of `num_generations` rollouts of one prompt has more than one accurate rollout."""
-    acc = accuracy_reward(completions, answer)
-    out = [0.0] * len(acc)
-    for g in range(0, len(acc), num_generations):
-        group = range(g, min(g + num_generations, len(acc)))
-        accurate = [i for i in group if acc[i] > 0.1]
-        if len(accurate) > 1:
-            for i in accurate:
-                if LENGTH_RANGE[0] <= len(completion_ids[i]) <= LENGTH_RANGE[1]:
-                    out[i] = LENGTH_BONUS
-    return out
+    group (the `num_generations` consecutive rollouts of one prompt) has more than one accurate rollout."""
+
+    def length_bonus(completions, answer, completion_ids, **kwargs) -> list[float]:
+        acc = accuracy_reward(completions, answer)
+        out = [0.0] * len(acc)
+        for g in range(0, len(acc), num_generations):
+            accurate = [i for i in range(g, min(g + num_generations, len(acc))) if acc[i] > 0.1]
+            if len(accurate) > 1:
+                for i in accurate:
+                    if LENGTH_RANGE[0] <= len(completion_ids[i]) <= LENGTH_RANGE[1]:
+                        out[i] = LENGTH_BONUS
+        return out
+
+    return length_bonus

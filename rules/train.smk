@@ -1,0 +1,59 @@
+# Training (RQ3 and the tiny profile's sft/rl roles): the SFT bridge and GRPO-CARE, then Figure 2 from the metrics
+# that rules/evaluate.smk makes for every model (generate + score accept any model name).
+from medbridge.artifacts.rq3 import check_rq3_config, rq3_inputs
+
+check_rq3_config(config)  # pairs train on rq3.train_tasks, inits are roles
+TRAIN = config.get("train", {})
+
+
+rule sft_model:
+    input:
+        init=lambda w: model_input(trained_spec(w.model)["init"]),
+        train=[train_items(d) for d in TRAIN.get("sft", {}).get("datasets", [])],
+    output:
+        directory(model_dir("{model}")),
+    log:
+        log("models/{model}"),
+    wildcard_constraints:
+        model="|".join(roles_with_source("sft")),
+    params:
+        settings=lambda w: {"sft": TRAIN.get("sft"), "model": trained_spec(w.model)},
+        init=lambda w: trained_spec(w.model)["init"],
+    shell:
+        "{MEDBRIDGE} sft --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "
+        "> {log} 2>&1"
+
+
+rule grpo_model:
+    input:
+        init=lambda w: model_input(trained_spec(w.model)["init"]),
+        train=lambda w: train_items(trained_spec(w.model)["task"]),
+    output:
+        directory(model_dir("{model}")),
+    log:
+        log("models/{model}"),
+    wildcard_constraints:
+        model="|".join(grpo_models()),
+    params:
+        settings=lambda w: {"grpo": TRAIN.get("grpo"), "model": trained_spec(w.model)},
+        init=lambda w: trained_spec(w.model)["init"],
+    shell:
+        "{MEDBRIDGE} grpo --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "
+        "> {log} 2>&1"
+
+
+rule fig2_rq3:
+    input:
+        [metrics(m, e) for m, e in rq3_inputs(config)],
+    output:
+        csv=artifact("fig2_rq3_transfer.csv"),
+        png=artifact("fig2_rq3_transfer.png"),
+    log:
+        log("artifacts/fig2_rq3"),
+    params:
+        settings={"rq3": RQ3, "k": config["evaluate"]["k"]},
+    shell:
+        "{MEDBRIDGE} rq3 --config {CFG} --metrics {input} --csv {output.csv} --png {output.png} > {log} 2>&1"
+
+
+TARGETS += [artifact("fig2_rq3_transfer.csv"), artifact("fig2_rq3_transfer.png")]

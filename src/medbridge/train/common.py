@@ -1,0 +1,140 @@
+"""What SFT and GRPO share: the starting model, TrainingArguments common to both, the CSV training log, the save."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+from medbridge import MedbridgeError
+from medbridge.models.registry import ModelSource, check_local_dir, resolve
+
+LOG_NAME = "training_log.csv"
+
+
+def init_source(cfg: dict, name_or_dir: str, dtype: str) -> ModelSource:
+    """A config role / DAG-made model name (resolved by the registry), or a model directory."""
+    if name_or_dir in cfg["models"] or name_or_dir.startswith("rq3-"):
+        return replace(resolve(cfg, name_or_dir), dtype=dtype)
+    if Path(name_or_dir).is_dir():
+        check_local_dir(name_or_dir)
+        return ModelSource(name_or_dir, name_or_dir, None, name_or_dir, None, False, dtype, True)
+    raise MedbridgeError(
+        f"--init-model {name_or_dir!r} is neither a model role ({sorted(cfg['models'])}) nor a model directory"
+    )
+
+
+def train_dtype(cfg: dict, section: dict) -> str:
+    """float32 on CPU; on GPU the weights load in bf16 when the section trains in bf16 (DeepSpeed keeps fp32
+    master weights), else float32."""
+    return "bfloat16" if device(cfg) == "cuda" and section.get("bf16", False) else "float32"
+
+
+def device(cfg: dict) -> str:
+    return cfg.get("train", {}).get("device", "cpu")
+
+
+def load_weights(src: ModelSource):
+    """The registry's loading rules (safetensors only, allow-listed remote code, pinned revision), without moving the
+    model: the Trainer places it, and under DeepSpeed ZeRO-3 it is already partitioned when from_pretrained returns."""
+    import torch
+    from transformers import AutoModelForImageTextToText
+
+    if src.local:
+        check_local_dir(src.path)
+    return AutoModelForImageTextToText.from_pretrained(
+        src.path, revision=src.revision, dtype=getattr(torch, src.dtype), trust_remote_code=src.trust_remote_code,
+        use_safetensors=True,
+    )  # fmt: skip
+
+
+def load_for_training(src: ModelSource, section: dict):
+    """(model, processor) to train: weights trainable, the processor's pixel bounds from the section if set."""
+    from medbridge.models.registry import load_processor
+
+    processor = load_processor(src)
+    bounds = {k: section[k] for k in ("min_pixels", "max_pixels") if k in section}
+    if bounds:  # Qwen2-VL image processors keep their pixel bounds in `size`
+        size = dict(processor.image_processor.size)
+        size.update({"shortest_edge": bounds.get("min_pixels", size.get("shortest_edge")),
+                     "longest_edge": bounds.get("max_pixels", size.get("longest_edge"))})  # fmt: skip
+        processor.image_processor.size = size
+    model = load_weights(src)
+    model.train()
+    return model, processor
+
+
+def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
+    """TrainingArguments shared by SFT and GRPO. On CPU: no bf16, no gradient checkpointing (TRL turns both on by
+    default), use_cpu. Everywhere: seeded from the config, no reporting backends, no intermediate checkpoints."""
+    on_gpu = device(cfg) == "cuda"
+    optim = {"optim": section["optim"]} if "optim" in section else {}  # default: transformers' AdamW
+    return dict(
+        **optim,
+        output_dir=str(output_dir),
+        seed=cfg["seed"],
+        data_seed=section.get("data_seed", cfg["seed"]),
+        bf16=bool(on_gpu and section.get("bf16", False)),
+        gradient_checkpointing=bool(on_gpu and section.get("gradient_checkpointing", on_gpu)),
+        use_cpu=not on_gpu,
+        report_to="none",
+        dataloader_num_workers=0,
+        logging_steps=1,
+        save_strategy="no",
+        disable_tqdm=True,
+        learning_rate=section["lr"],
+        num_train_epochs=section.get("epochs", 1),
+        max_steps=section.get("max_steps", -1),
+        per_device_train_batch_size=section.get("batch_size", 8),
+        gradient_accumulation_steps=section.get("grad_accum", 1),
+        warmup_steps=section.get("warmup_ratio", 0.0),  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type=section.get("scheduler", "linear"),
+        max_grad_norm=section.get("grad_clip", 1.0),
+    )
+
+
+def log_collector():
+    """A TrainerCallback keeping every log line (one per optimizer step: loss, rewards by function, KL, ...)."""
+    from transformers import TrainerCallback
+
+    class LogRows(TrainerCallback):
+        def __init__(self):
+            self.rows = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if state.is_world_process_zero and logs and "train_runtime" not in logs:
+                self.rows.append({"step": state.global_step, **logs})
+
+    return LogRows()
+
+
+def save_model_dir(trainer, processor, out: str | Path, log_rows: list[dict]) -> Path:
+    """save_pretrained model (safetensors) + processor + training_log.csv into `out`, atomically: written to a
+    sibling temp directory and renamed, so a crash never leaves a directory the registry would take for a model."""
+    import pandas as pd
+
+    out = Path(out)
+    tmp = out.parent / f".{out.name}.tmp"
+    if trainer.accelerator.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # gathers ZeRO-3 shards; writes on the main process
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(tmp)
+        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the frozen config records the settings
+        pd.DataFrame(log_rows).to_csv(tmp / LOG_NAME, index=False)
+        check_local_dir(tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    trainer.accelerator.wait_for_everyone()
+    return out
+
+
+def write_model_sidecar(cfg: dict, kind: str, init: str, train_items: list[str], out: str | Path) -> None:
+    """`<model dir>.provenance.json`: the train settings, the training items and the starting weights."""
+    from medbridge.provenance import write_sidecar
+
+    src = init_source(cfg, init, train_dtype(cfg, cfg["train"][kind]))
+    write_sidecar(out, cfg, ["train", "models"], inputs=train_items, models=[src])

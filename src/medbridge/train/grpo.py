@@ -1,0 +1,105 @@
+"""GRPO (optionally GRPO-CARE) with TRL's GRPOTrainer on MCQ items and the paper's RL prompt.
+
+Settings as the authors run GRPO-CARE: rewards accuracy + format (+ optional length bonus) + the CARE consistency
+bonus; advantage (r - mean) / (std + 1e-4) within each prompt's group (TRL scale_rewards="group"); per-sequence token
+mean then batch mean (TRL loss_type="grpo"); KL weight beta. The CARE pieces plug into TRL's extension points: the
+bonus is a reward function (medbridge.train.care.CareBonus) and the EMA update of its reference model is TRL's
+SyncRefModelCallback. With beta > 0 the EMA reference is TRL's own KL reference (as in the authors' trainer: one
+reference model for both); with beta = 0 a separate reference copy of the initial model is loaded here.
+care.enabled false gives vanilla GRPO.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from medbridge.train.care import CareBonus, CareSettings
+from medbridge.train.common import common_args, init_source, load_for_training, log_collector, save_model_dir
+from medbridge.train.common import load_weights, train_dtype
+from medbridge.train.data import grpo_dataset, load_train_items
+from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
+
+
+def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None):
+    from trl import GRPOConfig
+
+    vllm = {}
+    if section.get("use_vllm", False):
+        vllm = dict(use_vllm=True, vllm_mode=section.get("vllm_mode", "colocate"),
+                    vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3))  # fmt: skip
+    beta = section.get("beta", 0.0)
+    return GRPOConfig(
+        **common_args(cfg, section, output_dir),
+        num_generations=section["num_generations"],
+        max_completion_length=section["max_completion_length"],
+        temperature=section.get("temperature", 1.0),
+        top_p=section.get("top_p", 1.0),
+        beta=beta,
+        loss_type="grpo",
+        scale_rewards="group",
+        remove_unused_columns=False,  # the reward functions read the `answer` column
+        sync_ref_model=care.enabled and beta > 0,  # TRL's KL reference becomes the EMA reference
+        ref_model_mixup_alpha=1.0 - care.ema_decay,
+        ref_model_sync_steps=care.ema_every,
+        model_init_kwargs={"revision": revision} if revision and beta > 0 else None,  # TRL loads its KL reference
+        **vllm,
+    )
+
+
+def reward_functions(section: dict, care: CareSettings) -> list:
+    funcs = [accuracy_reward, format_reward]
+    if section.get("length_bonus", False):
+        funcs.append(make_length_reward(section["num_generations"]))
+    if care.enabled:
+        funcs.append(CareBonus(care, section["num_generations"]))
+    return funcs
+
+
+def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
+    """Give the CARE bonus its EMA reference: TRL's reference model if it keeps one (beta > 0, already EMA-synced
+    by TRL), else a fresh copy of the initial model, prepared like TRL prepares its own and EMA-synced by
+    TRL's SyncRefModelCallback every ema_every steps."""
+    from trl.models import prepare_deepspeed, prepare_fsdp
+    from trl.trainer.callbacks import SyncRefModelCallback
+
+    ref = trainer.ref_model
+    if ref is None:
+        ref = load_reference().eval()
+        if trainer.is_deepspeed_enabled:
+            ref = prepare_deepspeed(ref, trainer.accelerator)
+        elif trainer.is_fsdp_enabled:
+            ref = prepare_fsdp(ref, trainer.accelerator)
+        else:
+            ref = trainer.accelerator.prepare_model(ref, evaluation_mode=True)
+        trainer.add_callback(SyncRefModelCallback(ref_model=ref, accelerator=trainer.accelerator))
+    bonus.bind(trainer, ref)
+
+
+def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path):
+    """(GRPOTrainer with the CARE bonus attached when enabled, processor, log collector)."""
+    from trl import GRPOTrainer
+
+    section = cfg["train"]["grpo"]
+    care = CareSettings.from_config(section.get("care", {"enabled": False}))
+    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
+    src = init_source(cfg, init, train_dtype(cfg, section))
+    args = grpo_args(cfg, section, care, work, src.revision)  # before the model (DeepSpeed ZeRO-3 init)
+    model, processor = load_for_training(src, section)
+    funcs = reward_functions(section, care)
+    log = log_collector()
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
+                          processing_class=processor, callbacks=[log])  # fmt: skip
+    if care.enabled:
+        attach_care(trainer, funcs[-1], lambda: load_weights(src))
+    return trainer, processor, log
+
+
+def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
+    out = Path(out)
+    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir; nothing is checkpointed there
+    trainer, processor, log = build_trainer(cfg, init, train_items, work)
+    trainer.train()
+    save_model_dir(trainer, processor, out, log.rows)
+    shutil.rmtree(work, ignore_errors=True)
+    return out

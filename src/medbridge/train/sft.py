@@ -1,0 +1,59 @@
+"""The SFT bridge: TRL's SFTTrainer on MCQ items (image + the paper's prompt -> medbridge.prompts.sft_target).
+
+Rows are TRL conversational prompt/completion pairs, so TRL's collator masks the prompt and only the assistant turn
+is trained (completion_only_loss). Full fine-tuning, or LoRA (peft) merged back into the weights before saving so
+the result loads like any other model directory.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from medbridge.train.common import common_args, init_source, load_for_training, log_collector, save_model_dir
+from medbridge.train.common import train_dtype
+from medbridge.train.data import load_train_items, sft_dataset
+
+
+def lora_config(section: dict):
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=section.get("lora_r", 16),
+        lora_alpha=section.get("lora_alpha", 32),
+        lora_dropout=0.05,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        task_type="CAUSAL_LM",
+    )
+
+
+def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
+    from trl import SFTConfig, SFTTrainer
+
+    section = cfg["train"]["sft"]
+    out = Path(out)
+    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir; nothing is checkpointed there
+    dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
+    # TrainingArguments before the model: under DeepSpeed ZeRO-3 from_pretrained then loads partitioned.
+    args = SFTConfig(
+        **common_args(cfg, section, work),
+        max_length=None,  # never truncate: a cut through the image tokens breaks the VLM input
+        completion_only_loss=True,
+    )
+    src = init_source(cfg, init, train_dtype(cfg, section))
+    model, processor = load_for_training(src, section)
+    log = log_collector()
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=processor,
+        peft_config=lora_config(section) if section.get("lora") else None,
+        callbacks=[log],
+    )
+    trainer.train()
+    if section.get("lora"):
+        trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+    save_model_dir(trainer, processor, out, log.rows)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
