@@ -84,11 +84,11 @@ def test_sft_changes_weights_and_saves_a_model_the_registry_loads(train_cfg, sft
 
 
 def test_grpo_with_care_updates_policy_and_ema_reference_and_logs(train_cfg, sft_dir):
-    from medbridge.train.common import save_model_dir
+    from medbridge.train.common import save_model_dir, training_log
     from medbridge.train.grpo import build_trainer
 
     cfg, root, items = train_cfg
-    trainer, processor, log = build_trainer(cfg, str(sft_dir), [str(items)], root / "grpo.work")
+    trainer, processor = build_trainer(cfg, str(sft_dir), [str(items)], root / "grpo.work")
     care = trainer.reward_funcs[-1]
     assert trainer.reward_func_names == ["accuracy_reward", "format_reward", "care_bonus"]
     init = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
@@ -101,7 +101,7 @@ def test_grpo_with_care_updates_policy_and_ema_reference_and_logs(train_cfg, sft
     d_init = sum((init[k] - policy[k]).norm() for k in moved)
     d_ref = sum((ref[k] - policy[k]).norm() for k in moved)
     assert 0 < d_ref < d_init
-    out = save_model_dir(trainer, processor, root / "models" / "rl", log.rows)
+    out = save_model_dir(trainer, processor, root / "models" / "rl", training_log(trainer))
     rows = pd.read_csv(out / "training_log.csv")
     assert len(rows) == 3
     for col in ("loss", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "rewards/care_bonus/mean",

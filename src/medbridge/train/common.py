@@ -49,8 +49,11 @@ def load_weights(src: ModelSource):
     )  # fmt: skip
 
 
-def load_for_training(src: ModelSource, section: dict):
-    """(model, processor) to train: weights trainable, the processor's pixel bounds from the section if set."""
+def load_for_training(src: ModelSource, section: dict, checkpoint: str | None = None):
+    """(model, processor) to train: weights trainable, the processor's pixel bounds from the section if set. With a
+    checkpoint, its weights: the Trainer's own resume restores optimizer, scheduler, RNG and step, but in
+    transformers 5 its weight reload matches no key of a checkpoint saved under the legacy (converted) names and
+    silently keeps the initial weights, so the weights come through from_pretrained here."""
     from medbridge.models.registry import load_processor
 
     processor = load_processor(src)
@@ -60,14 +63,14 @@ def load_for_training(src: ModelSource, section: dict):
         size.update({"shortest_edge": bounds.get("min_pixels", size.get("shortest_edge")),
                      "longest_edge": bounds.get("max_pixels", size.get("longest_edge"))})  # fmt: skip
         processor.image_processor.size = size
-    model = load_weights(src)
+    model = load_weights(replace(src, path=checkpoint, revision=None, local=True) if checkpoint else src)
     model.train()
     return model, processor
 
 
 def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
     """TrainingArguments shared by SFT and GRPO. On CPU: no bf16, no gradient checkpointing (TRL turns both on by
-    default), use_cpu. Everywhere: seeded from the config, no reporting backends, no intermediate checkpoints."""
+    default), use_cpu. Everywhere: seeded from the config, no reporting backends, checkpoints every save_steps."""
     on_gpu = device(cfg) == "cuda"
     optim = {"optim": section["optim"]} if "optim" in section else {}  # default: transformers' AdamW
     return dict(
@@ -81,7 +84,10 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
         report_to="none",
         dataloader_num_workers=0,
         logging_steps=1,
-        save_strategy="no",
+        # Checkpoints (model, optimizer, scheduler, RNG states) every save_steps, so a killed job resumes.
+        save_strategy="steps" if section.get("save_steps") else "no",
+        save_steps=section.get("save_steps") or 500,
+        save_total_limit=2,
         disable_tqdm=True,
         learning_rate=section["lr"],
         num_train_epochs=section.get("epochs", 1),
@@ -94,19 +100,10 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
     )
 
 
-def log_collector():
-    """A TrainerCallback keeping every log line (one per optimizer step: loss, rewards by function, KL, ...)."""
-    from transformers import TrainerCallback
-
-    class LogRows(TrainerCallback):
-        def __init__(self):
-            self.rows = []
-
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if state.is_world_process_zero and logs and "train_runtime" not in logs:
-                self.rows.append({"step": state.global_step, **logs})
-
-    return LogRows()
+def training_log(trainer) -> list[dict]:
+    """One row per logged optimizer step (loss, rewards by function, CARE bonus rate, KL, ...). The Trainer's own
+    log history is restored from the checkpoint on resume, so a resumed run's log covers every step."""
+    return [row for row in trainer.state.log_history if "train_runtime" not in row]
 
 
 def save_model_dir(trainer, processor, out: str | Path, log_rows: list[dict]) -> Path:
@@ -138,3 +135,30 @@ def write_model_sidecar(cfg: dict, kind: str, init: str, train_items: list[str],
 
     src = init_source(cfg, init, train_dtype(cfg, cfg["train"][kind]))
     write_sidecar(out, cfg, ["train", "models"], inputs=train_items, models=[src])
+
+
+def prepare_work_dir(work: Path, fingerprint: dict) -> Path:
+    """The Trainer's output_dir, kept between attempts: its checkpoints are resumed only if they were made with the
+    same settings, init model and training items (a changed config starts over)."""
+    import json
+
+    from medbridge.config import config_hash
+    from medbridge.io import write_text
+
+    stamp = work / "medbridge-fingerprint.txt"
+    want = config_hash(fingerprint)
+    if work.exists() and (not stamp.exists() or stamp.read_text().strip() != want):
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    write_text(stamp, want + "\n")
+    return work
+
+
+def last_checkpoint(work: Path) -> str | None:
+    """The newest complete checkpoint a killed attempt left in `work`, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    last = get_last_checkpoint(str(work))
+    if last:
+        print(f"resuming from {last}", flush=True)
+    return last

@@ -14,9 +14,10 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from medbridge.io import sha256_file
 from medbridge.train.care import CareBonus, CareSettings
-from medbridge.train.common import common_args, init_source, load_for_training, log_collector, save_model_dir
-from medbridge.train.common import load_weights, train_dtype
+from medbridge.train.common import common_args, init_source, last_checkpoint, load_for_training, load_weights
+from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_log
 from medbridge.train.data import grpo_dataset, load_train_items
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
 
@@ -76,8 +77,8 @@ def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
     bonus.bind(trainer, ref)
 
 
-def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path):
-    """(GRPOTrainer with the CARE bonus attached when enabled, processor, log collector)."""
+def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resume: str | None = None):
+    """(GRPOTrainer with the CARE bonus attached when enabled, processor)."""
     from trl import GRPOTrainer
 
     section = cfg["train"]["grpo"]
@@ -85,21 +86,22 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path):
     dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
     src = init_source(cfg, init, train_dtype(cfg, section))
     args = grpo_args(cfg, section, care, work, src.revision)  # before the model (DeepSpeed ZeRO-3 init)
-    model, processor = load_for_training(src, section)
+    model, processor = load_for_training(src, section, resume)
     funcs = reward_functions(section, care)
-    log = log_collector()
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=processor, callbacks=[log])  # fmt: skip
+                          processing_class=processor)  # fmt: skip
     if care.enabled:
         attach_care(trainer, funcs[-1], lambda: load_weights(src))
-    return trainer, processor, log
+    return trainer, processor
 
 
 def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
     out = Path(out)
-    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir; nothing is checkpointed there
-    trainer, processor, log = build_trainer(cfg, init, train_items, work)
-    trainer.train()
-    save_model_dir(trainer, processor, out, log.rows)
+    fingerprint = {"section": cfg["train"]["grpo"], "init": init, "items": [sha256_file(p) for p in train_items]}
+    work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
+    resume = last_checkpoint(work)  # the CARE reference restarts from the init model's weights
+    trainer, processor = build_trainer(cfg, init, train_items, work, resume)
+    trainer.train(resume_from_checkpoint=resume)
+    save_model_dir(trainer, processor, out, training_log(trainer))
     shutil.rmtree(work, ignore_errors=True)
     return out

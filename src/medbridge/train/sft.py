@@ -10,8 +10,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from medbridge.train.common import common_args, init_source, load_for_training, log_collector, save_model_dir
-from medbridge.train.common import train_dtype
+from medbridge.train.common import common_args, init_source, load_for_training, save_model_dir, training_log
+from medbridge.train.common import last_checkpoint, prepare_work_dir, train_dtype
+from medbridge.io import sha256_file
 from medbridge.train.data import load_train_items, sft_dataset
 
 
@@ -32,7 +33,8 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
 
     section = cfg["train"]["sft"]
     out = Path(out)
-    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir; nothing is checkpointed there
+    fingerprint = {"section": section, "init": init, "items": [sha256_file(p) for p in train_items]}
+    work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
     dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
     # TrainingArguments before the model: under DeepSpeed ZeRO-3 from_pretrained then loads partitioned.
     args = SFTConfig(
@@ -41,19 +43,18 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
         completion_only_loss=True,
     )
     src = init_source(cfg, init, train_dtype(cfg, section))
-    model, processor = load_for_training(src, section)
-    log = log_collector()
+    resume = last_checkpoint(work)
+    model, processor = load_for_training(src, section, resume)
     trainer = SFTTrainer(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=processor,
         peft_config=lora_config(section) if section.get("lora") else None,
-        callbacks=[log],
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
     if section.get("lora"):
         trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
-    save_model_dir(trainer, processor, out, log.rows)
+    save_model_dir(trainer, processor, out, training_log(trainer))
     shutil.rmtree(work, ignore_errors=True)
     return out
