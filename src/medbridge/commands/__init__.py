@@ -9,3 +9,29 @@ def config_from(args) -> dict:
     from medbridge.config import load_config
 
     return load_config(args.config)
+
+
+def add_training_arguments(parser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("--init-model", required=True, help="model to start from: a config role or a model directory")
+    parser.add_argument("--train-items", required=True, nargs="+", help="MCQ JSONL file(s) to train on (concatenated)")
+    parser.add_argument("--out", required=True, help="model directory to write (save_pretrained + training_log.csv)")
+
+
+def run_training(args, method: str) -> None:
+    """Train with `method` (sft | grpo) here, or through `accelerate launch` when the config asks for it."""
+    import importlib
+    import os
+    import sys
+
+    from medbridge.train.common import write_model_sidecar
+    from medbridge.train.launch import relaunch
+
+    cfg = config_from(args)
+    if not relaunch(cfg, sys.argv[1:]):  # with train.accelerate_config, launched workers train instead
+        train = getattr(importlib.import_module(f"medbridge.train.{method}"), f"train_{method}")
+        train(cfg, args.init_model, args.train_items, args.out)
+        if "LOCAL_RANK" in os.environ:  # a launched worker: the launching process writes the sidecar
+            return
+    write_model_sidecar(cfg, method, args.init_model, args.train_items, args.out)
+    print(f"wrote {args.out}")

@@ -8,6 +8,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> None:
+    import os
+
+    from medbridge.config import run_dir
     from medbridge.data.medmnist import MODALITY
     from medbridge.io import read_json, write_text
     from medbridge.provenance import write_sidecar
@@ -16,7 +19,8 @@ def run(args) -> None:
     cfg = config_from(args)
     check_recipe_config(cfg)
     recipe = cfg["recipe"]
-    diagnoses = [from_metrics(read_json(p), recipe.get("k"), p) for p in args.metrics]
+    # sources relative to the run directory, so two runs under different names write identical tables
+    diagnoses = [from_metrics(read_json(p), recipe.get("k"), os.path.relpath(p, run_dir(cfg))) for p in args.metrics]
     for d in diagnoses:
         print(explain(d, recipe["tau"]))
     frame = decisions_frame(diagnoses, recipe["tau"], MODALITY)
