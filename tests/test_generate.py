@@ -113,3 +113,20 @@ def test_greedy_only_runs_for_table3(cfg_with_local_model, few_items, tmp_path):
     processor = load_processor(resolve(cfg_with_local_model, "base"))
     prompts, params = build_requests(processor, few_items, SamplingSettings(0, 0.7, 0.9, 64, "eval"), seed=0)
     assert len(prompts) == len(params) == len(few_items) and all(p["temperature"] == 0.0 for p in params)
+
+
+def test_vlm_judge_redecides_unclear_answers_and_keeps_verdicts(cfg_with_local_model, tiny_model_dir):
+    from medbridge.score.judge import JUDGES
+
+    cfg = cfg_with_local_model
+    cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
+    clean = {"text": "<answer>A</answer>", "choice": "A", "method": "tag", "correct": True}
+    unclear = {"text": "probably the first one", "choice": None, "method": "none", "correct": False}
+    rows = [{"id": "q1", "answer": "A", "options": {"A": "x", "B": "y"}, "greedy": dict(clean),
+             "samples": [dict(unclear), dict(clean)]}]  # fmt: skip
+    assert JUDGES["rule"](rows, cfg, {}) == []
+    verdicts = JUDGES["vlm"](rows, cfg, {"q1": {"question": "Which?"}})
+    assert len(verdicts) == 1 and verdicts[0]["response"] == "probably the first one"
+    assert rows[0]["samples"][0]["method"] == "judge"  # only the unclear answer was re-decided
+    assert rows[0]["greedy"] == clean and rows[0]["samples"][1] == clean
+    assert rows[0]["samples"][0]["correct"] == (verdicts[0]["judge_choice"] == "A")

@@ -22,7 +22,7 @@ def run(args) -> None:
     ev = cfg["evaluate"]
     rows = read_jsonl(args.generations)
     items = {it["id"]: it for it in read_jsonl(args.items)}
-    verdicts = JUDGES[ev.get("judge", "rule")](rows, cfg, items) if ev.get("judge") == "vlm" else []
+    verdicts = JUDGES[ev.get("judge", "rule")](rows, cfg, items)
     metrics = compute_metrics(rows, ev["k"], ev.get("bootstrap", 1000), cfg["seed"])
     metrics.update(model=args.model, evalset=args.evalset, judge=ev.get("judge", "rule"),
                    settings=rows[0]["settings"], settings_hash=config_hash(rows[0]["settings"]))  # fmt: skip

@@ -14,7 +14,8 @@ JUDGE_PROMPT = (
 )
 
 
-def rule_judge(rows: list[dict], cfg: dict) -> list[dict]:
+def rule_judge(rows: list[dict], cfg: dict, items: dict[str, dict] | None = None) -> list[dict]:
+    """The extraction's choices stand; nothing to record."""
     return []
 
 
@@ -29,8 +30,10 @@ def vlm_judge(rows: list[dict], cfg: dict, items: dict[str, dict] | None = None)
     unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]] if s["method"] not in ("tag",)]
     if not unclear:
         return []
+    import torch
+
     try:
-        backend = HFBackend(cfg, "judge", device=cfg.get("train", {}).get("device", "cpu"))
+        backend = HFBackend(cfg, "judge", device="cuda" if torch.cuda.is_available() else "cpu")
     except OSError as e:
         raise MedbridgeError(f"the judge model could not be loaded ({e}); check models.judge or use judge: rule") from e
     question = {i: it.get("question", "") for i, it in (items or {}).items()}
