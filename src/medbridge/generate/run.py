@@ -55,6 +55,8 @@ def run_generation(cfg: dict, model_name: str, items_path: str, out_path: str, d
     settings = SamplingSettings.from_config(cfg, n_samples)
     shard_size = cfg["evaluate"].get("shard_size", 256)
     shard_dir = Path(f"{out_path}.shards")
+    for stale in shard_dir.glob(".*.tmp"):  # a SIGKILLed attempt cannot clean up its temp file
+        stale.unlink()
     shards = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
     backend = None
     for s, shard in enumerate(shards):
