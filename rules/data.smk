@@ -6,6 +6,8 @@ rule medmnist_npz:
         npz("{dataset}"),
     log:
         log("data/{dataset}"),
+    benchmark:
+        bench("data/{dataset}")
     params:
         settings=config["data"],
     shell:
@@ -19,6 +21,8 @@ rule mcq_items:
         items("{dataset}", "{split}"),
     log:
         log("mcq/{dataset}_{split}"),
+    benchmark:
+        bench("mcq/{dataset}_{split}")
     params:
         settings=config["mcq"],
     shell:

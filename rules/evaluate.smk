@@ -1,59 +1,85 @@
-# RQ2: every model answers every MCQ eval set (greedy + n samples), then Table 2 and Figure 1 from the metrics.
+# RQ2 (and every other eval set): one `generate` job per model answers all its eval sets (greedy + n samples; one
+# model load), one `score` job per model judges them (one judge load); then Table 2 and Figure 1 from the metrics.
+# Each job writes one file per eval set into the model's folder: generations/<model>/<evalset>.jsonl and
+# metrics/<model>/<evalset>.json (+ sidecars). Shards live outside those folders (Snakemake empties an output folder
+# before it reruns a job), keyed on the model, seed and settings (src/medbridge/generate/run.py).
 
 
 rule generate:
     input:
-        mcq=lambda w: eval_items(w.evalset),
+        evalitems=lambda w: [eval_items(e) for e in EVALSETS[w.model]],
         model=lambda w: model_input(w.model),
     output:
-        generations("{model}", "{evalset}"),
+        directory(generations_dir("{model}")),
     log:
-        log("generate/{model}/{evalset}"),
+        log("generate/{model}"),
+    benchmark:
+        bench("generate/{model}")
+    wildcard_constraints:
+        model="|".join(EVALSETS) or "__none__",
     params:
         settings=settings("evaluate", "models", "judge", "bootstrap", "k"),
-        n_samples=lambda w: n_samples(w.evalset),
+        evalsets=lambda w: EVALSETS[w.model],
+        out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
+        n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],
+        shards=lambda w: shards_dir(w.model),
     shell:
-        "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.mcq} "
-        "--n-samples {params.n_samples} --out {output} > {log} 2>&1"
+        "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.evalitems} "
+        "--n-samples {params.n_samples} --out {params.out} --shard-dir {params.shards} > {log} 2>&1"
 
 
 rule score:
     input:
-        generations=generations("{model}", "{evalset}"),
-        mcq=lambda w: eval_items(w.evalset),
+        generations=generations_dir("{model}"),
+        evalitems=lambda w: [eval_items(e) for e in EVALSETS[w.model]],
     output:
-        metrics("{model}", "{evalset}"),
+        directory(metrics_dir("{model}")),
     log:
-        log("score/{model}/{evalset}"),
+        log("score/{model}"),
+    benchmark:
+        bench("score/{model}")
+    wildcard_constraints:
+        model="|".join(EVALSETS) or "__none__",
     params:
         settings=settings("evaluate", "models"),
+        evalsets=lambda w: EVALSETS[w.model],
+        generations=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
+        out=lambda w: [metrics(w.model, e) for e in EVALSETS[w.model]],
     shell:
-        "{MEDBRIDGE} score --config {CFG} --generations {input.generations} --items {input.mcq} "
-        "--model {wildcards.model} --evalset {wildcards.evalset} --out {output} > {log} 2>&1"
+        "{MEDBRIDGE} score --config {CFG} --model {wildcards.model} --generations {params.generations} "
+        "--items {input.evalitems} --evalset {params.evalsets} --out {params.out} > {log} 2>&1"
 
 
 rule table2:
     input:
-        [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+        metrics_dirs(EVAL_MODELS),
     output:
         csv=report(artifact("table2_acc1.csv"), category="RQ2", caption="../report/table2.rst"),
         md=report(artifact("table2_acc1.md"), category="RQ2", caption="../report/table2.rst"),
     log:
         log("artifacts/table2"),
+    benchmark:
+        bench("artifacts/table2")
+    params:
+        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     shell:
-        "{MEDBRIDGE} table2 --config {CFG} --metrics {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "{MEDBRIDGE} table2 --config {CFG} --metrics {params.metrics} --csv {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule fig1:
     input:
-        [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+        metrics_dirs(EVAL_MODELS),
     output:
         csv=report(artifact("fig1_passk.csv"), category="RQ2", caption="../report/fig1.rst"),
         png=report(artifact("fig1_passk.png"), category="RQ2", caption="../report/fig1.rst"),
     log:
         log("artifacts/fig1"),
+    benchmark:
+        bench("artifacts/fig1")
+    params:
+        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     shell:
-        "{MEDBRIDGE} fig1 --config {CFG} --metrics {input} --csv {output.csv} --png {output.png} > {log} 2>&1"
+        "{MEDBRIDGE} fig1 --config {CFG} --metrics {params.metrics} --csv {output.csv} --png {output.png} > {log} 2>&1"
 
 
 TARGETS += rules.table2.output + rules.fig1.output

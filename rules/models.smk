@@ -6,6 +6,8 @@ rule build_tiny:
         directory(model_dir("{model}")),
     log:
         log("models/{model}"),
+    benchmark:
+        bench("models/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("tiny")),
     params:

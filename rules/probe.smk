@@ -18,6 +18,8 @@ rule features:
         [features_npz("{model}", d) for d in DATASETS],
     log:
         log("features/{model}"),
+    benchmark:
+        bench("features/{model}")
     params:
         settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
         datasets=DATASETS,
@@ -33,6 +35,8 @@ rule probe:
         [probe_json("{model}", d) for d in DATASETS],
     log:
         log("probe/{model}"),
+    benchmark:
+        bench("probe/{model}")
     params:
         settings={"probe": config.get("probe", {}), "seed": config["seed"]},
     shell:
@@ -47,6 +51,8 @@ rule table1:
         md=report(artifact("table1_probe.md"), category="RQ1", caption="../report/table1.rst"),
     log:
         log("artifacts/table1"),
+    benchmark:
+        bench("artifacts/table1")
     params:
         settings=MODELS,
     shell:

@@ -4,15 +4,19 @@
 rule comparison:
     input:
         probes=[probe_json(m, d) for m in EVAL_MODELS for d in DATASETS],
-        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS]
-        + [metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
+        metrics=metrics_dirs(EVAL_MODELS + (VQA.get("models", []) if BENCHMARKS else [])),
     output:
         csv=report(artifact("comparison.csv"), category="Audit", caption="../report/comparison.rst"),
         md=report(artifact("comparison.md"), category="Audit", caption="../report/comparison.rst"),
     log:
         log("artifacts/comparison"),
+    benchmark:
+        bench("artifacts/comparison")
+    params:
+        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS]
+        + [metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
     shell:
-        "{MEDBRIDGE} comparison --config {CFG} --probes {input.probes} --metrics {input.metrics} "
+        "{MEDBRIDGE} comparison --config {CFG} --probes {input.probes} --metrics {params.metrics} "
         "--csv {output.csv} --md {output.md} > {log} 2>&1"
 
 

@@ -14,6 +14,8 @@ rule sft_model:
         directory(model_dir("{model}")),
     log:
         log("models/{model}"),
+    benchmark:
+        bench("models/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("sft")),
     params:
@@ -32,6 +34,8 @@ rule grpo_model:
         directory(model_dir("{model}")),
     log:
         log("models/{model}"),
+    benchmark:
+        bench("models/{model}")
     wildcard_constraints:
         model="|".join(grpo_models()),
     params:
@@ -44,16 +48,19 @@ rule grpo_model:
 
 rule fig2_rq3:
     input:
-        [metrics(m, e) for m, e in rq3_inputs(config)],
+        metrics_dirs(m for m, _ in rq3_inputs(config)),
     output:
         csv=artifact("fig2_rq3_transfer.csv"),
         png=artifact("fig2_rq3_transfer.png"),
     log:
         log("artifacts/fig2_rq3"),
+    benchmark:
+        bench("artifacts/fig2_rq3")
     params:
         settings={"rq3": RQ3, "k": config["evaluate"]["k"]},
+        metrics=[metrics(m, e) for m, e in rq3_inputs(config)],
     shell:
-        "{MEDBRIDGE} rq3 --config {CFG} --metrics {input} --csv {output.csv} --png {output.png} > {log} 2>&1"
+        "{MEDBRIDGE} rq3 --config {CFG} --metrics {params.metrics} --csv {output.csv} --png {output.png} > {log} 2>&1"
 
 
 TARGETS += [artifact("fig2_rq3_transfer.csv"), artifact("fig2_rq3_transfer.png")]

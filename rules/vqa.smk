@@ -16,6 +16,8 @@ rule vqa_fixture:
         directory(vqa_fixture_dir("{vqa_source}")),
     log:
         log("vqa/fixture_{vqa_source}"),
+    benchmark:
+        bench("vqa/fixture_{vqa_source}")
     wildcard_constraints:
         vqa_source="|".join(vqa_source_names()),
     params:
@@ -33,6 +35,8 @@ rule vqa_items:
         skipped=vqa_skipped("{benchmark}"),
     log:
         log("vqa/items_{benchmark}"),
+    benchmark:
+        bench("vqa/items_{benchmark}")
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS) or "__none__",
     params:
@@ -53,6 +57,8 @@ rule pmc_label:
         summary=f"{RUN}/vqa/pmc_vqa_balanced/modality_labels.summary.json",
     log:
         log("vqa/pmc_label"),
+    benchmark:
+        bench("vqa/pmc_label")
     params:
         settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude")} | {"source": VQA.get("source")},
         src=source_dir_arg,
@@ -71,6 +77,8 @@ rule pmc_balance:
         summary=f"{RUN}/vqa/pmc_vqa_balanced/balance.json",
     log:
         log("vqa/pmc_balance"),
+    benchmark:
+        bench("vqa/pmc_balance")
     params:
         settings={k: PMC.get(k) for k in ("categories", "exclude", "subset_size")},
         src=source_dir_arg,
@@ -81,29 +89,35 @@ rule pmc_balance:
 
 rule table3:
     input:
-        [metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
+        metrics_dirs(VQA.get("models", []) if BENCHMARKS else []),
     output:
         csv=report(artifact("table3_vqa.csv"), category="Section 4", caption="../report/table3.rst"),
         md=report(artifact("table3_vqa.md"), category="Section 4", caption="../report/table3.rst"),
     log:
         log("artifacts/table3"),
+    benchmark:
+        bench("artifacts/table3")
     params:
         settings={k: VQA.get(k) for k in ("models", "reported_rows")},
+        metrics=[metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
     shell:
-        "{MEDBRIDGE} table3 --config {CFG} --metrics {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
+        "{MEDBRIDGE} table3 --config {CFG} --metrics {params.metrics} --csv {output.csv} --md {output.md} > {log} 2>&1"
 
 
 rule recipe:
     input:
-        [metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+        metrics_dirs(EVAL_MODELS),
     output:
         report(artifact("recipe_decisions.csv"), category="Section 4", caption="../report/recipe.rst"),
     log:
         log("artifacts/recipe"),
+    benchmark:
+        bench("artifacts/recipe")
     params:
         settings=config.get("recipe", {}),
+        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     shell:
-        "{MEDBRIDGE} recipe --config {CFG} --metrics {input} --out {output} > {log} 2>&1"
+        "{MEDBRIDGE} recipe --config {CFG} --metrics {params.metrics} --out {output} > {log} 2>&1"
 
 
 TARGETS += rules.table3.output

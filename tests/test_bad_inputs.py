@@ -120,16 +120,16 @@ def test_junk_model_output_counts_as_wrong_never_crashes():
 
 
 def test_judge_model_unavailable(cfg_with_local_model, tmp_path):
-    from medbridge.score.judge import vlm_judge
+    from medbridge.score.judge import VLMJudge
 
     row = {"id": "q", "answer": "A", "options": {"A": "x", "B": "y"},
            "greedy": {"text": "maybe", "choice": None, "method": "none", "correct": False}, "samples": []}  # fmt: skip
     with pytest.raises(MedbridgeError, match="no `judge` model role"):
-        vlm_judge([row], cfg_with_local_model)
+        VLMJudge(cfg_with_local_model)([row])
     cfg = json.loads(json.dumps(cfg_with_local_model))
     cfg["models"]["judge"] = {"source": "local", "path": str(tmp_path / "no-such-judge")}
     with pytest.raises(MedbridgeError, match="does not exist"):
-        vlm_judge([row], cfg)
+        VLMJudge(cfg)([row])
 
 
 def test_disk_full_on_write_leaves_old_file_and_no_temp(tmp_path, monkeypatch):

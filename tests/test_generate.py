@@ -5,7 +5,7 @@ import pytest
 from medbridge.data.mcq import make_items
 from medbridge.data.medmnist import npz_name
 from medbridge.generate import SamplingSettings, get_backend
-from medbridge.generate.run import run_generation
+from medbridge.generate.run import EvalJob, run_generation
 from medbridge.io import read_jsonl, write_jsonl
 from medbridge.score.metrics import compute_metrics
 from medbridge.score.passk import pass_at_k
@@ -45,8 +45,9 @@ def test_vllm_requests_are_built_without_a_gpu(cfg_with_local_model, few_items):
     settings = SamplingSettings(16, 0.7, 0.9, 2048, "eval")
     prompts, params = build_requests(processor, few_items, settings, seed=42, pixels={"max_pixels": 12845056})
     assert len(prompts) == len(params) == 2 * len(few_items)
-    assert params[0] == {"n": 1, "temperature": 0.0, "max_tokens": 2048}
-    assert params[1]["n"] == 16 and params[1]["temperature"] == 0.7 and params[1]["top_p"] == 0.9
+    assert params[0] == {"n": 1, "temperature": 0.0, "max_tokens": 2048, "repetition_penalty": 1.0}
+    assert params[1] == {"n": 16, "temperature": 0.7, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
+                         "max_tokens": 2048, "seed": params[1]["seed"]}  # every knob explicit, none inherited
     assert params[1]["seed"] != params[3]["seed"]  # per-question seeds
     assert prompts[0]["prompt"].endswith("<|im_start|>assistant\n")
     assert prompts[0]["multi_modal_data"]["image"][0].mode == "RGB"
@@ -66,14 +67,14 @@ def test_generations_resume_and_metrics_recompute(cfg_with_local_model, few_item
     items_path = tmp_path / "items.jsonl"
     write_jsonl(items_path, few_items)
     out = tmp_path / "gen.jsonl"
-    run_generation(cfg, "base", str(items_path), str(out))
+    run_generation(cfg, "base", [EvalJob(str(items_path), str(out))])
     first = out.read_text()
     shards = sorted((tmp_path / "gen.jsonl.shards").glob("shard-*.jsonl"))
     assert len(shards) == 3
     # a lost shard (killed run) is regenerated identically; complete shards are reused as they are
     shards[1].unlink()
     mtime0 = shards[0].stat().st_mtime_ns
-    run_generation(cfg, "base", str(items_path), str(out))
+    run_generation(cfg, "base", [EvalJob(str(items_path), str(out))])
     assert out.read_text() == first and shards[0].stat().st_mtime_ns == mtime0
 
     rows = read_jsonl(out)
@@ -105,7 +106,7 @@ def test_greedy_only_runs_for_table3(cfg_with_local_model, few_items, tmp_path):
     items_path = tmp_path / "items.jsonl"
     write_jsonl(items_path, few_items)
     out = tmp_path / "gen.jsonl"
-    run_generation(cfg_with_local_model, "base", str(items_path), str(out), n_samples=0)
+    run_generation(cfg_with_local_model, "base", [EvalJob(str(items_path), str(out), n_samples=0)])
     rows = read_jsonl(out)
     assert all(r["samples"] == [] for r in rows)
     m = compute_metrics(rows, [1, 2], n_boot=10, seed=0)
@@ -124,9 +125,82 @@ def test_vlm_judge_redecides_unclear_answers_and_keeps_verdicts(cfg_with_local_m
     unclear = {"text": "probably the first one", "choice": None, "method": "none", "correct": False}
     rows = [{"id": "q1", "answer": "A", "options": {"A": "x", "B": "y"}, "greedy": dict(clean),
              "samples": [dict(unclear), dict(clean)]}]  # fmt: skip
-    assert JUDGES["rule"](rows, cfg, {}) == []
-    verdicts = JUDGES["vlm"](rows, cfg, {"q1": {"question": "Which?"}})
+    assert JUDGES["rule"](cfg)(rows, {}) == []
+    verdicts = JUDGES["vlm"](cfg)(rows, {"q1": {"question": "Which?"}})
     assert len(verdicts) == 1 and verdicts[0]["response"] == "probably the first one"
     assert rows[0]["samples"][0]["method"] == "judge"  # only the unclear answer was re-decided
     assert rows[0]["greedy"] == clean and rows[0]["samples"][1] == clean
     assert rows[0]["samples"][0]["correct"] == (verdicts[0]["judge_choice"] == "A")
+
+
+def test_samples_ignore_the_checkpoints_generation_defaults(cfg_with_local_model, tiny_model_dir, few_items):
+    """The tiny model ships Qwen2.5-VL's generation_config.json (top_k 1, top_p 0.001, temperature 0.1,
+    repetition_penalty 1.05). Inherited, they make every "sample" the greedy text; the settings asked for must win."""
+    from medbridge.models.tiny import QWEN25_VL_GENERATION_DEFAULTS
+
+    shipped = json.loads((tiny_model_dir / "generation_config.json").read_text())
+    assert {k: shipped[k] for k in QWEN25_VL_GENERATION_DEFAULTS} == QWEN25_VL_GENERATION_DEFAULTS
+    backend = get_backend("hf")(cfg_with_local_model, "base")
+    settings = SamplingSettings(6, 1.0, 1.0, 8, "eval")
+    out = backend.generate(few_items, settings, seed=0, progress=False)
+    differs = [sum(s != c.greedy for s in c.samples) for c in out]
+    assert sum(differs) >= len(few_items) * 3, differs  # near-greedy copies would give ~0 here
+    assert all(len(set(c.samples)) > 1 for c in out)
+
+
+def test_effective_settings_are_recorded(cfg_with_local_model, few_items, tmp_path):
+    cfg = cfg_with_local_model
+    cfg["evaluate"].update(temperature=0.8, top_p=0.95, top_k=20, repetition_penalty=1.1, max_new_tokens=5)
+    items_path = tmp_path / "items.jsonl"
+    write_jsonl(items_path, few_items)
+    run_generation(cfg, "base", [EvalJob(str(items_path), str(tmp_path / "g.jsonl"), n_samples=2)])
+    settings = read_jsonl(tmp_path / "g.jsonl")[0]["settings"]
+    assert settings == {"n_samples": 2, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 5, "prompt": "eval",
+                        "top_k": 20, "repetition_penalty": 1.1}
+
+
+def test_one_run_many_eval_sets_one_model_load(cfg_with_local_model, synthetic_dir, tmp_path, monkeypatch):
+    import medbridge.generate.hf as hf
+
+    loads = []
+    real = hf.HFBackend.__init__
+    monkeypatch.setattr(hf.HFBackend, "__init__", lambda self, *a, **k: (loads.append(a[1]), real(self, *a, **k))[1])
+    jobs = []
+    for flag, n in (("organamnist", 2), ("pathmnist", 0)):
+        items = make_items(flag, synthetic_dir / npz_name(flag, 64), "test", 1, seed=0)[:3]
+        write_jsonl(tmp_path / f"{flag}.jsonl", items)
+        jobs.append(EvalJob(str(tmp_path / f"{flag}.jsonl"), str(tmp_path / "gen" / f"{flag}.jsonl"), n))
+    written = run_generation(cfg_with_local_model, "base", jobs, shard_root=str(tmp_path / "shards"))
+    assert loads == ["base"] and list(written.values()) == [3, 3]
+    assert [len(r["samples"]) for r in read_jsonl(jobs[1].out)] == [0, 0, 0]  # greedy-only set stays greedy-only
+    assert (tmp_path / "shards" / "organamnist" / "key.json").exists()
+
+
+def test_shards_of_another_model_are_not_reused(cfg_with_local_model, tiny_cfg, few_items, tmp_path):
+    """A retrained model (other weights) must regenerate: its shards key on the model's files, seed and settings."""
+    import copy
+
+    from medbridge.models.tiny import build_tiny_model, tokenizer_corpus
+
+    other = tmp_path / "other"
+    build_tiny_model(other, tokenizer_corpus(tiny_cfg["data"]["datasets"]), tiny_cfg["tiny_model"], seed=7)
+    items_path = tmp_path / "items.jsonl"
+    write_jsonl(items_path, few_items)
+    job = EvalJob(str(items_path), str(tmp_path / "gen.jsonl"))
+    cfg = cfg_with_local_model
+    run_generation(cfg, "base", [job])
+    first = (tmp_path / "gen.jsonl").read_text()
+    shard = tmp_path / "gen.jsonl.shards" / "shard-00000.jsonl"
+    mtime = shard.stat().st_mtime_ns
+    run_generation(cfg, "base", [job])  # same model, seed, settings: reused as it is
+    assert shard.stat().st_mtime_ns == mtime
+
+    swapped = copy.deepcopy(cfg)
+    swapped["models"]["base"]["path"] = str(other)
+    run_generation(swapped, "base", [job])
+    assert shard.stat().st_mtime_ns != mtime and (tmp_path / "gen.jsonl").read_text() != first
+    reseeded = copy.deepcopy(swapped)
+    reseeded["seed"] = 1
+    mtime = shard.stat().st_mtime_ns
+    run_generation(reseeded, "base", [job])
+    assert shard.stat().st_mtime_ns != mtime

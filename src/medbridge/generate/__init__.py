@@ -23,17 +23,31 @@ class Completion:
 
 @dataclass(frozen=True)
 class SamplingSettings:
+    """Every knob of a generation call, explicit: a backend applies exactly these and nothing from the checkpoint's
+    own `generation_config.json` (Qwen2.5-VL ships top_k 1, top_p 0.001, temperature 0.1, repetition_penalty 1.05,
+    which would turn the n "samples" into near-copies of the greedy answer). Greedy calls use only max_new_tokens
+    and repetition_penalty; sampled calls use all of them. Written into every generations row (`settings`)."""
+
     n_samples: int
     temperature: float
     top_p: float
     max_new_tokens: int
     prompt: str  # which prompt template: eval | rl
+    top_k: int = 0  # 0 = off (every token is a candidate)
+    repetition_penalty: float = 1.0  # 1.0 = off
 
     @classmethod
     def from_config(cls, cfg: dict, n_samples: int | None = None) -> SamplingSettings:
         ev = cfg["evaluate"]
-        return cls(ev["n_samples"] if n_samples is None else n_samples, ev.get("temperature", 0.7), ev.get("top_p", 0.9), ev.get("max_new_tokens", 2048),
-                   ev.get("prompt", "eval"))  # fmt: skip
+        return cls(
+            n_samples=ev["n_samples"] if n_samples is None else n_samples,
+            temperature=ev.get("temperature", 0.7),
+            top_p=ev.get("top_p", 0.9),
+            max_new_tokens=ev.get("max_new_tokens", 2048),
+            prompt=ev.get("prompt", "eval"),
+            top_k=ev.get("top_k", 0),
+            repetition_penalty=ev.get("repetition_penalty", 1.0),
+        )
 
 
 def get_backend(name: str):
@@ -42,6 +56,12 @@ def get_backend(name: str):
         raise MedbridgeError(f"unknown generation backend {name!r}; choose one of {sorted(BACKENDS)}")
     module, cls = BACKENDS[name].split(":")
     return getattr(importlib.import_module(module), cls)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def item_seed(seed: int, item_id: str) -> int:

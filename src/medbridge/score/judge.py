@@ -14,38 +14,66 @@ JUDGE_PROMPT = (
 )
 
 
-def rule_judge(rows: list[dict], cfg: dict, items: dict[str, dict] | None = None) -> list[dict]:
+class RuleJudge:
     """The extraction's choices stand; nothing to record."""
-    return []
 
+    name = "rule"
 
-def vlm_judge(rows: list[dict], cfg: dict, items: dict[str, dict] | None = None) -> list[dict]:
-    """Re-decide unclear responses with the judge model; mutates rows in place; returns the verdict records."""
-    from medbridge.generate.hf import HFBackend
-    from medbridge.score.extract import extract_choice
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
 
-    if "judge" not in cfg["models"]:
-        raise MedbridgeError("evaluate.judge is vlm but no `judge` model role is configured; add models.judge "
-                             "(e.g. Qwen/Qwen2.5-VL-32B-Instruct) or set evaluate.judge: rule")  # fmt: skip
-    unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]] if s["method"] not in ("tag",)]
-    if not unclear:
+    def __call__(self, rows: list[dict], items: dict[str, dict] | None = None) -> list[dict]:
         return []
-    import torch
-
-    try:
-        backend = HFBackend(cfg, "judge", device="cuda" if torch.cuda.is_available() else "cpu")
-    except OSError as e:
-        raise MedbridgeError(f"the judge model could not be loaded ({e}); check models.judge or use judge: rule") from e
-    question = {i: it.get("question", "") for i, it in (items or {}).items()}
-    prompts = [JUDGE_PROMPT.format(question=question.get(r["id"], ""), options=options_block(r["options"]),
-                                   response=s["text"]) for r, s in unclear]  # fmt: skip
-    verdicts = []
-    for (row, sample), out in zip(unclear, backend.complete_text(prompts, max_new_tokens=8)):
-        choice, _ = extract_choice(out, list(row["options"]))
-        verdicts.append({"id": row["id"], "response": sample["text"], "rule_choice": sample["choice"],
-                         "judge_output": out, "judge_choice": choice})  # fmt: skip
-        sample.update(choice=choice, method="judge", correct=choice == row["answer"])
-    return verdicts
 
 
-JUDGES = {"rule": rule_judge, "vlm": vlm_judge}
+class VLMJudge:
+    """Re-decides unclear responses with the judge model, loaded once (at its first unclear response) for every
+    generations file the scoring job judges, through the configured generation backend (vLLM on GPUs:
+    `evaluate.judge_tensor_parallel_size` GPUs; 32B in bf16 needs ~67 GB)."""
+
+    name = "vlm"
+
+    def __init__(self, cfg: dict):
+        if "judge" not in cfg["models"]:
+            raise MedbridgeError("evaluate.judge is vlm but no `judge` model role is configured; add models.judge "
+                                 "(e.g. Qwen/Qwen2.5-VL-32B-Instruct) or set evaluate.judge: rule")  # fmt: skip
+        self.cfg = cfg
+        self._backend = None
+
+    def backend(self):
+        if self._backend is None:
+            from medbridge.generate import default_device, get_backend
+
+            ev = self.cfg["evaluate"]
+            try:
+                self._backend = get_backend(ev["backend"])(self.cfg, "judge", default_device(),
+                                                           tensor_parallel_size=ev.get("judge_tensor_parallel_size"))  # fmt: skip
+            except OSError as e:
+                raise MedbridgeError(f"the judge model could not be loaded ({e}); check models.judge or use judge: rule") from e
+        return self._backend
+
+    def __call__(self, rows: list[dict], items: dict[str, dict] | None = None) -> list[dict]:
+        """Mutates the unclear samples of `rows` in place; returns the verdict records."""
+        from medbridge.score.extract import extract_choice
+
+        unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]] if s["method"] not in ("tag",)]
+        if not unclear:
+            return []
+        question = {i: it.get("question", "") for i, it in (items or {}).items()}
+        prompts = [JUDGE_PROMPT.format(question=question.get(r["id"], ""), options=options_block(r["options"]),
+                                       response=s["text"]) for r, s in unclear]  # fmt: skip
+        verdicts = []
+        for (row, sample), out in zip(unclear, self.backend().complete_text(prompts, max_new_tokens=8)):
+            choice, _ = extract_choice(out, list(row["options"]))
+            verdicts.append({"id": row["id"], "response": sample["text"], "rule_choice": sample["choice"],
+                             "judge_output": out, "judge_choice": choice})  # fmt: skip
+            sample.update(choice=choice, method="judge", correct=choice == row["answer"])
+        return verdicts
+
+
+JUDGES = {"rule": RuleJudge, "vlm": VLMJudge}
+
+
+def make_judge(cfg: dict):
+    """The judge `evaluate.judge` names, ready to judge several generations files with one model load."""
+    return JUDGES[cfg["evaluate"].get("judge", "rule")](cfg)

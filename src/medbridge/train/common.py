@@ -137,6 +137,18 @@ def write_model_sidecar(cfg: dict, kind: str, init: str, train_items: list[str],
     write_sidecar(out, cfg, ["train", "models"], inputs=train_items, models=[src])
 
 
+def training_fingerprint(cfg: dict, kind: str, init: str, train_items: list[str]) -> dict:
+    """Everything a training run's checkpoints depend on: its settings, the seed, the starting model's files (a
+    retrained init must not resume the old one's checkpoints) and the training items."""
+    from medbridge.fingerprint import model_fingerprint
+    from medbridge.io import sha256_file
+
+    section = cfg["train"][kind]
+    return {"section": section, "seed": cfg["seed"], "init": init,
+            "init_model": model_fingerprint(init_source(cfg, init, train_dtype(cfg, section))),
+            "items": [sha256_file(p) for p in train_items]}  # fmt: skip
+
+
 def prepare_work_dir(work: Path, fingerprint: dict) -> Path:
     """The Trainer's output_dir, kept between attempts: its checkpoints are resumed only if they were made with the
     same settings, init model and training items (a changed config starts over)."""

@@ -14,10 +14,9 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from medbridge.io import sha256_file
 from medbridge.train.care import CareBonus, CareSettings
 from medbridge.train.common import common_args, init_source, last_checkpoint, load_for_training, load_weights
-from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_log
+from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_fingerprint, training_log
 from medbridge.train.data import grpo_dataset, load_train_items
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
 
@@ -97,7 +96,7 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
 
 def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
     out = Path(out)
-    fingerprint = {"section": cfg["train"]["grpo"], "init": init, "items": [sha256_file(p) for p in train_items]}
+    fingerprint = training_fingerprint(cfg, "grpo", init, train_items)
     work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
     resume = last_checkpoint(work)  # the CARE reference restarts from the init model's weights
     trainer, processor = build_trainer(cfg, init, train_items, work, resume)

@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 from medbridge.train.common import common_args, init_source, load_for_training, save_model_dir, training_log
-from medbridge.train.common import last_checkpoint, prepare_work_dir, train_dtype
-from medbridge.io import sha256_file
+from medbridge.train.common import last_checkpoint, prepare_work_dir, train_dtype, training_fingerprint
 from medbridge.train.data import load_train_items, sft_dataset
 
 
@@ -33,7 +32,7 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
 
     section = cfg["train"]["sft"]
     out = Path(out)
-    fingerprint = {"section": section, "init": init, "items": [sha256_file(p) for p in train_items]}
+    fingerprint = training_fingerprint(cfg, "sft", init, train_items)
     work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
     dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
     # TrainingArguments before the model: under DeepSpeed ZeRO-3 from_pretrained then loads partitioned.

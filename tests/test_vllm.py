@@ -1,0 +1,60 @@
+"""The vLLM backend run for real: vLLM's CPU build (in .venv-vllm, made by scripts/vllm_cpu_venv.sh, which `make
+test` runs) generates a tiny eval set with the same settings as the HF backend. Greedy decoding of the same fp32
+weights must give the same texts on nearly every item (kernels differ, so an exact tie may break differently), the
+recorded settings must be equal and the files must have one schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from medbridge.data.mcq import make_items
+from medbridge.data.medmnist import npz_name
+from medbridge.io import read_jsonl, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+VLLM_MEDBRIDGE = ROOT / ".venv-vllm" / "bin" / "medbridge"
+
+pytestmark = pytest.mark.vllm
+
+
+def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subprocess.CompletedProcess:
+    cfg_path = out.with_suffix(".config.json")
+    cfg_path.write_text(json.dumps(cfg))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
+    return subprocess.run([str(medbridge), "generate", "--config", str(cfg_path), "--model", "base", "--items",
+                           str(items), "--out", str(out), "--device", "cpu"], capture_output=True, text=True, env=env,
+                          timeout=900)  # fmt: skip
+
+
+def test_vllm_and_hf_backends_agree(cfg_with_local_model, synthetic_dir, tmp_path):
+    if not VLLM_MEDBRIDGE.exists():
+        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/vllm_cpu_venv.sh` (`make test` does)")
+    items = [it for flag in ("organamnist", "pathmnist", "bloodmnist")
+             for it in make_items(flag, synthetic_dir / npz_name(flag, 64), "test", 2, seed=0)]  # fmt: skip
+    items_path = tmp_path / "items.jsonl"
+    write_jsonl(items_path, items)
+    cfg = cfg_with_local_model
+    cfg["evaluate"].update(n_samples=4, max_new_tokens=12, temperature=1.0, top_p=1.0)
+    hf_out, vllm_out = tmp_path / "hf.jsonl", tmp_path / "vllm.jsonl"
+    done = _generate(ROOT / ".venv" / "bin" / "medbridge", cfg | {"evaluate": cfg["evaluate"] | {"backend": "hf"}},
+                     items_path, hf_out)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    done = _generate(VLLM_MEDBRIDGE, cfg | {"evaluate": cfg["evaluate"] | {"backend": "vllm"}}, items_path, vllm_out)
+    assert done.returncode == 0, done.stderr[-5000:]
+    hf, vl = read_jsonl(hf_out), read_jsonl(vllm_out)
+
+    assert [r["id"] for r in hf] == [r["id"] for r in vl] == [it["id"] for it in items]
+    assert all(a.keys() == b.keys() and a["greedy"].keys() == b["greedy"].keys() for a, b in zip(hf, vl))
+    assert all(a["settings"] == b["settings"] for a, b in zip(hf, vl))
+    same = sum(a["greedy"]["text"] == b["greedy"]["text"] for a, b in zip(hf, vl))
+    assert same >= 0.9 * len(items), f"greedy texts equal on {same}/{len(items)} items"
+    assert all(len(r["samples"]) == 4 for r in vl)
+    assert sum(s["text"] != r["greedy"]["text"] for r in vl for s in r["samples"]) > len(items)  # real sampling
+    side = json.loads(Path(f"{vllm_out}.provenance.json").read_text())
+    assert side["backend"] == "vllm" and side["seeding"] == "engine"
+    assert side["packages"]["vllm-cpu"]  # the engine that ran is named in the provenance
