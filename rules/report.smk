@@ -11,6 +11,9 @@ rule comparison:
         md=report(artifact("comparison.md"), category="Audit", caption="../report/comparison.rst"),
     log:
         log("artifacts/comparison"),
+    params:
+        # the ledger columns compare these sections with the authors' values (medbridge.fidelity)
+        settings={k: config.get(k) for k in ("mcq", "probe", "train", "vqa", "recipe")},
     shell:
         "{MEDBRIDGE} comparison --config {CFG} --probes {input.probes} --metrics {input.metrics} "
         "--csv {output.csv} --md {output.md} > {log} 2>&1"
