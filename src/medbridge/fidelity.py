@@ -68,8 +68,8 @@ LEDGER: tuple[Row, ...] = (
         "inference.py `main` defaults: k 16, temperature 0.7, top_p 0.9, top_k 0 (not passed, so the checkpoint's "
         "generation_config.json decides it, as it does repetition_penalty), max_new_tokens 2048; seed 123 + 1000 x "
         "row + sample, reset before every call (`eval_one_row`).",
-        "n 16, temperature 0.7, top_p 0.9, 2048 tokens, every setting explicit (never the checkpoint's); seeds "
-        "from the config `seed` per batch/request, so samples are reproducible but not the authors' streams.",
+        "n 16, temperature 0.7, top_p 0.9, 2048 new tokens, from `evaluate` (generate/); seeds from the config "
+        "`seed` per batch/request, so samples are reproducible but not the authors' random streams.",
         (Key("evaluate.n_samples", 16), Key("evaluate.temperature", 0.7, 0.7), Key("evaluate.top_p", 0.9, 0.9),
          Key("evaluate.max_new_tokens", 2048, 2048)), touches=("F1", "RQ3", "REC")),  # fmt: skip
     Row("passk-estimator", "Pass@K estimator",
@@ -224,7 +224,8 @@ LEDGER: tuple[Row, ...] = (
     Row("pmc-balance", "PMC-VQA balanced subset",
         "A modality-balanced subset of 8,000 questions.",
         "Not in the public code (the training JSONL is an input of scripts/octomed_7b_pmcvqa8k.sh).",
-        "Equal quotas per category, `none` one more stratum, seeded (data/pmc.py).",
+        "Quotas as equal as the categories allow (a small category gives all it has, the rest is shared: "
+        "water-filling), `none` one more stratum, seeded (data/pmc.py).",
         (Key("vqa.pmc.subset_size", 8000),), touches=("T3",), trained="grpo"),
     Row("med-r1", "Med-R1 row",
         "Med-R1-2B reported in Table 3.",
