@@ -282,7 +282,10 @@ def render_markdown() -> str:
     def keys(r: Row) -> str:
         if not r.keys:
             return "none"
-        return "<br>".join(f"`{k.path}`" + (f" (authors: `{k.faithful}`)" if k.faithful is not None else "")
+        def value(v) -> str:  # as YAML writes it
+            return str(v).lower() if isinstance(v, bool) else str(v)
+
+        return "<br>".join(f"`{k.path}`" + (f" (authors: `{value(k.faithful)}`)" if k.faithful is not None else "")
                            for k in r.keys)  # fmt: skip
 
     lines = [

@@ -64,7 +64,8 @@ class Pass:
     skipped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
-def open_source(cfg: dict, name: str, source_dir: str | Path | None = None) -> Source:
+def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, images: bool = True) -> Source:
+    """The tables of a source; `images=False` (text pass only) skips fetching an image archive."""
     target = get_adapter(name)
     entry = source_entry(cfg, name)
     mode = cfg.get("vqa", {}).get("source", "hub")
@@ -95,7 +96,7 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None) -> S
         hid = entry.get("id", target.hub["id"])
         tables = _load_hub(hid, configs, splits, entry.get("revision"))
         where = f"hub:{hid}@{entry.get('revision', 'main')}"
-    ctx = Context(images_dir=_images_dir(cfg, target, entry, root))
+    ctx = Context(images_dir=_images_dir(cfg, target, entry, root) if images else None)
     return Source(name, target, tables, ctx, f"{where} configs={configs} splits={splits}")
 
 
@@ -220,7 +221,7 @@ def source_counts(cfg: dict, sources: list[str], fixtures_root: str | Path | Non
                                         "path": str(Path(fixtures_root) / "medvlthinker_eval")}  # fmt: skip
         for entry in c["vqa"].get("benchmarks", []):
             name = entry["name"]
-            src = open_source(c, name, Path(fixtures_root) / name if source == "fixtures" else None)
+            src = open_source(c, name, Path(fixtures_root) / name if source == "fixtures" else None, images=False)
             tp = text_pass(src)
             max_items = entry.get("max_items", c["vqa"].get("max_items"))
             n_items = len(tp.candidates) if max_items is None else min(max_items, len(tp.candidates))
