@@ -1,10 +1,14 @@
 # RQ1 / Table 1: linear probes of the frozen vision towers. `features` is the GPU rule (one job per model: it loads
 # the model once and embeds every dataset); `probe` fits the heads on the cached features (CPU, one job per model).
 
+from medbridge.probe.features import augment_settings
+
 # What the features depend on (not the probe head's settings, so changing the head never re-embeds images).
 PROBE_FEATURE_SETTINGS = {
     "probe": {k: config.get("probe", {}).get(k) for k in ("features", "min_pixels", "max_pixels", "train_per_class")},
+    "augment": augment_settings(config),  # the authors' transforms re-embed train images every epoch
     "test_per_class": config["mcq"]["per_class"],
+    "test_balance": config["mcq"].get("balance"),
     "seed": config["seed"],
     "dtype": config["evaluate"].get("dtype"),
 }

@@ -11,6 +11,7 @@ from medbridge.train.care import (
     CareSettings,
     answer_confidence,
     answer_token_mask,
+    authors_token_mask,
     care_bonus,
     span_mean_logprob,
 )
@@ -65,6 +66,37 @@ def test_answer_token_mask_covers_the_answer_content_only():
     assert answer_token_mask(["<answer>", "</answer>"]) == [False, False]  # empty answer: empty span
 
 
+EOS = 99
+
+
+def _ids(pieces):  # token ids for hand-built pieces: "" stands for the end-of-sequence token
+    return [EOS if p == "" else i for i, p in enumerate(pieces)]
+
+
+def test_authors_span_from_the_tag_end_to_eos_minus_3_on_a_hand_built_sequence():
+    # Qwen's tokenizer splits the tags as "<", "answer", ">"; GRPO-CARE's get_thinking_answer_masks finds the
+    # "answer" token of the last "<answer>" and masks (that index, eos - 3): the ">" and the answer content
+    pieces = ["<", "think", ">x", "</", "think", "><", "answer", ">", "B", "</", "answer", ">", ""]
+    assert [i for i, m in enumerate(authors_token_mask(pieces, _ids(pieces), [EOS])) if m] == [7, 8]  # ">", "B"
+    assert [i for i, m in enumerate(answer_token_mask(pieces)) if m] == [8]  # care.span: content, the letter only
+    # whitespace inside the tag belongs to both spans' ends as the authors count them
+    spaced = ["<", "answer", ">", " ", "A", " </", "answer", ">", ""]
+    assert [i for i, m in enumerate(authors_token_mask(spaced, _ids(spaced), [EOS])) if m] == [2, 3, 4]
+    # a token after the closing tag shifts eos - 3 by one: the "</" is then inside the authors' span
+    trailing = ["<", "answer", ">", "B", "</", "answer", ">", "\n", ""]
+    assert [i for i, m in enumerate(authors_token_mask(trailing, _ids(trailing), [EOS])) if m] == [2, 3, 4]
+    # two answers: the last "<answer>"; truncated (no eos): eos is the completion's end
+    two = ["<", "answer", ">", "A", "</", "answer", ">", "<", "answer", ">", "C", "</", "answer", ">"]
+    assert [i for i, m in enumerate(authors_token_mask(two, _ids(two), [EOS])) if m] == [9, 10]
+    # no "<answer>" in the completion (a "</answer>" alone does not count): no span
+    none = ["B", "</", "answer", ">", ""]
+    assert not any(authors_token_mask(none, _ids(none), [EOS]))
+    # the default of the training config is the authors' span
+    assert CareSettings().span == "authors" and CareSettings.from_config({"span": "content"}).span == "content"
+    with pytest.raises(ValueError, match="span"):
+        CareSettings.from_config({"span": "letters"})
+
+
 def test_empty_span_means_logprob_zero_so_p_one_before_the_clamp():
     logps = torch.tensor([[-1.0, -3.0, -5.0], [-1.0, -3.0, -5.0]])
     mask = torch.tensor([[0.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
@@ -96,7 +128,8 @@ def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny
     image = Image.new("RGB", (56, 56), (120, 30, 200))
     texts = ["<think>x</think><answer>B</answer>", "<think>a longer thought</think><answer>A</answer>"]
     comp = _rollouts(processor, texts)
-    p = answer_confidence(model, processor, [_prompt(image)] * 2, comp, clamp=0.95)
+    p = answer_confidence(model, processor, [_prompt(image)] * 2, comp, clamp=0.95, span="content")
+    p_authors = answer_confidence(model, processor, [_prompt(image)] * 2, comp, clamp=1.0)
     # by hand, one rollout at a time: the letter's probability under the model (the only answer-span token)
     for j, ids in enumerate(comp):
         chat = processor.apply_chat_template(_prompt(image), add_generation_prompt=True, tokenize=False)
@@ -111,8 +144,16 @@ def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny
         span = torch.tensor(answer_token_mask(pieces), dtype=torch.bool)
         assert span.sum() >= 1
         assert p[j].item() == pytest.approx(min(0.95, logps[span].mean().exp().item()), rel=1e-4)
-    assert answer_confidence(model, processor, [_prompt(image)], _rollouts(processor, ["<answer></answer>"]),
-                             clamp=0.95).item() == pytest.approx(0.95)  # fmt: skip
+        # the authors' span: the tag's ">" and the letter, a mean over both tokens (here unclamped)
+        eos = processor.tokenizer.eos_token_id
+        theirs = torch.tensor(authors_token_mask(pieces, ids, [eos]), dtype=torch.bool)
+        assert "".join(pc for pc, m in zip(pieces, theirs) if m) == ">" + texts[j][-10]
+        assert p_authors[j].item() == pytest.approx(logps[theirs].mean().exp().item(), rel=1e-4)
+    empty = _rollouts(processor, ["<answer></answer>"])
+    assert answer_confidence(model, processor, [_prompt(image)], empty, clamp=0.95,
+                             span="content").item() == pytest.approx(0.95)  # fmt: skip
+    # the authors' span of an empty answer still holds the tag's ">": p is that token's probability
+    assert answer_confidence(model, processor, [_prompt(image)], empty, clamp=1.0).item() < 0.95
 
 
 def test_care_reward_function_gives_the_bonus_of_its_group(tiny):

@@ -204,3 +204,40 @@ def test_table1_verb_on_hand_made_probes(setup, tmp_path):
     text = md.read_text()
     assert "(reported)" in text and "MedViT-v2 (reported)" in text and "nan" not in text
     assert "radiology: organamnist" in text and "microscopy: pathmnist" in text
+
+
+def test_authors_augmentation_fresh_features_per_epoch(setup, tmp_path):
+    """probe.augment authors: per-epoch RandomResizedCrop + flip train features, Resize + CenterCrop eval features."""
+    from PIL import Image
+
+    cfg = copy.deepcopy(setup["cfg"])
+    cfg["probe"] |= {"augment": "authors", "crop_size": 28, "resize_size": 32, "epochs": 3}
+    jobs = _jobs(setup, tmp_path / "a", ["organamnist"])
+    feat.extract_features(cfg, "base", jobs)
+    aug, meta = feat.load_features(jobs[0][2])
+    feat.extract_features(cfg, "base", _jobs(setup, tmp_path / "b", ["organamnist"]))
+    again, _ = feat.load_features(tmp_path / "b" / "organamnist.npz")
+    plain_cfg = copy.deepcopy(setup["cfg"])
+    plain_cfg["probe"]["augment"] = "none"
+    feat.extract_features(plain_cfg, "base", _jobs(setup, tmp_path / "c", ["organamnist"]))
+    plain, _ = feat.load_features(tmp_path / "c" / "organamnist.npz")
+    n, d = plain["train_features"].shape
+    assert aug["train_features"].shape == (3, n, d) and aug["test_features"].shape == plain["test_features"].shape
+    assert all(np.array_equal(aug[k], again[k]) for k in aug)  # seeded: the same crops on a rerun
+    assert not np.allclose(aug["train_features"][0], aug["train_features"][1])  # every epoch sees new crops
+    assert not np.allclose(aug["train_features"][0], plain["train_features"])
+    assert not np.allclose(aug["test_features"], plain["test_features"])  # eval: resized and centre-cropped
+    assert meta["settings"]["augment"] == "authors" and meta["settings"]["epochs"] == 3
+    # the eval transform is Resize(32, bicubic) then the centre 28 x 28, as linprobe.py's tfm_val
+    img = Image.fromarray((np.arange(28 * 28 * 3) % 251).astype(np.uint8).reshape(28, 28, 3))
+    by_hand = img.resize((32, 32), Image.BICUBIC).crop((2, 2, 30, 30))
+    assert np.abs(np.asarray(feat.eval_transform(meta["settings"])(img), int) - np.asarray(by_hand, int)).max() <= 1
+    # the probe trains epoch e on set e; a features file made for other epochs is refused
+    result = run_probe(aug, meta, cfg, medmnist.dataset_info("organamnist").n_classes)
+    assert result["augmented_epochs"] == 3 and 0 <= result["accuracy"] <= 1 and len(result["val_curve"]) == 3
+    cfg["probe"]["epochs"] = 4
+    with pytest.raises(MedbridgeError, match="augmented epochs"):
+        run_probe(aug, meta, cfg, medmnist.dataset_info("organamnist").n_classes)
+    cfg["probe"]["augment"] = "flips"
+    with pytest.raises(MedbridgeError, match="probe.augment"):
+        feat.augment_settings(cfg)

@@ -184,8 +184,8 @@ def test_config_files_carry_the_training_launch(tmp_path):
     text = acc.read_text()
     assert "zero_stage: 3" in text and "num_processes: 4" in text
     assert json.dumps(paper["train"]["grpo"]["care"], sort_keys=True) == json.dumps(
-        {"enabled": True, "ema_decay": 0.995, "ema_every": 10, "conf_clamp": 0.95, "conf_margin": 0.01,
-         "bonus_weight": 0.5}, sort_keys=True)  # fmt: skip
+        {"enabled": True, "span": "authors", "ema_decay": 0.995, "ema_every": 10, "conf_clamp": 0.95,
+         "conf_margin": 0.01, "bonus_weight": 0.5}, sort_keys=True)  # fmt: skip
 
 
 def test_pixel_bounds_reach_the_processor(train_cfg):

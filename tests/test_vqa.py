@@ -313,3 +313,35 @@ def test_table3_verb_on_hand_made_metrics(tmp_path):
     # a missing (model, benchmark) is an error naming it, not a blank cell
     assert main(["table3", "--config", str(cfg_path), "--metrics", *map(str, paths[1:]), "--csv", str(csv),
                  "--md", str(md)]) == 2  # fmt: skip
+
+
+def test_source_counts_per_benchmark_and_source(cfg, fixtures, tmp_path):
+    """Table 3 item counts from the authors' source (MedVLThinker-Eval) beside the raw-source adapters."""
+    import subprocess
+    import sys
+
+    from medbridge.data.vqa.build import source_counts
+
+    cfg["vqa"]["max_items"] = 5
+    rows = {(r["benchmark"], r["source"]): r for r in source_counts(cfg, ["medvlthinker", "fixtures"], fixtures)}
+    assert set(rows) == {(b, s) for b in BENCHMARKS for s in ("medvlthinker", "fixtures")}
+    raw = read_rows(fixtures / "medvlthinker_eval" / "default", "test")
+    for name in BENCHMARKS:
+        cons, own = rows[(name, "medvlthinker")], rows[(name, "fixtures")]
+        wanted = sum(r["dataset_name"] == get_adapter(name).consolidated_name for r in raw)
+        assert cons["n_rows"] == cons["n_candidates"] == wanted > 0  # MedVLThinker-Eval rows are all MCQs
+        for r in (cons, own):
+            assert r["n_candidates"] + r["n_skipped"] == r["n_rows"]
+            assert r["n_items"] == min(5, r["n_candidates"])
+    # the raw closed-question sources skip their open questions, with the reason
+    assert rows[("slake", "fixtures")]["n_skipped"] > 0 and "only closed" in rows[("slake", "fixtures")]["skipped"]
+    out = tmp_path / "counts.csv"
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    done = subprocess.run([sys.executable, "-m", "medbridge.cli", "vqa-counts", "--config", str(cfg_path),
+                           "--sources", "medvlthinker", "fixtures", "--fixtures", str(fixtures), "--out", str(out)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert len(pd.read_csv(out)) == 2 * len(BENCHMARKS)
+    with pytest.raises(MedbridgeError, match="--fixtures"):
+        source_counts(cfg, ["fixtures"])

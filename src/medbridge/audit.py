@@ -66,7 +66,7 @@ def audit_generations(gen_path: str, metrics: dict, report: AuditReport, items_p
     for r in rows:
         letters = list(r["options"])
         for s in [r["greedy"], *r["samples"]]:
-            choice, _ = extract_choice(s["text"], letters)
+            choice, _ = extract_choice(s["text"], letters, r.get("answer_tag", "first"))
             if s.get("method") == "judge":  # the judge's verdict is kept; its record sits beside the metrics
                 choice = s["choice"]
             if choice != s["choice"] or (choice == r["answer"]) != s["correct"]:

@@ -33,6 +33,8 @@ VERBS = {
     "audit": ("audit", "trace a table cell or metrics file to its generations and recompute it from the raw texts"),
     "vqa-fixture": ("vqa_fixture", "write a tiny local dataset in a VQA source's own raw shape (tiny profile)"),
     "vqa-items": ("vqa_items", "turn one Table 3 benchmark into MCQ items (JSONL + PNG images + skipped.json)"),
+    "fidelity": ("fidelity", "the fidelity ledger (docs/FIDELITY.md): every open choice, the authors' code, the keys"),
+    "vqa-counts": ("vqa_counts", "per Table 3 benchmark, the items each source yields (MedVLThinker-Eval vs raw)"),
     "pmc-label": ("pmc_label", "label each PMC-VQA training question's imaging modality (VLM or keyword stand-in)"),
     "pmc-balance": ("pmc_balance", "draw the seeded modality-balanced PMC-VQA RL subset as training items"),
     "table3": ("table3", "Table 3: Accuracy@1 per model on six medical VQA benchmarks, beside the reported values"),

@@ -249,12 +249,19 @@ class _Planner:
         cfg, probe, models = self.cfg, self.cfg.get("probe") or {}, self.cfg["evaluate"]["models"]
         if not probe:
             return []
-        patches = image_tokens(cfg["data"]["size"], probe.get("min_pixels"), probe.get("max_pixels")) * MERGE * MERGE
-        images = sum(n_items(cfg, d, "train", probe.get("train_per_class"))
-                     + n_items(cfg, d, cfg["mcq"]["eval_split"], cfg["mcq"]["per_class"])
-                     for d in cfg["data"]["datasets"])  # fmt: skip
+        from medbridge.probe.features import augment_settings
+
+        # probe.augment authors: the train images pass the tower once per epoch (fresh crops), at the crop size
+        aug = augment_settings(cfg)
+        epochs, side = (aug["epochs"], aug["crop_size"]) if aug["augment"] == "authors" else (1, cfg["data"]["size"])
+        patches = image_tokens(side, probe.get("min_pixels"), probe.get("max_pixels")) * MERGE * MERGE
+        train = sum(n_items(cfg, d, "train", probe.get("train_per_class")) for d in cfg["data"]["datasets"])
+        other = sum(n_items(cfg, d, "val", None) + n_items(cfg, d, "test", cfg["mcq"]["per_class"])
+                    for d in cfg["data"]["datasets"])  # fmt: skip
+        images = train * epochs + other
         hours = len(models) * self.forward(images * patches, self.a.vision_params_b) / 3600
-        basis = f"{images} images/model through the vision tower, {patches} patches each"
+        basis = (f"{images} images/model through the vision tower ({train} train x {epochs} augmented epochs + "
+                 f"{other} val/test), {patches} patches each")  # fmt: skip
         return [Estimate("features", "RQ1", len(models), hours, hours, basis)]
 
     def sft_model(self) -> list[Estimate]:

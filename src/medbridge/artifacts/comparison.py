@@ -1,6 +1,8 @@
 """The paper comparison: every reproduced number that the paper also reports, beside the reported value, the
 delta, and whether the reported value lies in our 95% CI (bootstrap CI for metrics; Wilson interval for probe
-accuracies, which have no resamples). Reported values are the reference column only; ours are computed."""
+accuracies, which have no resamples). Reported values are the reference column only; ours are computed.
+Column `ledger` names the rows of the fidelity ledger (docs/FIDELITY.md, medbridge.fidelity) that touch the number;
+`ledger_deviations` those of them where this run's config departs from the authors' value."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ import pandas as pd
 
 from medbridge.artifacts.reference import reported_value
 from medbridge.artifacts.tables import write_table
+from medbridge.fidelity import deviations, rows_for, trained_by
 from medbridge.io import read_json
 
 TITLE = "Reproduced vs reported (percent)"
@@ -31,8 +34,18 @@ def _row(table: str, model: str, column: str, ours: float, lo, hi, reported: flo
             "reported_in_ci": inside}  # fmt: skip
 
 
-def comparison_frame(probes: list[dict], metrics: list[dict], vqa_rows: dict[str, str]) -> pd.DataFrame:
-    """`vqa_rows` maps a model name to its row in the paper's Table 3 (keyed there by HF id)."""
+PARTS = {"Table 1 (linear probe)": "T1", "Table 2 (Acc@1)": "T2", "Table 3 (VQA accuracy)": "T3"}
+
+
+def _ledger(row: dict, cfg: dict, departed: set[str]) -> dict:
+    ids = [r.id for r in rows_for(PARTS[row["table"]], row["column"], trained_by(cfg, row["model"]))]
+    return {**row, "ledger": ";".join(ids), "ledger_deviations": ";".join(i for i in ids if i in departed)}
+
+
+def comparison_frame(probes: list[dict], metrics: list[dict], vqa_rows: dict[str, str],
+                     cfg: dict | None = None) -> pd.DataFrame:  # fmt: skip
+    """`vqa_rows` maps a model name to its row in the paper's Table 3 (keyed there by HF id); `cfg` the run's
+    config, for the ledger columns."""
     rows = []
     for p in probes:
         lo, hi = wilson(p["accuracy"], p["n"])
@@ -47,14 +60,19 @@ def comparison_frame(probes: list[dict], metrics: list[dict], vqa_rows: dict[str
             table = "Table 3 (VQA accuracy)"
         if rep is not None:
             rows.append(_row(table, m["model"], m["evalset"], m["acc1"], lo, hi, rep))
-    return pd.DataFrame(rows)
+    cfg = cfg or {}
+    departed = set(deviations(cfg))
+    return pd.DataFrame([_ledger(r, cfg, departed) for r in rows])
 
 
-def write_comparison(probe_paths, metrics_paths, vqa_rows: dict[str, str], csv_path: str, md_path: str) -> pd.DataFrame:
-    df = comparison_frame([read_json(p) for p in probe_paths], [read_json(p) for p in metrics_paths], vqa_rows)
+def write_comparison(probe_paths, metrics_paths, vqa_rows: dict[str, str], csv_path: str, md_path: str,
+                     cfg: dict | None = None) -> pd.DataFrame:  # fmt: skip
+    df = comparison_frame([read_json(p) for p in probe_paths], [read_json(p) for p in metrics_paths], vqa_rows, cfg)
     n_in = int(df.reported_in_ci.fillna(False).sum()) if len(df) else 0
     notes = (f"{len(df)} numbers compared; the reported value lies inside our 95% CI for {n_in}. `ours` is computed "
              "by this run; `reported` is copied from the paper (reference/paper_tables.yaml) for comparison only. "
-             "In the tiny profile (a tiny random-init model on synthetic data) no agreement is expected.")  # fmt: skip
+             "In the tiny profile (a tiny random-init model on synthetic data) no agreement is expected. `ledger`: the "
+             "docs/FIDELITY.md rows touching each number; `ledger_deviations`: those where this run's config departs "
+             "from the authors' value.")  # fmt: skip
     write_table(df, csv_path, md_path, title=TITLE, notes=notes)
     return df

@@ -18,6 +18,9 @@ def run(args) -> None:
     mcq = cfg["mcq"]
     per_class = args.per_class or (mcq.get("train_per_class", mcq["per_class"]) if args.split == "train"
                                    else mcq["per_class"])  # fmt: skip
-    items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"))
+    # Evaluation subsets are balanced as configured (the paper: equal counts); training sets keep up to per_class
+    balance = "capped" if args.split == "train" else mcq.get("balance", "equal")
+    items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"),
+                       balance, mcq.get("retina_options", "digits"))  # fmt: skip
     n = write_jsonl(args.out, items)
     print(f"wrote {n} items to {args.out}")

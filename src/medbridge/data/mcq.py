@@ -5,6 +5,11 @@ Item schema (also used by the Table 3 benchmark adapters):
   answer_text, modality, label (class index; -1 for benchmarks).
 ChestMNIST is multi-label; the rule here: only images with exactly one positive finding become items, asking which
 finding is present, with all 14 findings as options (images with none or several findings have no single answer).
+Balanced (the paper: "balanced subsets of the official test splits"): every class gets the same number of items,
+min(per_class, the smallest class's size), seeded (`mcq.balance: equal`); `capped` keeps up to per_class of each
+class (all of a rarer class), as training sets do. RetinaMNIST's INFO names its classes "0".."4" (diabetic
+retinopathy grades); `mcq.retina_options` keeps those digits (`digits`, the label metadata as is) or spells out the
+grades (`grades`). docs/FIDELITY.md lists both choices.
 """
 
 from __future__ import annotations
@@ -40,19 +45,46 @@ def class_of(flag: str, labels: np.ndarray) -> np.ndarray:
     return labels[:, 0].astype(np.int64)
 
 
-def balanced_indices(classes: np.ndarray, per_class: int, rng: np.random.Generator) -> np.ndarray:
-    """At most `per_class` images of every class (all of a rarer class), drawn without replacement, seeded."""
-    chosen = []
-    for c in np.unique(classes[classes >= 0]):
-        idx = np.flatnonzero(classes == c)
-        chosen.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
-    if not chosen:
+BALANCE = ("equal", "capped")
+# RetinaMNIST (DeepDRiD) grades 0-4, the international clinical diabetic retinopathy scale
+RETINA_GRADES = (
+    "no diabetic retinopathy (grade 0)",
+    "mild non-proliferative diabetic retinopathy (grade 1)",
+    "moderate non-proliferative diabetic retinopathy (grade 2)",
+    "severe non-proliferative diabetic retinopathy (grade 3)",
+    "proliferative diabetic retinopathy (grade 4)",
+)
+RETINA_OPTIONS = ("digits", "grades")
+
+
+def balanced_indices(
+    classes: np.ndarray, per_class: int, rng: np.random.Generator, balance: str = "equal"
+) -> np.ndarray:
+    """Images of every labelled class, drawn without replacement, seeded. `equal`: the same number of each class,
+    min(per_class, smallest class); `capped`: at most per_class of each (all of a rarer class)."""
+    if balance not in BALANCE:
+        raise MedbridgeError(f"mcq.balance {balance!r} is unknown; choose one of {list(BALANCE)}")
+    present = [np.flatnonzero(classes == c) for c in np.unique(classes[classes >= 0])]
+    if not present:
         raise MedbridgeError("no labelled images to draw items from; check the dataset file")
+    n = min(per_class, min(len(idx) for idx in present)) if balance == "equal" else per_class
+    chosen = [rng.choice(idx, size=min(n, len(idx)), replace=False) for idx in present]
     return np.sort(np.concatenate(chosen))
 
 
+def option_texts(flag: str, retina_options: str = "digits") -> list[str]:
+    """Option texts in class-index order: medmnist's label names (RetinaMNIST: digits or spelled-out grades)."""
+    if retina_options not in RETINA_OPTIONS:
+        raise MedbridgeError(f"mcq.retina_options {retina_options!r} is unknown; choose one of {list(RETINA_OPTIONS)}")
+    labels = list(dataset_info(flag).labels)
+    if flag == "retinamnist" and retina_options == "grades":
+        return list(RETINA_GRADES)
+    return labels
+
+
 def make_items(
-    flag: str, npz_path: str | Path, split: str, per_class: int, seed: int, option_order: str = "fixed"
+    flag: str, npz_path: str | Path, split: str, per_class: int, seed: int, option_order: str = "fixed",
+    balance: str = "equal", retina_options: str = "digits",
 ) -> list[dict]:
     info = dataset_info(flag)
     if info.n_classes > len(string.ascii_uppercase):
@@ -61,10 +93,11 @@ def make_items(
     classes = class_of(flag, labels)
     rng = np.random.default_rng([seed, DATASETS.index(flag), SPLITS.index(split)])
     letters = string.ascii_uppercase[: info.n_classes]
+    texts = option_texts(flag, retina_options)
     items = []
-    for i in balanced_indices(classes, per_class, rng):
+    for i in balanced_indices(classes, per_class, rng, balance):
         order = rng.permutation(info.n_classes) if option_order == "shuffled" else np.arange(info.n_classes)
-        options = {letters[j]: info.labels[c] for j, c in enumerate(order)}
+        options = {letters[j]: texts[c] for j, c in enumerate(order)}
         answer = letters[int(np.flatnonzero(order == classes[i])[0])]
         items.append(
             {

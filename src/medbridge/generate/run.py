@@ -31,25 +31,32 @@ class EvalJob:
     n_samples: int | None = None
 
 
-def record(item: dict, completion, settings: SamplingSettings) -> dict:
-    """One generations row: everything needed to recount a metric by hand."""
-    letters = list(item["options"])
+def parsed(text: str, options: dict, answer: str, answer_tag: str) -> dict:
+    choice, method = extract_choice(text, list(options), answer_tag)
+    return {"text": text, "choice": choice, "method": method, "correct": choice == answer}
 
-    def parsed(text: str) -> dict:
-        choice, method = extract_choice(text, letters)
-        return {"text": text, "choice": choice, "method": method, "correct": choice == item["answer"]}
 
-    return {
+def record(item: dict, completion, settings: SamplingSettings, answer_tag: str = "first") -> dict:
+    """One generations row: everything needed to recount a metric by hand (`answer_tag`: evaluate.answer_tag)."""
+    return reparse({
         "id": item["id"],
         "source": item.get("source"),
         "modality": item.get("modality"),
         "answer": item["answer"],
         "options": item["options"],
         "prompt_hash": prompt_hash(prompt_text(item, settings.prompt)),
-        "greedy": parsed(completion.greedy),
-        "samples": [parsed(t) for t in completion.samples],
+        "greedy": {"text": completion.greedy},
+        "samples": [{"text": t} for t in completion.samples],
         "settings": asdict(settings),
-    }
+    }, answer_tag)
+
+
+def reparse(row: dict, answer_tag: str) -> dict:
+    """The row with every text's choice extracted under `answer_tag`: extraction is redone whenever a generations
+    file is assembled, so changing how answers are read never needs the texts generated again."""
+    opts, ans = row["options"], row["answer"]
+    return row | {"greedy": parsed(row["greedy"]["text"], opts, ans, answer_tag),
+                  "samples": [parsed(s["text"], opts, ans, answer_tag) for s in row["samples"]], "answer_tag": answer_tag}  # fmt: skip
 
 
 def shard_key(cfg: dict, model_name: str, settings: SamplingSettings, device: str) -> dict:
@@ -109,6 +116,7 @@ def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str 
     Returns rows written per generations file."""
     backend, written = None, {}
     shard_size = cfg["evaluate"].get("shard_size", 256)
+    answer_tag = cfg["evaluate"].get("answer_tag", "first")
     for job in jobs:
         items = check_items(read_jsonl(job.items), job.items)
         settings = SamplingSettings.from_config(cfg, job.n_samples)
@@ -122,8 +130,8 @@ def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str 
             if backend is None:
                 backend = get_backend(cfg["evaluate"]["backend"])(cfg, model_name, device)
             completions = backend.generate(shard, settings, cfg["seed"])
-            write_jsonl(path, (record(it, c, settings) for it, c in zip(shard, completions)))
-        rows = [r for s in range(len(shards)) for r in read_jsonl(folder / f"shard-{s:05d}.jsonl")]
+            write_jsonl(path, (record(it, c, settings, answer_tag) for it, c in zip(shard, completions)))
+        rows = [reparse(r, answer_tag) for s in range(len(shards)) for r in read_jsonl(folder / f"shard-{s:05d}.jsonl")]
         written[job.out] = write_jsonl(job.out, rows)
     return written
 

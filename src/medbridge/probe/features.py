@@ -13,18 +13,28 @@ Which images (every random choice seeded from the config `seed`):
   - test:  the balanced subset of the MCQ items: `mcq.per_class` per class drawn with the same seed and generator
            as `medbridge.data.mcq.make_items`, so the probe is scored on exactly the images the MCQ eval asks about
            (when `mcq.eval_split` is `test`).
+Augmentation (`probe.augment`):
+  - `authors` (the paper default): as the authors' linprobe.py, every training epoch sees freshly augmented train
+    images, RandomResizedCrop(crop_size, bicubic) + RandomHorizontalFlip (seeded per dataset and epoch), so the
+    train features are extracted once per epoch: `train_features` is (epochs, N, D), a GPU cost `medbridge plan`
+    shows. Val and test images go through Resize(resize_size, bicubic) + CenterCrop(crop_size) once.
+    crop_size defaults to data.size (the authors' 224), resize_size to crop_size x 256/224 (their 256).
+  - `none` (the cheap alternative): the images as they are, features extracted once and cached.
+
 ChestMNIST (multi-label, 14 findings) follows the MCQ rule (`medbridge.data.mcq.class_of`): only images with exactly
 one positive finding are used, labelled by that finding. Its Table 1 number is therefore 14-way accuracy over
 single-finding images (balanced test subset), not the multi-label AUC/accuracy of the MedMNIST benchmark.
 
 File (`features/<model>/<dataset>.npz`): `{split}_features` (N, D) float32, `{split}_labels` (N,) int64 class index,
-`{split}_indices` (N,) int64 row in the MedMNIST split, for split in train/val/test; `meta` (a JSON string: model,
+`{split}_indices` (N,) int64 row in the MedMNIST split, for split in train/val/test (with augment `authors`,
+`train_features` is (epochs, N, D)); `meta` (a JSON string: model,
 dataset, feature mode, dimension, and the settings the cache is keyed on).
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +45,36 @@ from medbridge.data.medmnist import DATASETS, SPLITS, load_split
 from medbridge.io import save_npz
 
 FEATURE_MODES = ("merger", "vit")
+AUGMENTS = ("authors", "none")
+
+
+def augment_settings(cfg: dict) -> dict:
+    """The probe's image transforms (module docstring); part of the features' cache key."""
+    probe = cfg.get("probe", {})
+    mode = probe.get("augment", "authors")
+    if mode not in AUGMENTS:
+        raise MedbridgeError(f"probe.augment {mode!r} is unknown; choose one of {list(AUGMENTS)}")
+    if mode == "none":
+        return {"augment": "none"}
+    crop = probe.get("crop_size", cfg["data"]["size"])
+    return {"augment": "authors", "crop_size": crop, "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
+            "epochs": probe.get("epochs", 20)}  # fmt: skip
+
+
+def train_transform(aug: dict):
+    """The authors' training transform (linprobe.py, tfm_train)."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.RandomResizedCrop(aug["crop_size"], interpolation=T.InterpolationMode.BICUBIC),
+                      T.RandomHorizontalFlip()])  # fmt: skip
+
+
+def eval_transform(aug: dict):
+    """The authors' evaluation transform (linprobe.py, tfm_val)."""
+    from torchvision import transforms as T
+
+    return T.Compose([T.Resize(aug["resize_size"], interpolation=T.InterpolationMode.BICUBIC),
+                      T.CenterCrop(aug["crop_size"])])  # fmt: skip
 
 
 def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) -> dict:
@@ -57,9 +97,11 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
         "features": probe.get("features", "merger"),
         "train_per_class": probe.get("train_per_class"),
         "test_per_class": cfg["mcq"]["per_class"],
+        "test_balance": cfg["mcq"].get("balance", "equal"),
         "min_pixels": probe.get("min_pixels"),
         "max_pixels": probe.get("max_pixels"),
         "seed": cfg["seed"],
+        **augment_settings(cfg),
     }
 
 
@@ -69,7 +111,7 @@ def split_indices(flag: str, labels: np.ndarray, split: str, cfg: dict) -> np.nd
     if split == "test":
         # The generator make_items draws its balanced subset with, consumed first in the same way: same images.
         rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split)])
-        return balanced_indices(classes, cfg["mcq"]["per_class"], rng)
+        return balanced_indices(classes, cfg["mcq"]["per_class"], rng, cfg["mcq"].get("balance", "equal"))
     cap = cfg.get("probe", {}).get("train_per_class") if split == "train" else None
     if cap is None:
         idx = np.flatnonzero(classes >= 0)
@@ -77,7 +119,7 @@ def split_indices(flag: str, labels: np.ndarray, split: str, cfg: dict) -> np.nd
             raise MedbridgeError(f"{flag} {split}: no labelled images; check the dataset file")
         return idx
     rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split), 1])  # 1: the probe's draw
-    return balanced_indices(classes, cap, rng)
+    return balanced_indices(classes, cap, rng, "capped")
 
 
 def vision_tower(model):
@@ -97,8 +139,9 @@ def vision_tower(model):
 
 
 def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_size: int, device: str = "cpu",
-                 size: dict | None = None) -> np.ndarray:  # fmt: skip
-    """Mean-pooled tower features (N, D) float32 of uint8 images (N,H,W) or (N,H,W,3)."""
+                 size: dict | None = None, transform=None) -> np.ndarray:  # fmt: skip
+    """Mean-pooled tower features (N, D) float32 of uint8 images (N,H,W) or (N,H,W,3); `transform` (PIL -> PIL) is
+    applied to each image first, in order, drawing from torch's RNG (seed it around the call)."""
     import torch
     from PIL import Image
 
@@ -110,6 +153,8 @@ def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_si
     with torch.no_grad():
         for start in range(0, len(images), batch_size):
             pil = [Image.fromarray(a).convert("RGB") for a in images[start : start + batch_size]]
+            if transform is not None:
+                pil = [transform(im) for im in pil]
             x = image_processor(images=pil, return_tensors="pt", **kwargs)
             grid = x["image_grid_thw"].to(device)
             o = tower(x["pixel_values"].to(device, dtype=tower.dtype), grid_thw=grid)
@@ -145,21 +190,44 @@ def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, st
         if loaded is None:
             loaded = _load_tower(cfg, model, device)
         tower, image_processor, size = loaded
-        arrays = {}
+        aug, arrays = augment_settings(cfg), {}
         for split in SPLITS:
             images, labels = load_split(npz_path, dataset, split)
             idx = split_indices(dataset, labels, split, cfg)
-            arrays[f"{split}_features"] = embed_images(
-                tower, image_processor, images[idx], mode, probe.get("batch_size", 64), device, size
-            )
+
+            def embed(transform=None, images=images[idx]):
+                return embed_images(tower, image_processor, images, mode, probe.get("batch_size", 64), device, size,
+                                    transform)  # fmt: skip
+
+            if aug["augment"] == "none":
+                arrays[f"{split}_features"] = embed()
+            elif split == "train":  # fresh random crops and flips every epoch, seeded per (dataset, epoch)
+                epochs = []
+                for e in range(aug["epochs"]):
+                    with _torch_seed([cfg["seed"], DATASETS.index(dataset), e]):
+                        epochs.append(embed(train_transform(aug)))
+                arrays["train_features"] = np.stack(epochs)
+            else:
+                arrays[f"{split}_features"] = embed(eval_transform(aug))
             arrays[f"{split}_labels"] = class_of(dataset, labels)[idx].astype(np.int64)
             arrays[f"{split}_indices"] = idx.astype(np.int64)
-        meta = {"model": model, "dataset": dataset, "features": mode, "dim": arrays["test_features"].shape[1],
+        meta = {"model": model, "dataset": dataset, "features": mode, "dim": arrays["test_features"].shape[-1],
                 "settings": settings}  # fmt: skip
         save_npz(out_path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
         print(f"{out_path}: " + ", ".join(f"{s} {arrays[f'{s}_features'].shape}" for s in SPLITS))
         written.append(out_path)
     return written
+
+
+@contextmanager
+def _torch_seed(parts: list[int]):
+    """torch's CPU RNG seeded from `parts` inside the block (torchvision's random transforms draw from it), restored
+    after."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(np.random.SeedSequence(parts).generate_state(1)[0]))
+        yield
 
 
 def _load_tower(cfg: dict, model: str, device: str):

@@ -8,11 +8,16 @@ batch statistics, because the features are frozen and a small training set gives
 exponential average would stay biased towards its initial values. Training batches of a single example (a remainder)
 are dropped: BatchNorm cannot normalise them.
 
+With augmented features (probe.augment `authors`), the train features hold one set per epoch, (epochs, N, D):
+epoch e trains on set e, as the authors' probe sees freshly cropped and flipped images every epoch.
+
 Head `logreg` (a cross-check): scikit-learn's StandardScaler + LogisticRegression, its inverse regularisation C
 chosen on val from `probe.logreg_c`.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from medbridge import MedbridgeError
 
@@ -35,7 +40,8 @@ def probe_settings(cfg: dict) -> dict:
 
 def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum: float, weight_decay: float,
             batch_size: int, seed: int) -> dict:  # fmt: skip
-    """Train the BN + Linear head; return the head state of the best-val epoch and the val curve."""
+    """Train the BN + Linear head; return the head state of the best-val epoch and the val curve. `xtr` is (N, D), or
+    (epochs, N, D) with one augmented set per epoch."""
     import copy
 
     import torch
@@ -44,18 +50,23 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     xtr, ytr = torch.as_tensor(xtr, dtype=torch.float32), torch.as_tensor(ytr, dtype=torch.long)
+    per_epoch = xtr if xtr.ndim == 3 else None
+    if per_epoch is not None and len(per_epoch) != epochs:
+        raise MedbridgeError(f"the features hold {len(per_epoch)} augmented epochs but probe.epochs is {epochs}; "
+                             "remake the features with the same probe.epochs")  # fmt: skip
     xva, yva = torch.as_tensor(xva, dtype=torch.float32), torch.as_tensor(yva, dtype=torch.long)
-    head = nn.Sequential(nn.BatchNorm1d(xtr.shape[1], affine=False, eps=1e-6, momentum=None),
-                         nn.Linear(xtr.shape[1], n_classes))  # fmt: skip
+    dim = xtr.shape[-1]
+    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6, momentum=None), nn.Linear(dim, n_classes))
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
     best, curve = None, []
     for epoch in range(epochs):
         head.train()
-        for batch in torch.randperm(len(xtr), generator=gen).split(batch_size):
+        x = per_epoch[epoch] if per_epoch is not None else xtr
+        for batch in torch.randperm(len(ytr), generator=gen).split(batch_size):
             if len(batch) < 2:
                 continue
-            loss = nn.functional.cross_entropy(head(xtr[batch]), ytr[batch])
+            loss = nn.functional.cross_entropy(head(x[batch]), ytr[batch])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -108,20 +119,22 @@ def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
     if settings["head"] == "sgd":
         fit = fit_sgd(xtr, ytr, xva, yva, n_classes, settings["epochs"], settings["lr"], settings["momentum"],
                       settings["weight_decay"], settings["batch_size"], settings["seed"])  # fmt: skip
-    else:
-        fit = fit_logreg(xtr, ytr, xva, yva, settings["logreg_c"], settings["seed"])
+    else:  # augmented epochs: logistic regression sees every augmented view once
+        fit = fit_logreg(xtr.reshape(-1, xtr.shape[-1]), np.tile(ytr, len(xtr)) if xtr.ndim == 3 else ytr, xva, yva,
+                         settings["logreg_c"], settings["seed"])  # fmt: skip
     correct = fit["predict"](xte) == yte
     return {
         "model": meta.get("model"),
         "dataset": meta.get("dataset"),
         "features": meta.get("features"),
-        "feature_dim": int(xtr.shape[1]),
+        "feature_dim": int(xtr.shape[-1]),
         "n_classes": n_classes,
         "head": settings["head"],
         "accuracy": float(correct.mean()),
         "n": int(len(yte)),
         "n_correct": int(correct.sum()),
         "n_train": int(len(ytr)),
+        "augmented_epochs": int(len(xtr)) if xtr.ndim == 3 else 0,
         "n_val": int(len(yva)),
         "val_accuracy": fit["val_accuracy"],
         "epoch": fit.get("epoch"),

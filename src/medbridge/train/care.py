@@ -10,9 +10,15 @@ The bonus is added to the summed reward before the group-relative advantage. The
 policy and is updated every `ema_every` optimizer steps as ref = decay * ref + (1 - decay) * param (torch.lerp(param,
 ref, decay)); that update is TRL's own SyncRefModelCallback with mixup alpha 1 - decay (ZeRO-3 aware).
 
-Answer span: the completion tokens overlapping the text the accuracy reward reads (the content of the last
-<answer>...</answer>, else the whole completion). An empty span gives mean log-prob 0 (p = 1 before the clamp), as
-the authors' masked mean does; only accurate rollouts' p matters, and those always have a non-empty span.
+Answer span (`care.span`):
+  authors  (default) GRPO-CARE's own mask (grpo_trainer_ref_ema.py, `get_thinking_answer_masks`): find the last
+           token containing "answer" whose window (previous token, itself, next token) reads "<answer>"; the span
+           runs from the token after it (the ">" of the tag, with Qwen's tokenizer) up to, not including, eos - 3
+           (eos = the first end-of-sequence token, else the completion's end; the 3 tokens before it are the closing
+           tag). The ">" is nearly certain under any model, so this p sits closer to 1 than the answer's own.
+  content  the completion tokens overlapping the text the accuracy reward reads (the content of the last
+           <answer>...</answer>, else the whole completion): the answer's own confidence.
+An empty span gives mean log-prob 0 (p = 1 before the clamp), as the authors' masked mean does.
 """
 
 from __future__ import annotations
@@ -24,9 +30,13 @@ import torch
 from medbridge.train.rewards import accuracy_reward, answer_span
 
 
+SPANS = ("authors", "content")
+
+
 @dataclass(frozen=True)
 class CareSettings:
     enabled: bool = True
+    span: str = "authors"
     ema_decay: float = 0.995
     ema_every: int = 10
     conf_clamp: float = 0.95
@@ -35,7 +45,10 @@ class CareSettings:
 
     @classmethod
     def from_config(cls, care: dict) -> CareSettings:
-        return cls(**{k: care[k] for k in cls.__dataclass_fields__ if k in care})
+        out = cls(**{k: care[k] for k in cls.__dataclass_fields__ if k in care})
+        if out.span not in SPANS:
+            raise ValueError(f"train.grpo.care.span {out.span!r} is not one of {SPANS}")
+        return out
 
 
 @dataclass
@@ -70,13 +83,35 @@ def answer_token_mask(pieces: list[str]) -> list[bool]:
     return mask
 
 
+def authors_token_mask(pieces: list[str], ids: list[int], eos_ids) -> list[bool]:
+    """GRPO-CARE's answer span over completion tokens (given as decoded texts and ids); see the module docstring."""
+    eos_ids = set(eos_ids)
+    eos = next((j for j, t in enumerate(ids) if t in eos_ids), len(ids))
+    tag = next((i for i in range(len(pieces) - 1, -1, -1)
+                if "answer" in pieces[i] and "<answer>" in "".join(pieces[max(i - 1, 0) : i + 2])), None)  # fmt: skip
+    if tag is None:
+        return [False] * len(pieces)
+    end = max(tag + 1, eos - 3)
+    return [tag < j < end for j in range(len(pieces))]
+
+
+def span_token_mask(pieces: list[str], ids: list[int], eos_ids, span: str = "authors") -> list[bool]:
+    if span == "authors":
+        return authors_token_mask(pieces, ids, eos_ids)
+    if span == "content":
+        return answer_token_mask(pieces)
+    raise ValueError(f"CARE span {span!r} is not one of {SPANS}")
+
+
 def span_mean_logprob(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Masked mean over each row, 0 for an empty mask (the authors' sum / (count + 1e-6))."""
     return (token_logps * mask).sum(dim=1) / (mask.sum(dim=1) + 1e-6)
 
 
-def answer_confidence(model, processor, prompts: list, completion_ids: list[list[int]], clamp: float) -> torch.Tensor:
+def answer_confidence(model, processor, prompts: list, completion_ids: list[list[int]], clamp: float,
+                      span: str = "authors", eos_ids=None) -> torch.Tensor:  # fmt: skip
     """p per rollout under `model` (the EMA reference): exp(mean log-prob of the answer-span tokens), clamped.
+    `eos_ids`: the end-of-sequence ids generation stops at (default: the tokenizer's eos).
 
     `prompts` are TRL's conversational prompts with the images already placed in them, rendered and processed as
     GRPOTrainer renders them for generation. One forward per rollout, with logits kept only from the first
@@ -84,6 +119,7 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     gets its forward, so under ZeRO-3 all processes run the same number of them.
     """
     tok = processor.tokenizer
+    eos_ids = list(eos_ids) if eos_ids else [tok.eos_token_id]
     device = next(model.parameters()).device
     out = []
     for prompt, ids in zip(prompts, completion_ids, strict=True):
@@ -92,8 +128,8 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
                   for part in m["content"] if part.get("type") == "image"]  # fmt: skip
         enc = processor(text=[text], images=[images] if images else None, return_tensors="pt")
         pieces = [tok.decode([t], skip_special_tokens=True) for t in ids]
-        span = torch.tensor(answer_token_mask(pieces), dtype=torch.bool)
-        first = int(span.nonzero()[0]) if span.any() else len(ids)  # no span: keep one position, mean is 0
+        mask = torch.tensor(span_token_mask(pieces, ids, eos_ids, span), dtype=torch.bool)
+        first = int(mask.nonzero()[0]) if mask.any() else len(ids)  # no span: keep one position, mean is 0
         comp = torch.tensor([ids], dtype=torch.long)
         inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
         for key in ("token_type_ids", "mm_token_type_ids"):  # per-token fields: completion tokens are text (0)
@@ -105,7 +141,7 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
                            logits_to_keep=len(ids) - first + 1, **{k: v.to(device) for k, v in inputs.items()}).logits
         # logits[0, j] predicts completion token first + j; the last position predicts past the completion
         logps = logits[0, :-1].float().log_softmax(-1).gather(-1, comp[0, first:, None].to(device))[:, 0].cpu()
-        out.append(span_mean_logprob(logps[None], span[first:][None].float()).exp())
+        out.append(span_mean_logprob(logps[None], mask[first:][None].float()).exp())
     return torch.cat(out).clamp(max=clamp) if out else torch.zeros(0)
 
 
@@ -129,7 +165,8 @@ class CareBonus:
         was_training = self.ref_model.training
         self.ref_model.eval()
         p = answer_confidence(self.ref_model, self.trainer.processing_class, prompts, completion_ids,
-                              self.settings.conf_clamp)  # fmt: skip
+                              self.settings.conf_clamp, self.settings.span,
+                              getattr(self.trainer, "eos_token_ids", None))  # fmt: skip
         self.ref_model.train(was_training)
         # Groups may straddle processes: decide on the gathered batch (TRL's own layout), keep the local slice.
         accel = self.trainer.accelerator

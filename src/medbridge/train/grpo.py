@@ -21,6 +21,29 @@ from medbridge.train.data import grpo_dataset, load_train_items
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
 
 
+def rollout_settings(section: dict) -> dict:
+    """Every TRL sampling/loss knob whose TRL default differs from what the authors' trainer did, set explicitly.
+
+    GRPO-CARE (grpo_trainer_ref_ema.py, Qwen2VLGRPOTrainerRefEMA.__init__ and compute_loss) samples its rollouts with
+    the policy itself (HF generate) under a fresh GenerationConfig(do_sample=True, temperature=1, top_p, max_new_tokens,
+    num_return_sequences, pad_token_id), and its loss has no importance weights. So, as the authors:
+      - top_k 50: GenerationConfig's default (TRL's default is 0, i.e. no top-k filtering);
+      - repetition_penalty 1.0 and no min_p: GenerationConfig's defaults (TRL's are the same; explicit, so a
+        checkpoint's generation_config.json cannot change them);
+      - vllm_importance_sampling_correction off: TRL 1.x, with use_vllm, by default reweights the loss by the ratio of
+        the trainer's to vLLM's token probabilities (truncated IS); the authors sampled with the trained model itself,
+        so their loss has no such term. Only meaningful with use_vllm; set either way.
+    Each is a `train.grpo` key (docs/FIDELITY.md, "TRL knobs")."""
+    return {
+        "temperature": section.get("temperature", 1.0),
+        "top_p": section.get("top_p", 1.0),
+        "top_k": section.get("top_k", 50),
+        "min_p": section.get("min_p"),
+        "repetition_penalty": section.get("repetition_penalty", 1.0),
+        "vllm_importance_sampling_correction": section.get("vllm_importance_sampling_correction", False),
+    }
+
+
 def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None):
     from trl import GRPOConfig
 
@@ -33,8 +56,7 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         **common_args(cfg, section, output_dir),
         num_generations=section["num_generations"],
         max_completion_length=section["max_completion_length"],
-        temperature=section.get("temperature", 1.0),
-        top_p=section.get("top_p", 1.0),
+        **rollout_settings(section),
         beta=beta,
         loss_type="grpo",
         scale_rewards="group",

@@ -64,7 +64,8 @@ class Pass:
     skipped: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
 
-def open_source(cfg: dict, name: str, source_dir: str | Path | None = None) -> Source:
+def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, images: bool = True) -> Source:
+    """The tables of a source; `images=False` (text pass only) skips fetching an image archive."""
     target = get_adapter(name)
     entry = source_entry(cfg, name)
     mode = cfg.get("vqa", {}).get("source", "hub")
@@ -95,7 +96,7 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None) -> S
         hid = entry.get("id", target.hub["id"])
         tables = _load_hub(hid, configs, splits, entry.get("revision"))
         where = f"hub:{hid}@{entry.get('revision', 'main')}"
-    ctx = Context(images_dir=_images_dir(cfg, target, entry, root))
+    ctx = Context(images_dir=_images_dir(cfg, target, entry, root) if images else None)
     return Source(name, target, tables, ctx, f"{where} configs={configs} splits={splits}")
 
 
@@ -194,6 +195,41 @@ def build_items(cfg: dict, name: str, out_items: str | Path, images_dir: str | P
                              "source and the benchmark entry (configs, splits)")  # fmt: skip
     write_jsonl(out_items, items)
     return summary
+
+
+COUNT_SOURCES = ("medvlthinker", "hub", "fixtures")
+
+
+def source_counts(cfg: dict, sources: list[str], fixtures_root: str | Path | None = None) -> list[dict]:
+    """Per benchmark and source, how many rows the text pass sees, how many can be MCQ items, why the rest cannot,
+    and how many items `max_items` keeps: the Table 3 item counts each source yields (no image is decoded).
+
+    `fixtures_root` (the tiny profile): `fixtures` reads `<root>/<benchmark>/`, and `medvlthinker` reads the
+    consolidated fixture `<root>/medvlthinker_eval/` instead of the hub."""
+    import copy
+
+    rows = []
+    for source in sources:
+        if source not in COUNT_SOURCES:
+            raise MedbridgeError(f"unknown VQA source {source!r} to count; choose from {list(COUNT_SOURCES)}")
+        if source == "fixtures" and fixtures_root is None:
+            raise MedbridgeError("counting the fixtures source needs --fixtures <folder of vqa fixtures>")
+        c = copy.deepcopy(cfg)
+        c["vqa"]["source"] = source
+        if source == "medvlthinker" and fixtures_root is not None:
+            c["vqa"]["consolidated"] = {**c["vqa"].get("consolidated", {}),
+                                        "path": str(Path(fixtures_root) / "medvlthinker_eval")}  # fmt: skip
+        for entry in c["vqa"].get("benchmarks", []):
+            name = entry["name"]
+            src = open_source(c, name, Path(fixtures_root) / name if source == "fixtures" else None, images=False)
+            tp = text_pass(src)
+            max_items = entry.get("max_items", c["vqa"].get("max_items"))
+            n_items = len(tp.candidates) if max_items is None else min(max_items, len(tp.candidates))
+            rows.append({"benchmark": name, "source": source, "where": src.where, "n_rows": tp.n_rows,
+                         "n_candidates": len(tp.candidates), "max_items": max_items, "n_items": n_items,
+                         "n_skipped": sum(len(v) for v in tp.skipped.values()),
+                         "skipped": "; ".join(f"{r}: {len(ids)}" for r, ids in sorted(tp.skipped.items()))})  # fmt: skip
+    return rows
 
 
 def write_fixture(cfg: dict, name: str, out_dir: str | Path) -> Path:

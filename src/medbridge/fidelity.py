@@ -1,0 +1,312 @@
+"""The fidelity ledger: every choice the paper leaves open or the package makes, with what the paper says, what the
+authors' public code does (github armenjeddi/medbridgerl, file and function), what the package does by default, and
+the config key that changes it.
+
+One registry: docs/FIDELITY.md is rendered from it (`medbridge fidelity --out docs/FIDELITY.md`; a test keeps the
+two equal), and `comparison.csv` names, for every reproduced number, the ledger rows that touch it and those where
+the run's config departs from the authors' value.
+
+Parts a row touches: T1 (Table 1, probes), T2 (Table 2, Acc@1), F1 (Figure 1, Pass@K), RQ3 (Figure 2), T3 (Table 3),
+REC (the recipe's decisions). `trained` rows apply only to models this DAG trains (sources sft / grpo, rq3-*);
+`only` restricts a row to some eval sets (e.g. RetinaMNIST).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+EVAL = ("T2", "F1", "RQ3", "T3", "REC")  # everything that generates answers
+MCQ = ("T2", "F1", "RQ3", "REC")  # MedMNIST multiple choice
+AUTHORS = "armenjeddi/medbridgerl"
+CARE_TRAINER = "GRPO-CARE/src/r1-v/src/open_r1/trainer/grpo_trainer_ref_ema.py"
+CARE_SCRIPT = "GRPO-CARE/src/r1-v/src/open_r1/grpo.py"
+
+
+@dataclass(frozen=True)
+class Key:
+    path: str  # dotted config path
+    faithful: object  # the value that does what the paper / the authors did (None: no faithful value exists)
+    default: object = None  # what the code does when the key is absent
+
+
+@dataclass(frozen=True)
+class Row:
+    id: str
+    topic: str
+    paper: str
+    authors: str
+    package: str
+    keys: tuple[Key, ...] = ()
+    touches: tuple[str, ...] = EVAL
+    trained: str | None = None  # "grpo" | "sft": only models the DAG trains that way
+    only: tuple[str, ...] = field(default=())  # eval sets the row is limited to (empty: all)
+
+
+LEDGER: tuple[Row, ...] = (
+    # ---- evaluation (RQ2, RQ3, Table 3, recipe) ----
+    Row("eval-prompt", "Evaluation prompt",
+        "Outputs constrained to <think> and <answer> tags; no prompt text given.",
+        "inference.py `build_prompt_with_tags`: question, options, tag instructions (typo included).",
+        "The authors' prompt verbatim (prompts.py).",
+        (Key("evaluate.prompt", "eval", "eval"),)),
+    Row("chat-template", "Chat template",
+        "Silent.",
+        "inference.py `QwenVLPredictor.generate_once`: `apply_chat_template(add_generation_prompt=False)`, so the "
+        "assistant turn is never opened (a bug).",
+        "Assistant turn opened (`add_generation_prompt=True`); no key: the closed turn is a bug, not a choice."),
+    Row("eval-backend", "Generation engine",
+        "Silent.",
+        "inference.py `QwenVLPredictor`: transformers `generate`, one sample per call.",
+        "vLLM in the paper config (speed); HF transformers in the tiny profile; same sampling settings.",
+        (Key("evaluate.backend", "hf"),)),
+    Row("greedy-acc1", "Acc@1",
+        "Accuracy@1 under greedy decoding.",
+        "Not in the public code (inference.py only samples).",
+        "One greedy answer per item beside the samples.", touches=("T2", "RQ3", "T3", "REC")),
+    Row("sampling", "Sampling for Pass@K",
+        "n samples, temperature and top-p (values lost in the text extraction); K up to 16.",
+        "inference.py `main` defaults: k 16, temperature 0.7, top_p 0.9, top_k 0 (not passed, so the checkpoint's "
+        "generation_config.json decides it, as it does repetition_penalty), max_new_tokens 2048; seed 123 + 1000 x "
+        "row + sample, reset before every call (`eval_one_row`).",
+        "n 16, temperature 0.7, top_p 0.9, 2048 new tokens, from `evaluate` (generate/); seeds from the config "
+        "`seed` per batch/request, so samples are reproducible but not the authors' random streams.",
+        (Key("evaluate.n_samples", 16), Key("evaluate.temperature", 0.7, 0.7), Key("evaluate.top_p", 0.9, 0.9),
+         Key("evaluate.max_new_tokens", 2048, 2048)), touches=("F1", "RQ3", "REC")),  # fmt: skip
+    Row("passk-estimator", "Pass@K estimator",
+        "\"the probability that at least one of K independent samples is correct\".",
+        "inference.py `eval_one_row`: draws exactly k samples and counts any correct; one K per run. Unbiased for "
+        "that K, only noisier than the estimator below.",
+        "The unbiased estimator 1 - C(n-c,K)/C(n,K) from n = 16 samples, every K from one run (score/passk.py).",
+        touches=("F1", "RQ3", "REC")),
+    Row("answer-extraction", "Answer extraction",
+        "The predicted choice is verified with Qwen2.5-VL-32B-Instruct.",
+        "inference.py `parse_mcq_letter` / `extract_answer_tag`: the FIRST closed <answer> tag (`re.search`), else an "
+        "unclosed tag's first line, then `answer:/final:` + letter, then the first standalone capital.",
+        "The same order, first tag (score/extract.py); `last` reads the last tag, as the GRPO reward does.",
+        (Key("evaluate.answer_tag", "first", "first"),)),
+    Row("judge-scope", "Judge scope",
+        "Correctness of the predicted choice verified with Qwen2.5-VL-32B-Instruct (how, not said).",
+        "No judge in the public code.",
+        "`vlm`: the 32B judge re-decides every response without a clean closed tag (method other than `tag`); "
+        "verdicts kept beside the metrics. `rule`: extraction only (tiny profile).",
+        (Key("evaluate.judge", "vlm", "rule"),)),
+    Row("image-resolution", "Image resolution",
+        "MedMNIST at 224 x 224.",
+        "inference.py `main`: min_pixels 1280*28*28 (~1 M pixels), so 224 px images are upsampled for evaluation; "
+        f"{CARE_SCRIPT} `make_conversation_from_jsonl`: GRPO at max_pixels 802816, min_pixels 3136, so 224 px "
+        "images train at native size. Theirs, kept.",
+        "Evaluation at the authors' bounds, GRPO at theirs; the same mismatch as the authors'.",
+        (Key("evaluate.min_pixels", 1003520), Key("evaluate.max_pixels", 12845056),
+         Key("train.grpo.max_pixels", 802816)), touches=EVAL),  # fmt: skip
+    # ---- MedMNIST items ----
+    Row("balanced-subsets", "Balanced test subsets",
+        "\"we evaluate on balanced subsets of the official test splits\" (size unstated).",
+        "Not in the public code.",
+        "The same count for every class: min(mcq.per_class, the smallest class), seeded; 100 per class in the "
+        "paper config (a choice). The probe's test set is the same images.",
+        (Key("mcq.balance", "equal", "equal"), Key("mcq.per_class", None)), touches=("T1", *MCQ)),
+    Row("chestmnist-rule", "ChestMNIST as one answer",
+        "Silent (ChestMNIST is multi-label).",
+        "Not in the public code.",
+        "Only images with exactly one finding; 14 findings as options; the probe is 14-way on the same images.",
+        touches=("T1", *MCQ), only=("chestmnist",)),
+    Row("options", "Option texts and order",
+        "C-option MCQ from the class labels.",
+        "Not in the public code (inference.py reads options from the JSONL, letters in list order).",
+        "medmnist INFO label names, in class-index order.",
+        (Key("mcq.option_order", "fixed", "fixed"),), touches=MCQ),
+    Row("retina-options", "RetinaMNIST options",
+        "Silent.",
+        "Not in the public code.",
+        "medmnist's labels \"0\"..\"4\" as they are (INFO has no names); `grades` spells out the diabetic "
+        "retinopathy grades.",
+        (Key("mcq.retina_options", None, "digits"),), touches=MCQ, only=("retinamnist",)),
+    Row("question-text", "Question text",
+        "Silent.",
+        "Not in the public code.",
+        "\"Which class best describes this <image kind> image?\" (ChestMNIST: \"Which finding is present ...\").",
+        touches=MCQ),
+    # ---- RQ1 probe ----
+    Row("probe-features", "Probe features",
+        "Frozen vision encoder, linear probe.",
+        "linprobe.py `LinearProbe.encode`: the visual module's output (after the merger), mean-pooled.",
+        "Merger output mean-pooled; `vit` takes the pre-merger ViT tokens.",
+        (Key("probe.features", "merger", "merger"),), touches=("T1",)),
+    Row("probe-augment", "Probe images",
+        "Silent.",
+        "linprobe.py `main`: train RandomResizedCrop(224, bicubic) + RandomHorizontalFlip, fresh every epoch; "
+        "eval Resize(256, bicubic) + CenterCrop(224).",
+        "The authors' transforms, features re-extracted every epoch (a GPU cost `medbridge plan` shows); `none`: "
+        "cached features of the images as they are (the tiny profile).",
+        (Key("probe.augment", "authors", "authors"),), touches=("T1",)),
+    Row("probe-head", "Probe head and epoch",
+        "Silent.",
+        "linprobe.py: BatchNorm1d(affine=False, eps 1e-6) + Linear, SGD lr 0.1, momentum 0.9, wd 0, cosine, 20 "
+        "epochs, batch 1024; prints its val accuracy every epoch and keeps the last epoch's head.",
+        "The same head and schedule; the epoch with the best val accuracy is scored once on the test subset; "
+        "BatchNorm keeps a cumulative average. `logreg` is a cross-check.",
+        (Key("probe.head", "sgd", "sgd"), Key("probe.epochs", 20, 20), Key("probe.lr", 0.1, 0.1)), touches=("T1",)),
+    Row("probe-train-set", "Probe training images",
+        "Silent.",
+        "linprobe.py: every image of the ImageFolder train split.",
+        "All train images (paper config); `probe.train_per_class` caps them (tiny profile).",
+        (Key("probe.train_per_class", None),), touches=("T1",)),
+    # ---- GRPO-CARE ----
+    Row("rl-prompt", "RL prompt",
+        "Silent.",
+        f"{CARE_SCRIPT} `main`: QUESTION_TEMPLATE after the question.",
+        "The same text (prompts.py).", (Key("train.grpo.prompt", "rl", "rl"),), touches=("RQ3", "T2", "T3"),
+        trained="grpo"),
+    Row("rewards", "GRPO rewards",
+        "GRPO-style RL with a consistency-aware variant.",
+        f"{CARE_SCRIPT} `accuracy_reward` (the LAST <answer> tag, `clean_text`, exact match) + `format_reward` "
+        "(fullmatch); the length bonus exists, off (`--len_control false`).",
+        "The same (train/rewards.py).", (Key("train.grpo.length_bonus", False, False),), touches=("RQ3", "T2", "T3"),
+        trained="grpo"),
+    Row("care-span", "CARE answer span",
+        "Silent.",
+        f"{CARE_TRAINER} `compute_loss` / `get_thinking_answer_masks`: from the token after the last \"<answer>\"'s "
+        "\"answer\" (its \">\") to eos - 3.",
+        "The authors' span; `content` takes only the answer's own tokens (train/care.py).",
+        (Key("train.grpo.care.span", "authors", "authors"),), touches=("RQ3", "T2", "T3"), trained="grpo"),
+    Row("care-statistics", "CARE statistics",
+        "Silent.",
+        f"{CARE_TRAINER} `compute_loss`: accurate / confident means over one device's batch (one prompt's 8 "
+        "rollouts); clamp 0.95, margin 0.01, bonus 0.5, EMA 0.995 every 10 steps (scripts/octomed_7b_pmcvqa8k.sh).",
+        "Means per group of num_generations, the same values; EMA by TRL's SyncRefModelCallback.",
+        (Key("train.grpo.care.conf_clamp", 0.95, 0.95), Key("train.grpo.care.conf_margin", 0.01, 0.01),
+         Key("train.grpo.care.bonus_weight", 0.5, 0.5)), touches=("RQ3", "T2", "T3"), trained="grpo"),  # fmt: skip
+    Row("trl-knobs", "TRL defaults the authors did not have",
+        "Silent.",
+        f"{CARE_TRAINER} `__init__`: rollouts from HF `generate` with a fresh GenerationConfig (top_k 50 and "
+        "repetition_penalty 1.0 by default; transformers may fill default-valued fields from the checkpoint's "
+        "generation_config.json, not checked here); the loss has no importance weights.",
+        "top_k 50, repetition_penalty 1.0, min_p none, TRL's vLLM importance-sampling correction off: all set in "
+        "train/grpo.py `rollout_settings`.",
+        (Key("train.grpo.top_k", 50, 50), Key("train.grpo.repetition_penalty", 1.0, 1.0),
+         Key("train.grpo.vllm_importance_sampling_correction", False, False)),
+        touches=("RQ3", "T2", "T3"), trained="grpo"),  # fmt: skip
+    Row("rollout-engine", "Rollout engine",
+        "Silent.",
+        "scripts/octomed_7b_pmcvqa8k.sh: `--use_vllm False` (HF generate).",
+        "TRL's colocated vLLM in the paper config (speed), HF in the tiny profile; sampling as the row above.",
+        (Key("train.grpo.use_vllm", False, False),), touches=("RQ3", "T2", "T3"), trained="grpo"),
+    Row("rl-train-items", "RQ3 training items",
+        "RL on the training split of OrganAMNIST, PathMNIST, OCTMNIST.",
+        "Not in the public code.",
+        "Up to mcq.train_per_class items per class of the train split (1000 in the paper config, a choice), "
+        "one epoch.",
+        (Key("mcq.train_per_class", None),), touches=("RQ3", "T2"), trained="grpo"),
+    Row("sft-bridge", "SFT bridge",
+        "MSFT is OctoMed-7B.",
+        "Not in the public code.",
+        "The paper config evaluates OctoMed-7B; the tiny profile trains its own bridge (TRL SFTTrainer, "
+        "MedVLThinker's recipe).", touches=("T1", *MCQ), trained="sft"),
+    # ---- Section 4 ----
+    Row("table3-source", "Table 3 items",
+        "Six benchmarks as MCQs.",
+        "export_eval_data_to_jsonl.py `main`: UCSC-VLAA/MedVLThinker-Eval (split test), options from its `options` "
+        "field (`parse_options_field`).",
+        "MedVLThinker-Eval rows by dataset_name; `hub` rebuilds items from each benchmark's raw dataset (closed "
+        "questions as home-made yes/no or either/or MCQs). `medbridge vqa-counts` gives the items per source.",
+        (Key("vqa.source", "medvlthinker", "hub"),), touches=("T3",)),
+    Row("table3-size", "Table 3 item counts",
+        "Silent.",
+        "inference.py `--max_examples`: the first N rows of the export (over all benchmarks).",
+        "A seeded draw of 200 per benchmark (every reported value but MMMU's is a multiple of 0.5 %); MMMU all 170.",
+        (Key("vqa.max_items", None),), touches=("T3",)),
+    Row("pmc-labelling", "PMC-VQA modality labels",
+        "Qwen2.5-VL-32B classifies each question's modality (MRI, CT, ultrasound, X-ray, microscopy, "
+        "dermatology, OCT, ... or none).",
+        "Not in the public code.",
+        "The 32B judge labels each question (its prompt: data/pmc.py); \"fundus\" fills the \"...\".",
+        (Key("vqa.pmc.labeller", "vlm"),), touches=("T3",), trained="grpo"),
+    Row("pmc-balance", "PMC-VQA balanced subset",
+        "A modality-balanced subset of 8,000 questions.",
+        "Not in the public code (the training JSONL is an input of scripts/octomed_7b_pmcvqa8k.sh).",
+        "Quotas as equal as the categories allow (a small category gives all it has, the rest is shared: "
+        "water-filling), `none` one more stratum, seeded (data/pmc.py).",
+        (Key("vqa.pmc.subset_size", 8000),), touches=("T3",), trained="grpo"),
+    Row("med-r1", "Med-R1 row",
+        "Med-R1-2B reported in Table 3.",
+        "Not in the public code.",
+        "Not evaluated: the checkpoint keeps one model per modality in sub-folders and the paper does not say "
+        "which; its reported row is shown only.", touches=("T3",)),
+    Row("recipe-split", "Recipe diagnosis split",
+        "Support@K and Acc@1 \"on a small validation set\".",
+        "Not in the public code.",
+        "Key `recipe.split` (val, as the paper); until the recipe rule reads it (eval sets on the val split), the "
+        "decisions come from the test subsets.",
+        (Key("recipe.split", "val", "val"),), touches=("REC",)),
+    Row("recipe-tau", "Recipe threshold",
+        "A target reliability threshold tau, value not given.",
+        "Not in the public code.",
+        "tau 0.5, K 16.", (Key("recipe.tau", None, 0.5),), touches=("REC",)),
+)
+
+
+def _get(cfg: dict, path: str, default):
+    node = cfg
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def deviations(cfg: dict, rows=LEDGER) -> list[str]:
+    """Ids of ledger rows where the config departs from the authors' value for some key."""
+    return [r.id for r in rows
+            if any(k.faithful is not None and _get(cfg, k.path, k.default) != k.faithful for k in r.keys)]  # fmt: skip
+
+
+def rows_for(part: str, evalset: str | None = None, trained: str | None = None) -> list[Row]:
+    """Ledger rows that touch a number of `part` on `evalset` by a model trained (`sft`/`grpo`) by the DAG or not."""
+    return [r for r in LEDGER if part in r.touches and (not r.only or evalset in r.only)
+            and (r.trained is None or r.trained == trained)]  # fmt: skip
+
+
+def trained_by(cfg: dict, model: str) -> str | None:
+    """`grpo` / `sft` for models this DAG trains (config roles of those sources, rq3-* models), else None."""
+    if model.startswith("rq3-"):
+        return "grpo"
+    source = cfg.get("models", {}).get(model, {}).get("source")
+    return source if source in ("sft", "grpo") else None
+
+
+def render_markdown() -> str:
+    def cell(text: str) -> str:  # tags like <answer> would vanish as HTML outside `code` spans
+        parts = text.replace("|", "\\|").replace("\n", " ").split("`")
+        return "`".join(p if i % 2 else p.replace("<", "&lt;").replace(">", "&gt;") for i, p in enumerate(parts))
+
+    def keys(r: Row) -> str:
+        if not r.keys:
+            return "none"
+        def value(v) -> str:  # as YAML writes it
+            return str(v).lower() if isinstance(v, bool) else str(v)
+
+        return "<br>".join(f"`{k.path}`" + (f" (authors: `{value(k.faithful)}`)" if k.faithful is not None else "")
+                           for k in r.keys)  # fmt: skip
+
+    lines = [
+        "# Fidelity ledger",
+        "",
+        "Every choice the paper leaves open or the package makes: what the paper says, what the authors' public code "
+        f"does (github `{AUTHORS}`, read for facts, nothing copied), what this package does by default, and the "
+        "config key that changes it (with the authors' value where there is one; `config/paper.yaml` uses it unless "
+        "the row says why not). `comparison.csv` names, for each reproduced number, the rows that touch it "
+        "(`ledger`) and those where the run's config departs from the authors' value (`ledger_deviations`).",
+        "",
+        "Parts: T1 Table 1 (probes), T2 Table 2 (Acc@1), F1 Figure 1 (Pass@K), RQ3 Figure 2, T3 Table 3, REC the "
+        "recipe's decisions. Generated from `src/medbridge/fidelity.py` by `medbridge fidelity --out "
+        "docs/FIDELITY.md`; edit the registry, not this file.",
+        "",
+        "| id | choice | paper | authors' code | package default | key | parts |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in LEDGER:
+        parts = ", ".join(r.touches) + (f" ({r.trained}-trained models)" if r.trained else "")
+        parts += f" ({', '.join(r.only)} only)" if r.only else ""
+        lines.append(f"| `{r.id}` | {cell(r.topic)} | {cell(r.paper)} | {cell(r.authors)} | {cell(r.package)} | "
+                     f"{keys(r)} | {parts} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
