@@ -3,6 +3,7 @@ Snakemake lint/format checks of the Snakefile and rules. The real SLURM run is t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -320,3 +321,30 @@ def test_snakefmt_check_is_clean():
     # line length from [tool.snakefmt] in pyproject.toml
     failing = [f for f in files if run([str(snakefmt), "--check", f]).returncode != 0]
     assert not failing, f"snakefmt would reformat {failing}: run `snakefmt {' '.join(failing)}` (formatting only)"
+
+
+# ---- provenance inside a container: the checkout's commit ---------------------------------------------------------
+
+
+def test_provenance_records_the_checkout_it_runs_in(tmp_path):
+    """Jobs run in the workflow checkout (Snakemake's workdir) while the package may sit elsewhere without .git (the
+    image's /opt/medbridge): the commit recorded is the checkout's."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(checkout)]
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    code = "import json; from medbridge.provenance import git_state; print(json.dumps(git_state()))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def state(cwd):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    inside = state(checkout)
+    assert inside["commit"] == head and Path(inside["repo"]) == checkout.resolve() and inside["dirty"] is False
+    outside = state(tmp_path)  # not a checkout: the package's own repository, if it has one
+    package = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert outside["commit"] == (package.stdout.strip() or None)
