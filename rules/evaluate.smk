@@ -21,6 +21,7 @@ rule score:
     input:
         generations=generations("{model}", "{evalset}"),
         mcq=lambda w: eval_items(w.evalset),
+        judge=model_input("judge") if config["evaluate"].get("judge") == "vlm" else [],
     output:
         metrics("{model}", "{evalset}"),
     log:

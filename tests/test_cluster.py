@@ -169,7 +169,7 @@ def test_the_judge_lands_on_gpus_that_hold_it(slurm_profile):
     assert {k: v for k, v in score.items() if k != "runtime"} == {k: v for k, v in label.items() if k != "runtime"}
 
 
-def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs):
+def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs, paper_dry_run):
     gpu_partition = slurm_profile["set-resources"]["generate"]["slurm_partition"]
     present_gpu_rules = GPU_RULES & set(paper_jobs)
     assert {"generate", "score", "features", "grpo_model"} <= present_gpu_rules and "mcq_items" in paper_jobs
@@ -181,7 +181,10 @@ def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile,
                 assert res["threads"] == int(res["gpu"]) * int(res["cpus_per_gpu"]), (rule, res)
             else:
                 assert int(res.get("gpu", 0)) == 0 and res.get("slurm_partition") != gpu_partition, (rule, res)
-    assert "download_model" in paper_jobs  # hub models are fetched by the DAG before their jobs
+    # hub models are fetched by the DAG before the jobs that load them, the judge before `score` (evaluate.judge: vlm)
+    assert len(paper_jobs["download_model"]) == 2
+    for role in ("base", "judge"):
+        assert f"output: results/paper/hub/{role}.json" in paper_dry_run
 
 
 def test_jobs_call_the_medbridge_of_their_environment(paper_dry_run):

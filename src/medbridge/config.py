@@ -35,20 +35,15 @@ def coerce_exponent_floats(cfg: dict) -> dict:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema())
-    for _ in range(100):  # one error per pass may hide another in the same list; bounded all the same
-        fixed = 0
-        for err in validator.iter_errors(cfg):
-            wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
-            path = list(err.absolute_path)
-            if err.validator == "type" and "number" in wanted and path and isinstance(err.instance, str) \
-                    and EXPONENT_FLOAT.match(err.instance):  # fmt: skip
-                parent = cfg
-                for key in path[:-1]:
-                    parent = parent[key]
-                parent[path[-1]] = float(err.instance)
-                fixed += 1
-        if not fixed:
-            break
+    for err in list(validator.iter_errors(cfg)):
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        path = list(err.absolute_path)
+        if err.validator == "type" and "number" in wanted and path and isinstance(err.instance, str) \
+                and EXPONENT_FLOAT.match(err.instance):  # fmt: skip
+            parent = cfg
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = float(err.instance)
     return cfg
 
 
