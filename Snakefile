@@ -3,6 +3,8 @@
 # The paper on a SLURM cluster:           snakemake --profile profiles/slurm
 from snakemake.utils import min_version, validate
 
+from medbridge.config import coerce_exponent_floats
+
 min_version("9.0")
 
 
@@ -12,6 +14,7 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
+coerce_exponent_floats(config)  # Snakemake reads YAML 1.1, where `lr: 3e-5` is a string
 validate(config, "config/schema.yaml")
 
 # Software of every rule: under --sdm apptainer (profiles/slurm) the image named by the config (containers/); under
@@ -22,6 +25,7 @@ if config.get("container_image"):
 
 
 include: "rules/common.smk"
+include: "rules/download.smk"
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/probe.smk"

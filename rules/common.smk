@@ -21,9 +21,10 @@ DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]
 EVALSETS = evalsets_by_model(config)  # model -> the eval sets its one generate (and score) job covers
-# `medbridge` from PATH (a container, an activated env); else the one beside this Snakemake's Python (a venv
-# used without activating it).
-MEDBRIDGE = "medbridge" if shutil.which("medbridge") else str(Path(sys.executable).with_name("medbridge"))
+# Under --sdm apptainer/conda a job runs the `medbridge` of its own environment, never a path of this host. Otherwise
+# `medbridge` from PATH (an activated env), else the one beside this Snakemake's Python (a venv not activated).
+_SDM = {m.name for m in workflow.deployment_settings.deployment_method} & {"APPTAINER", "CONDA"}
+MEDBRIDGE = "medbridge" if _SDM or shutil.which("medbridge") else str(Path(sys.executable).with_name("medbridge"))
 
 
 wildcard_constraints:
@@ -46,10 +47,15 @@ def model_dir(name):
     return f"{RUN}/models/{name}"
 
 
+def hub_record(name):
+    """What rules/download.smk fetched for a hub model role (the model itself sits in the hub cache)."""
+    return f"{RUN}/hub/{name}.json"
+
+
 def model_input(name):
-    """The model directory a rule must wait for, or nothing for hub models (loaded by id at run time)."""
+    """What a job must wait for: the model directory the DAG makes, the download of a hub model, or nothing."""
     spec = MODELS.get(name, {"source": "grpo"})
-    return [] if spec["source"] in ("hub", "local") else [model_dir(name)]
+    return {"hub": [hub_record(name)], "local": []}.get(spec["source"], [model_dir(name)])
 
 
 def roles_with_source(*sources):

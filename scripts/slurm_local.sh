@@ -3,7 +3,7 @@
 #
 #   scripts/slurm_local.sh up       install slurmctld/slurmd/slurm-client/munge if missing (apt), start munged,
 #                                   slurmctld and slurmd; two partitions on the one node: `cpu` (default) and `gpu`
-#                                   (the node advertises one fake GPU, gres gpu:1 backed by /dev/null)
+#                                   (the node advertises two fake GPUs, gres gpu:2 backed by /dev/null and /dev/zero)
 #   scripts/slurm_local.sh down     cancel leftover jobs, stop only the daemons this script started (pidfiles)
 #   scripts/slurm_local.sh status   daemons, sinfo, squeue
 #
@@ -96,15 +96,16 @@ EnforcePartLimits=ALL
 # finished jobs stay visible to squeue/scontrol for 10 min (the plugin's squeue status check relies on it)
 MinJobAge=600
 GresTypes=gpu
-NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:1 State=UNKNOWN
+NodeName=$HOST NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:2 State=UNKNOWN
 PartitionName=cpu Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes=$HOST Default=NO MaxTime=INFINITE State=UP
 EOF
-    # a fake GPU: schedulable, sets CUDA_VISIBLE_DEVICES=0 in jobs, no device behind it (slurmd reads gres.conf
-    # from the directory of the slurm.conf it is started with)
+    # two fake GPUs: schedulable, set CUDA_VISIBLE_DEVICES (0, or 0,1) in jobs, no device behind them (a multi-GPU
+    # job, e.g. 2-process training, can be tried); slurmd reads gres.conf from the directory of its slurm.conf
     cat >"$STATE/gres.conf" <<EOF
 AutoDetect=off
-NodeName=$HOST Name=gpu Count=1 File=/dev/null
+NodeName=$HOST Name=gpu File=/dev/null
+NodeName=$HOST Name=gpu File=/dev/zero
 EOF
     mkdir -p /etc/slurm
     if [[ -e $ETC_CONF || -L $ETC_CONF ]]; then

@@ -3,6 +3,7 @@ Snakemake lint/format checks of the Snakefile and rules. The real SLURM run is t
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -41,9 +42,17 @@ def dag_rules(*args) -> set[str]:
     return set(proc.stdout.split())
 
 
+def load_profile(path: Path) -> dict:
+    """A profile as Snakemake reads it: a YTE template (the slurm profile's limits are __variables__)."""
+    import yte
+
+    with open(path) as f:
+        return yte.process_yaml(f, require_use_yte=True)
+
+
 @pytest.fixture(scope="module")
 def slurm_profile() -> dict:
-    return yaml.safe_load(SLURM_PROFILE.read_text())
+    return load_profile(SLURM_PROFILE)
 
 
 @pytest.fixture(scope="module")
@@ -51,27 +60,42 @@ def paper_rules() -> set[str]:
     return dag_rules("--configfile", "config/paper.yaml")
 
 
-@pytest.fixture(scope="module")
-def paper_jobs(tmp_path_factory) -> dict[str, list[dict]]:
-    """rule -> resources of each of its jobs, as `snakemake -n --profile profiles/slurm` (the real, unmodified
-    profile) schedules the paper. apptainer is not installed here: a stand-in answers the version check a dry run
-    makes (nothing is ever run in a container during a dry run)."""
+def apptainer_shim(tmp_path_factory) -> dict:
+    """PATH with a stand-in `apptainer` that answers the version check a dry run makes (apptainer is not installed
+    here; nothing is ever run in a container during a dry run), and without this venv's `medbridge`."""
     shim = tmp_path_factory.mktemp("bin")
     (shim / "apptainer").write_text("#!/bin/sh\necho 'apptainer version 1.4.0'\n")
     (shim / "apptainer").chmod(0o755)
-    env = {**os.environ, "PATH": f"{shim}:{BIN}:{os.environ['PATH']}"}
-    # the paper's RQ1/RQ2 path for one model (its generate and score jobs cover all its eval sets) (the whole DAG's dry run is tests/test_dag.py's job)
-    targets = ["results/paper/metrics/base", "results/paper/features/base/breastmnist.npz"]
-    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", *targets], env=env)
+    path = [p for p in os.environ["PATH"].split(os.pathsep) if not (Path(p) / "medbridge").exists()]
+    return {**os.environ, "PATH": os.pathsep.join([str(shim), *path])}
+
+
+@pytest.fixture(scope="module")
+def paper_dry_run(tmp_path_factory) -> str:
+    """`.venv/bin/snakemake -n --profile profiles/slurm` (the real, unmodified profile, the README's style: the venv
+    not activated) on the paper's RQ1/RQ2 path for one model (one generate and one score job cover all its eval sets), and the training of one RQ3 model."""
+    env = apptainer_shim(tmp_path_factory)
+    targets = ["results/paper/metrics/base", "results/paper/features/base/breastmnist.npz",
+               "results/paper/models/rq3-base-organamnist"]  # fmt: skip
+    # --cores: a dry run caps threads at its cores (default 1); a cluster run caps them at nothing
+    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--cores", "1024", *targets], env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def paper_jobs(paper_dry_run) -> dict[str, list[dict]]:
+    """rule -> resources (and threads) of each of its jobs, as the dry run schedules them."""
     jobs: dict[str, list[dict]] = {}
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", paper_dry_run):
         head = re.match(r"(?:local)?rule (\w+):", block)
         res = re.search(r"^\s+resources: (.*)$", block, re.M)
         if head and res:
             pairs = (kv.split("=", 1) for kv in res.group(1).split(", "))
-            jobs.setdefault(head.group(1), []).append({k: v for k, v in pairs})
-    assert jobs, "no jobs parsed from the dry run:\n" + proc.stdout[-2000:]
+            threads = re.search(r"^\s+threads: (\d+)$", block, re.M)
+            info = {"threads": int(threads.group(1)) if threads else 1}
+            jobs.setdefault(head.group(1), []).append(dict(pairs) | info)
+    assert jobs, "no jobs parsed from the dry run:\n" + paper_dry_run[-2000:]
     return jobs
 
 
@@ -90,42 +114,91 @@ def test_slurm_profile_is_the_one_command_for_the_paper(slurm_profile):
 
 
 def test_profile_names_only_known_rules(slurm_profile, paper_rules):
-    local = yaml.safe_load(LOCAL_PROFILE.read_text())
+    local = load_profile(LOCAL_PROFILE)
     for name in set(slurm_profile["set-resources"]) | set(local["set-resources"]):
         assert name in paper_rules or name in GPU_RULES | CPU_RULES, f"profile names unknown rule {name!r}"
 
 
-def test_gpu_rules_request_gpus_and_retry_with_more(slurm_profile):
+def test_retries_stay_within_the_clusters_limits(slurm_profile):
+    """CPU rules retry with more memory and time, never above the limits set once in __variables__; GPU rules retry
+    with the same request (their work resumes, and host memory does not cure a GPU out-of-memory)."""
+    import io
+
+    import yte
+
+    caps = yaml.safe_load(SLURM_PROFILE.read_text())["__variables__"]
     gpu_partition = slurm_profile["set-resources"]["generate"]["slurm_partition"]
-    for name, res in slurm_profile["set-resources"].items():
+    for name, res in [("default", slurm_profile["default-resources"]), *slurm_profile["set-resources"].items()]:
+        for key, cap in (("mem_mb", caps["max_mem_mb"]), ("runtime", caps["max_runtime"])):
+            if key not in res:
+                continue
+            tries = [eval(str(res[key]), {"attempt": a}) for a in (1, 2, 3, 10)]
+            assert all(t <= cap for t in tries), (name, key, tries)
+            if name in GPU_RULES:
+                assert len(set(tries)) == 1, f"GPU rule {name} asks for more {key} on a retry"
+            else:
+                assert tries[1] > tries[0] or tries[0] == cap, (name, key, tries)
         if name in GPU_RULES:
             assert int(res["gpu"]) >= 1 and int(res["cpus_per_gpu"]) >= 1, name
             assert res["slurm_partition"] == gpu_partition, f"{name} must use the GPU partition (&gpu_partition)"
-            for key in ("mem_mb", "runtime"):  # attempt-based: each retry asks for more
-                assert eval(str(res[key]), {"attempt": 2}) > eval(str(res[key]), {"attempt": 1}), (name, key)
-        else:
+        elif name != "default":
             assert name in CPU_RULES, f"{name} has resources but is neither a GPU nor a CPU rule"
             assert not {"gpu", "gres", "gpu_model", "cpus_per_gpu"} & set(res), f"CPU rule {name} asks for a GPU"
             assert res.get("slurm_partition") != gpu_partition, f"CPU rule {name} is sent to the GPU partition"
-    default = slurm_profile["default-resources"]
-    assert eval(str(default["mem_mb"]), {"attempt": 3}) == 3 * eval(str(default["mem_mb"]), {"attempt": 1})
+    # the limits are the cluster's, set in one place: lowering one lowers every request above it
+    text = SLURM_PROFILE.read_text().replace(f"max_mem_mb: {caps['max_mem_mb']}", "max_mem_mb: 50000")
+    low = yte.process_yaml(io.StringIO(text), require_use_yte=True)
+    assert eval(low["set-resources"]["grpo_model"]["mem_mb"]) == 50000
+    assert eval(low["set-resources"]["medmnist_npz"]["mem_mb"], {"attempt": 3}) == 50000
 
 
-def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs):
+def test_threads_match_the_booked_cores_and_training_takes_one_node(slurm_profile):
+    threads, res = slurm_profile["set-threads"], slurm_profile["set-resources"]
+    for rule in GPU_RULES:  # Snakemake exports OMP_NUM_THREADS etc. from threads: all the cores SLURM books
+        assert threads[rule] == int(res[rule]["gpu"]) * int(res[rule]["cpus_per_gpu"]), rule
+    assert threads["probe"] == res["probe"]["cpus_per_task"]
+    for rule in ("sft_model", "grpo_model"):  # accelerate launches one process per GPU of one node
+        assert res[rule]["nodes"] == 1 and int(res[rule]["gpu"]) > 1
+
+
+def test_the_judge_lands_on_gpus_that_hold_it(slurm_profile):
+    """bf16 Qwen2.5-VL-32B is ~66 GB: 2 GPUs (tensor parallel) by default, set once for both judge rules."""
+    judge_gpus = yaml.safe_load(SLURM_PROFILE.read_text())["__variables__"]["judge_gpus"]
+    score, label = slurm_profile["set-resources"]["score"], slurm_profile["set-resources"]["pmc_label"]
+    assert score["gpu"] == label["gpu"] == judge_gpus >= 2
+    assert {k: v for k, v in score.items() if k != "runtime"} == {k: v for k, v in label.items() if k != "runtime"}
+
+
+def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs, paper_dry_run):
     gpu_partition = slurm_profile["set-resources"]["generate"]["slurm_partition"]
     present_gpu_rules = GPU_RULES & set(paper_jobs)
-    assert {"generate", "score", "features"} <= present_gpu_rules and "mcq_items" in paper_jobs
+    assert {"generate", "score", "features", "grpo_model"} <= present_gpu_rules and "mcq_items" in paper_jobs
     for rule, jobs in paper_jobs.items():
         for res in jobs:
             if rule in GPU_RULES:
                 assert int(res["gpu"]) >= 1 and res["slurm_partition"] == gpu_partition, (rule, res)
                 assert int(res["mem_mb"]) >= 16000 and int(res["runtime"]) >= 60, (rule, res)
+                assert res["threads"] == int(res["gpu"]) * int(res["cpus_per_gpu"]), (rule, res)
             else:
                 assert int(res.get("gpu", 0)) == 0 and res.get("slurm_partition") != gpu_partition, (rule, res)
+    # hub models are fetched by the DAG before the jobs that load them, the judge before `score` (evaluate.judge: vlm)
+    assert len(paper_jobs["download_model"]) == 2
+    for role in ("base", "judge"):
+        assert f"output: results/paper/hub/{role}.json" in paper_dry_run
+
+
+def test_jobs_call_the_medbridge_of_their_environment(paper_dry_run):
+    """Under --sdm apptainer the job runs `medbridge` of the image, never a path of the host's venv (the dry run
+    runs the venv's snakemake with the venv's `medbridge` off PATH, as `.venv/bin/snakemake` does)."""
+    shell = [line.strip().removeprefix("Shell command: ") for line in paper_dry_run.splitlines()
+             if " --config results/paper/config.json" in line]  # fmt: skip
+    assert len(shell) >= 5, paper_dry_run[-2000:]
+    for cmd in shell:
+        assert cmd.startswith("medbridge ") and str(BIN) not in cmd, cmd
 
 
 def test_local_profile_matches_the_gpu_rules(slurm_profile):
-    local = yaml.safe_load(LOCAL_PROFILE.read_text())
+    local = load_profile(LOCAL_PROFILE)
     assert local["configfile"] == "config/paper.yaml" and local["replace-workflow-config"] is True
     assert local["resources"]["gpu"] == 1 and local["default-resources"]["gpu"] == 0
     slurm_gpu = {r for r, res in slurm_profile["set-resources"].items() if "gpu" in res}
@@ -158,7 +231,7 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
     workflow = workflow_api._get_workflow()
     workflow.include(workflow_api.snakefile, overwrite_default_target=True)
     for rule in workflow.rules:
-        print(rule.name, rule.container_img, rule.conda_env, rule.norun)
+        print(rule.name, rule.container_img, rule.conda_env, rule.norun, rule.name in workflow._localrules)
 """
 
 
@@ -168,12 +241,14 @@ def test_every_rule_names_the_image_and_the_conda_env(tmp_path):
     proc = subprocess.run([sys.executable, "-c", RULES_SOFTWARE, str(ROOT)], cwd=tmp_path, capture_output=True,
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 4]
+    rows = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 5]
     assert len(rows) > 5, proc.stdout
-    for name, image, env, norun in rows:
+    for name, image, env, norun, _ in rows:
         if norun != "True":
             assert image == "docker://example.org/medbridge:1", name
             assert env == str(ROOT / "envs" / "medbridge.yaml"), name
+    # downloads run once on the login node (local rules), before the jobs that load what they fetched
+    assert {name for name, *_, local in rows if local == "True"} == {"download_model", "medmnist_npz"}
 
 
 def test_configs_name_an_image():
@@ -249,3 +324,30 @@ def test_snakefmt_check_is_clean():
     # line length from [tool.snakefmt] in pyproject.toml
     failing = [f for f in files if run([str(snakefmt), "--check", f]).returncode != 0]
     assert not failing, f"snakefmt would reformat {failing}: run `snakefmt {' '.join(failing)}` (formatting only)"
+
+
+# ---- provenance inside a container: the checkout's commit ---------------------------------------------------------
+
+
+def test_provenance_records_the_checkout_it_runs_in(tmp_path):
+    """Jobs run in the workflow checkout (Snakemake's workdir) while the package may sit elsewhere without .git (the
+    image's /opt/medbridge): the commit recorded is the checkout's."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", "-C", str(checkout)]
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    code = "import json; from medbridge.provenance import git_state; print(json.dumps(git_state()))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+    def state(cwd):
+        proc = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        return json.loads(proc.stdout)
+
+    inside = state(checkout)
+    assert inside["commit"] == head and Path(inside["repo"]) == checkout.resolve() and inside["dirty"] is False
+    outside = state(tmp_path)  # not a checkout: the package's own repository, if it has one
+    package = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    assert outside["commit"] == (package.stdout.strip() or None)

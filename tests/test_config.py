@@ -1,6 +1,7 @@
 import copy
 import json
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -66,3 +67,42 @@ def test_overrides_merge_and_validate(tmp_path):
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["seed"] == 7
+
+
+def test_exponent_floats_in_a_user_yaml_are_numbers(tmp_path):
+    """YAML 1.1 reads `3e-5` as a string; a user's config must get the number (it failed validation before)."""
+    text = (ROOT / "config" / "config.yaml").read_text()
+    user = tmp_path / "user.yaml"
+    user.write_text(text.replace("lr: 1.0e-4", "lr: 3e-5"))
+    assert "lr: 3e-5" in user.read_text()
+    cfg = load_config(user)
+    assert cfg["train"]["grpo"]["lr"] == 3e-5 and isinstance(cfg["train"]["grpo"]["lr"], float)
+
+
+def test_frozen_config_round_trips_the_paper_floats(tmp_path):
+    """freeze_config writes JSON (`5e-07`); every verb reads it back with the same numbers (JSON, not YAML 1.1)."""
+    from medbridge.config import freeze_config
+
+    paper = load_config(ROOT / "config" / "paper.yaml")
+    frozen = freeze_config(paper, tmp_path / "config.json")
+    assert "5e-07" in frozen.read_text()
+    back = load_config(frozen)
+    assert back == paper and back["train"]["grpo"]["lr"] == 5e-7 and back["train"]["sft"]["lr"] == 1e-5
+
+
+def test_snakemake_configfile_with_exponent_floats(tmp_path, tiny_cfg):
+    """Snakemake parses --configfile itself (YAML 1.1): the Snakefile turns '3e-5' into 3e-5 where the schema wants
+    a number, and leaves other strings alone."""
+    from medbridge.config import coerce_exponent_floats
+
+    cfg = mutate(mutate(tiny_cfg, ("train", "grpo", "lr"), "3e-5"), ("run_name",), "1e5")
+    coerce_exponent_floats(cfg)
+    assert cfg["train"]["grpo"]["lr"] == 3e-5 and cfg["run_name"] == "1e5"
+    validate_config(cfg)
+    user = tmp_path / "user.yaml"
+    user.write_text((ROOT / "config" / "config.yaml").read_text().replace("lr: 1.0e-4", "lr: 3e-5"))
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run([str(snakemake), "--list-rules", "--configfile", str(user)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "grpo_model" in proc.stdout

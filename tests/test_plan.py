@@ -23,8 +23,8 @@ def paper() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
 
 
-def rows(result: dict) -> dict[tuple[str, str], dict]:
-    return {(r["rule"], r["part"]): r for r in result["rows"]}
+def rows(result: dict) -> dict[str, dict]:
+    return {r["rule"]: r for r in result["rows"]}
 
 
 def test_image_tokens_follow_qwen_resize():
@@ -41,44 +41,118 @@ def test_items_are_balanced_and_capped_by_the_split(paper):
     assert n_items(paper, "tissuemnist", "train", None) == medmnist_info()["tissuemnist"]["n_samples"]["train"]
 
 
+PROFILE = ROOT / "profiles" / "slurm"
+
+
 def test_paper_job_counts_follow_the_config(paper):
-    result = plan(paper, model_sizes={"medvlm_r1": 2})
+    result = plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE)
     r = rows(result)
-    n_models, n_data = len(paper["evaluate"]["models"]), len(paper["data"]["datasets"])
-    assert r["generate", "RQ2"]["jobs"] == n_models * n_data
-    assert r["features", "RQ1"]["jobs"] == n_models
     rq3 = paper["rq3"]
-    n_rq3 = len(rq3["inits"]) * len(rq3["train_tasks"])
-    assert r["grpo_model", "RQ3 + grpo roles"]["jobs"] == n_rq3 + 1  # + `ours`, trained on the balanced PMC subset
-    targets = {t: {d for s, d in sum(rq3["pairs"].values(), []) if s == t} for t in rq3["train_tasks"]}
-    assert r["generate", "RQ3"]["jobs"] == len(rq3["inits"]) * sum(map(len, targets.values()))
-    assert r["generate", "Table 3"]["jobs"] == len(paper["vqa"]["models"]) * len(paper["vqa"]["benchmarks"])
-    assert r["score", "VLM judge"]["jobs"] == sum(r["generate", p]["jobs"] for p in ("RQ2", "RQ3", "Table 3"))
+    rq3_models = [f"rq3-{i}-{t}" for i in rq3["inits"] for t in rq3["train_tasks"]]
+    # one generate and one score job per model, over all its eval sets (RQ2, the RQ3 grid, Table 3)
+    models = set(paper["evaluate"]["models"]) | set(rq3_models) | set(paper["vqa"]["models"])
+    assert r["generate"]["jobs"] == r["score"]["jobs"] == len(models)
+    assert set(r["generate"]["jobs_detail"]) == models
+    assert r["features"]["jobs"] == len(paper["evaluate"]["models"])
+    assert r["grpo_model"]["jobs"] == len(rq3_models) + 1  # + `ours`, trained on the balanced PMC subset
+    assert r["pmc_label"]["jobs"] == 1  # always in the total, with an assumed pool when the config has none
+    assert result["total_jobs"] == sum(x["jobs"] for x in result["rows"])
+    assert result["total_gpu_hours"] == pytest.approx(sum(x["gpu_hours"] for x in result["rows"]))
     assert result["total_gpu_hours"] < result["total_gpu_hours_at_budget"]
     assert not any("medvlm_r1" in n for n in result["notes"])  # its size was given
-    assert any("pmc_label" in n for n in result["notes"])  # its question count was not
+    assert any("pmc_label" in n and "assumed" in n for n in result["notes"])
 
 
-def test_generation_hours_by_hand(paper):
-    """One model, one dataset: the estimate equals the documented formula worked out by hand."""
+def test_booked_hours_follow_the_profile(paper, tmp_path):
+    """Booked = runtime x GPUs x jobs of the profile; the judge's GPUs come from its one setting there."""
+    import yte
+
+    with open(PROFILE / "config.yaml") as f:
+        prof = yte.process_yaml(f, require_use_yte=True)
+    r = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE))
+    for rule in ("generate", "score", "grpo_model", "pmc_label"):
+        res = prof["set-resources"][rule]
+        gpus, runtime = int(res["gpu"]), eval(str(res["runtime"]))
+        assert r[rule]["gpus_per_job"] == gpus
+        assert r[rule]["booked_gpu_hours"] == pytest.approx(r[rule]["jobs"] * gpus * runtime / 60)
+    judge_gpus = prof["set-resources"]["score"]["gpu"]
+    assert r["pmc_label"]["gpus_per_job"] == judge_gpus and judge_gpus >= 2  # bf16 32B needs 2 GPUs or an 80 GB card
+    one_card = tmp_path / "config.yaml"
+    one_card.write_text((PROFILE / "config.yaml").read_text().replace("judge_gpus: 2", "judge_gpus: 1"))
+    r1 = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=tmp_path))
+    assert r1["score"]["booked_gpu_hours"] == pytest.approx(r["score"]["booked_gpu_hours"] / 2)
+    # the judge's load and engine start are paid on every GPU it holds
+    assert r1["score"]["fixed_gpu_hours"] == pytest.approx(r["score"]["fixed_gpu_hours"] / 2)
+    assert rows(plan(paper, model_sizes={"medvlm_r1": 2}))["score"]["booked_gpu_hours"] is None  # no profile
+
+
+def small_cfg(paper, backend="vllm"):
     cfg = copy.deepcopy(paper)
     cfg["data"]["datasets"] = ["breastmnist"]
-    cfg["evaluate"].update(models=["base"], n_samples=4, k=[1, 2, 4])
+    cfg["evaluate"].update(models=["base"], n_samples=4, k=[1, 2, 4], backend=backend)
     for key in ("rq3", "vqa", "probe"):
         cfg.pop(key)
     cfg["models"] = {"base": cfg["models"]["base"], "judge": cfg["models"]["judge"]}
-    a = Assumptions()
-    gen = rows(plan(cfg, a))["generate", "RQ2"]
+    return cfg
+
+
+@pytest.mark.parametrize("backend", ["vllm", "hf"])
+def test_generation_hours_by_hand(paper, backend):
+    """One model, one dataset: the estimate equals the documented formula worked out by hand, fixed costs included."""
+    cfg, a = small_cfg(paper, backend), Assumptions()
+    gen = rows(plan(cfg, a))["generate"]
     items, budget = min(100 * 2, medmnist_info()["breastmnist"]["n_samples"]["test"]), 2048
+    rate = a.decode_tokens_per_s if backend == "vllm" else a.hf_decode_tokens_per_s
     prefill = 2 * 7e9 * items * (1296 + a.prompt_tokens) / (a.prefill_tflops * 1e12)
-    decode = items * (1 + 4) * budget / a.decode_tokens_per_s  # 7B = the reference size
+    decode = items * (1 + 4) * budget / rate  # 7B = the reference size
+    fixed = 7 * a.load_s_per_b + (a.vllm_start_s if backend == "vllm" else 0)
     assert gen["jobs"] == 1
-    assert gen["gpu_hours_at_budget"] == pytest.approx((prefill + decode) / 3600)
-    assert gen["gpu_hours"] == pytest.approx((prefill + decode * a.completion_fraction) / 3600)
+    assert gen["fixed_gpu_hours"] == pytest.approx(fixed / 3600)
+    assert gen["gpu_hours_at_budget"] == pytest.approx((prefill + decode + fixed) / 3600)
+    assert gen["gpu_hours"] == pytest.approx((prefill + decode * a.completion_fraction + fixed) / 3600)
     # a 32B model decodes 32/7 times slower (memory-bound), so the same work costs more
     cfg["models"]["base"] = {"source": "hub", "id": "Qwen/Qwen2.5-VL-32B-Instruct"}
-    big = rows(plan(cfg, a))["generate", "RQ2"]
-    assert big["gpu_hours_at_budget"] == pytest.approx((prefill * 32 / 7 + decode * 32 / 7) / 3600)
+    big = rows(plan(cfg, a))["generate"]
+    fixed32 = 32 * a.load_s_per_b + (a.vllm_start_s if backend == "vllm" else 0)
+    assert big["gpu_hours_at_budget"] == pytest.approx((prefill * 32 / 7 + decode * 32 / 7 + fixed32) / 3600)
+
+
+def test_grpo_rollouts_wait_for_the_longest_completion(paper):
+    """Each GPU decodes batch_size rollouts at once at small-batch latency, every step as long as its longest
+    completion: GPU-seconds = prompts x G / batch_size x longest x latency (+ training compute and loads)."""
+    cfg, a = copy.deepcopy(paper), Assumptions()
+    cfg.pop("rq3")  # `ours` is then the one GRPO run
+    grpo = cfg["train"]["grpo"]
+    job = rows(plan(cfg, a))["grpo_model"]
+    assert job["jobs"] == 1
+    n, g, per_gpu, budget = cfg["vqa"]["pmc"]["subset_size"], grpo["num_generations"], grpo["batch_size"], 2048
+    rollouts = n * g / per_gpu * budget * a.decode_latency_ms / 1000  # at budget, a 7B (the reference size)
+    slower = rows(plan(cfg, Assumptions(decode_latency_ms=2 * a.decode_latency_ms)))["grpo_model"]
+    assert (slower["gpu_hours_at_budget"] - job["gpu_hours_at_budget"]) * 3600 == pytest.approx(rollouts)
+    grpo["batch_size"] = 2 * per_gpu  # twice the rollouts per GPU at once: half the rounds of waiting
+    wider = rows(plan(cfg, a))["grpo_model"]
+    assert (job["gpu_hours_at_budget"] - wider["gpu_hours_at_budget"]) * 3600 == pytest.approx(rollouts / 2)
+
+
+def test_benchmarks_calibrate_the_estimate(paper, tmp_path):
+    cfg = small_cfg(paper)
+    cfg["models"]["rl"] = {"source": "hub", "id": "ddvd233/QoQ-Med-VL-7B"}
+    cfg["evaluate"]["models"] = ["base", "rl"]
+    base = plan(cfg, profile=PROFILE)
+    est = rows(base)["generate"]["jobs_detail"]["base"]["gpu_hours"] * 3600
+    bench = tmp_path / "benchmarks"
+    (bench / "generate").mkdir(parents=True)
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    (bench / "generate" / "base.tsv").write_text(header + f"{3 * est}\t0:00:01\t1\t1\t1\t1\t0\t0\t0\t1\n")
+    (bench / "generate" / "ghost.tsv").write_text(header + "5\t0:00:05\t1\t1\t1\t1\t0\t0\t0\t1\n")
+    result = plan(cfg, profile=PROFILE, benchmarks=bench)
+    r = rows(result)
+    assert r["generate"]["calibrated_gpu_hours"] == pytest.approx(3 * r["generate"]["gpu_hours"])
+    assert r["score"]["calibrated_gpu_hours"] is None  # nothing measured
+    assert any("1 of 2 jobs measured" in n for n in result["notes"])
+    assert any("ghost" in n for n in result["notes"])
+    with pytest.raises(MedbridgeError, match="not a folder"):
+        plan(cfg, benchmarks=tmp_path / "missing")
 
 
 def test_model_sizes_from_names_overrides_and_notes(paper):
@@ -86,48 +160,60 @@ def test_model_sizes_from_names_overrides_and_notes(paper):
     assert any("'medvlm_r1'" in n and "--model-size" in n for n in result["notes"])
     cfg = copy.deepcopy(paper)
     cfg["models"]["base"] = {"source": "local", "path": "/models/my-vlm"}
-    with_default = rows(plan(cfg))["generate", "RQ2"]["gpu_hours"]
-    halved = rows(plan(cfg, Assumptions(decode_tokens_per_s=5000)))["generate", "RQ2"]["gpu_hours"]
+    with_default = rows(plan(cfg))["generate"]["gpu_hours"]
+    halved = rows(plan(cfg, Assumptions(decode_tokens_per_s=5000)))["generate"]["gpu_hours"]
     assert halved < with_default
-    sized = rows(plan(cfg, model_sizes={"base": 70}))["generate", "RQ2"]["gpu_hours"]
+    sized = rows(plan(cfg, model_sizes={"base": 70}))["generate"]["gpu_hours"]
     assert sized > with_default
 
 
 def test_rule_judge_costs_no_gpu(tiny_cfg):
     r = rows(plan(tiny_cfg))
-    assert r["score", "rule judge (CPU)"]["gpu_hours"] == 0
-    assert r["sft_model", "bridge"]["jobs"] == 1  # the tiny profile trains its own sft role
+    assert "score" not in r  # answer extraction runs on CPU
+    assert r["sft_model"]["jobs"] == 1  # the tiny profile trains its own sft role
 
 
 def test_cli_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "plan.json"
     code = main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--model-size", "medvlm_r1=2",
-                 "--pmc-questions", "8000", "--decode-tokens-per-s", "3000", "--json", str(out)])  # fmt: skip
+                 "--pmc-questions", "8000", "--decode-tokens-per-s", "3000", "--profile", str(PROFILE),
+                 "--json", str(out)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "generate" in text and "decode_tokens_per_s = 3000" in text and "pmc_label" in text
+    assert "generate" in text and "decode_tokens_per_s = 3000" in text and "pmc_label" in text and "booked" in text
     data = json.loads(out.read_text())
-    assert data["assumptions"]["decode_tokens_per_s"] == 3000
+    assert data["assumptions"]["decode_tokens_per_s"] == 3000 and data["assumptions"]["pmc_questions"] == 8000
     assert {r["rule"] for r in data["rows"]} >= {"generate", "score", "features", "grpo_model", "pmc_label"}
+    assert data["total_booked_gpu_hours"] > data["total_gpu_hours"]
 
 
 def test_cli_rejects_bad_input(capsys):
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--model-size", "medvlm_r1"]) == 2
     assert "ROLE=BILLIONS" in capsys.readouterr().err
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--completion-fraction", "1.5"]) == 2
+    assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--profile", "no/such/profile"]) == 2
     with pytest.raises(MedbridgeError, match="no model role"):
         from medbridge.plan import _Planner
 
-        _Planner(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), Assumptions(), {}, None).params_b("x")
+        _Planner(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), Assumptions(), {}, {}).params_b("x")
 
 
 def test_table3_uses_its_own_item_caps_samples_and_pmc_pool(paper):
     cfg = copy.deepcopy(paper)
-    benchmarks, models = cfg["vqa"]["benchmarks"], cfg["vqa"]["models"]
+    benchmarks = cfg["vqa"]["benchmarks"]
     benchmarks[0]["max_items"] = 10  # a per-benchmark cap beats vqa.max_items
     cfg["vqa"].update(n_samples=2)
     cfg["vqa"]["pmc"]["pool_size"] = 5000
-    r = rows(plan(cfg, model_sizes={"medvlm_r1": 2}))
-    items = len(models) * (10 + cfg["vqa"]["max_items"] * (len(benchmarks) - 1))
-    assert r["generate", "Table 3"]["basis"].startswith(f"{items} items x (greedy + 2 samples)")
-    assert r["pmc_label", "Sec. 4"]["basis"].startswith("5000 questions")
+    a = Assumptions()
+    r = rows(plan(cfg, a, model_sizes={"medvlm_r1": 2}))
+    # medvlthinker answers only Table 3: its job's items and samples are Table 3's
+    sets = [(10 if i == 0 else cfg["vqa"]["max_items"]) for i in range(len(benchmarks))]
+    more = copy.deepcopy(cfg)
+    more["vqa"]["n_samples"] = 3
+    diff = rows(plan(more, a, model_sizes={"medvlm_r1": 2}))["generate"]["jobs_detail"]["medvlthinker"]["gpu_hours"]
+    one_sample = 2048 * a.completion_fraction / a.decode_tokens_per_s  # one more sample of every item, 7B
+    assert (diff - r["generate"]["jobs_detail"]["medvlthinker"]["gpu_hours"]) * 3600 == pytest.approx(
+        sum(sets) * one_sample
+    )
+    labelled = rows(plan(cfg, Assumptions(pmc_questions=1)))["pmc_label"]["gpu_hours"]
+    assert r["pmc_label"]["gpu_hours"] == pytest.approx(labelled)  # pool_size wins over the assumed count

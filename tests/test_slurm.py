@@ -1,9 +1,11 @@
 """A real SLURM run: scripts/slurm_local.sh brings up a one-node cluster on loopback (slurmctld, slurmd, munged; a
-`cpu` and a `gpu` partition; one fake GPU), part of the tiny DAG runs through the SLURM executor plugin with the
-resources of profiles/slurm, and the cluster goes down again. Needs root (and apt-get, on a machine without SLURM)."""
+`cpu` and a `gpu` partition; two fake GPUs), part of the tiny DAG runs through the SLURM executor plugin with the
+resources of profiles/slurm (a 2-GPU training job among them), and the cluster goes down again. Needs root (and apt-get, on a machine without SLURM)."""
 
 from __future__ import annotations
 
+import csv
+import math
 import os
 import re
 import shutil
@@ -58,7 +60,10 @@ def slurm_test_profile(tmp_path: Path) -> Path:
     memory/time/cores scaled down, the partitions named by scripts/slurm_local.sh, no containers (no apptainer here),
     the squeue status check (no accounting daemon), and build_tiny standing in as a GPU rule with the GPU shape of
     `generate`."""
-    profile = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    import yte
+
+    with open(ROOT / "profiles" / "slurm" / "config.yaml") as f:  # a YTE template, as Snakemake reads it
+        profile = yte.process_yaml(f, require_use_yte=True)
     for key in ("configfile", "software-deployment-method", "apptainer-args"):
         profile.pop(key)
     profile["default-resources"].update(slurm_partition="cpu", mem_mb="500 * attempt", runtime="10 * attempt")
@@ -68,7 +73,11 @@ def slurm_test_profile(tmp_path: Path) -> Path:
                  for r, res in profile["set-resources"].items() if "gpu" not in res}  # fmt: skip
     for res in cpu_rules.values():
         res.pop("cpus_per_task", None)
-    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu}
+    # training keeps its own GPU shape (gpu, nodes) on 2 fake GPUs: 2 processes, 1 core each
+    train = dict(profile["set-resources"]["sft_model"], slurm_partition="gpu", gpu=2, cpus_per_gpu=1,
+                 mem_mb="3000 * attempt", runtime="15 * attempt")  # fmt: skip
+    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu, "sft_model": train}
+    profile["set-threads"] = {"sft_model": 2}
     profile.update({"jobs": 2, "retries": 0, "latency-wait": 5, "slurm-status-command": "squeue",
                     "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True})  # fmt: skip
     out = tmp_path / "profile"
@@ -102,7 +111,8 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
     for jobid, logfile in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", log):
         rule = re.search(r"/rule_(\w+)/", logfile).group(1)
         submitted.setdefault(rule, []).append(jobid)
-    assert {"medmnist_npz", "mcq_items", "build_tiny"} <= set(submitted), submitted
+    assert {"mcq_items", "build_tiny"} <= set(submitted), submitted
+    assert "medmnist_npz" not in submitted  # a download: a local rule, run once by Snakemake on the login node
 
     sbatch_calls = re.findall(r"sbatch call: (.*)", log)
     gpu_calls = [c for c in sbatch_calls if "rule_build_tiny" in c]
@@ -120,3 +130,42 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
                 assert gpu_request and "Partition=gpu" in info, info
             else:
                 assert not gpu_request and "Partition=cpu" in info, info
+
+
+def test_training_on_two_gpus_launches_two_processes(cluster, tmp_path):
+    """sft_model asks for 2 GPUs on one node; `medbridge sft` launches one process per GPU SLURM gave the job
+    (CUDA_VISIBLE_DEVICES=0,1 of the fake GPUs) on a free port, and the 2 processes train the tiny model on CPU over
+    gloo (config/accelerate/ddp.yaml with train.device: cpu)."""
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["run_name"] = "slurm2"
+    cfg["data"]["synthetic"] = {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35}
+    cfg["train"]["accelerate_config"] = str(ROOT / "config" / "accelerate" / "ddp.yaml")
+    cfg["train"]["sft"].update(max_steps=4, save_steps=2, batch_size=2, prompts=["eval"])
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/slurm2/models/sft"
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run(
+        [str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), "--configfile", "config.yaml",
+         "--snakefile", str(ROOT / "Snakefile"), "--verbose", target],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    sbatch = [c for c in re.findall(r"sbatch call: (.*)", log) if "rule_sft_model" in c]
+    assert len(sbatch) == 1 and "--gpus=2" in sbatch[0] and "--nodes=1" in sbatch[0], sbatch
+    train_log = (tmp_path / "results/slurm2/logs/models/sft.log").read_text()
+    launch = re.search(r"launching: .*accelerate.commands.launch .*", train_log)
+    assert launch, train_log[-3000:]
+    args = launch.group(0).split()
+    assert args[args.index("--num_processes") + 1] == "2"
+    port = int(args[args.index("--main_process_port") + 1])
+    assert 1024 < port < 65536
+    with open(tmp_path / target / "training_log.csv") as f:
+        steps = [row for row in csv.DictReader(f) if row.get("loss")]
+    assert len(steps) == 4
+    # 2 processes x batch 2 per step: an epoch of the n training rows takes ceil(n / 4) steps (one process: n / 2)
+    n = len((tmp_path / "results/slurm2/mcq/organamnist/train.jsonl").read_text().splitlines())
+    assert float(steps[-1]["epoch"]) == pytest.approx(4 / math.ceil(n / 4), abs=1e-3), (n, steps[-1])
+    jobid = re.search(r"submitted with SLURM jobid (\d+) \(log: \S*rule_sft_model", log).group(1)
+    info = scontrol(jobid)
+    assert "JobState=COMPLETED" in info and re.search(r"TresPerJob=\S*gres[:/]gpu[:=]2", info), info

@@ -40,6 +40,7 @@ VERBS = {
     "table3": ("table3", "Table 3: Accuracy@1 per model on six medical VQA benchmarks, beside the reported values"),
     "diagnose": ("diagnose", "Support@K, Acc@1 and gap of a model on an item set -> bridge (SFT) or sharpen (RL)"),
     "recipe": ("recipe", "the boundary-aware recipe's decision for every MedMNIST task x evaluated model (CSV)"),
+    "download-model": ("download_model", "fetch a hub model role at its revision into the hub cache (login node)"),
     "plan": ("plan", "jobs and estimated GPU-hours per GPU rule of a config, before running it (docs/CLUSTER.md)"),
 }
 

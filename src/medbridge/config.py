@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,36 @@ from medbridge import MedbridgeError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = PROJECT_ROOT / "config" / "schema.yaml"
+
+
+# YAML 1.1 (PyYAML, and Snakemake reading a --configfile) takes `5e-07` or `3e-5` (an exponent without a dot, or
+# without a sign) for a string; JSON and YAML 1.2 take them for numbers. Configs are read the 1.2 way.
+EXPONENT_FLOAT = re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$")
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that also reads exponent floats such as `lr: 3e-5` as numbers."""
+
+
+ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789."))
+
+
+def coerce_exponent_floats(cfg: dict) -> dict:
+    """In place: every string like '3e-5' where the schema wants a number becomes that float. For configs parsed by
+    someone else's YAML 1.1 loader (Snakemake's own --configfile); other strings are left alone."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(load_schema())
+    for err in list(validator.iter_errors(cfg)):
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        path = list(err.absolute_path)
+        if err.validator == "type" and "number" in wanted and path and isinstance(err.instance, str) \
+                and EXPONENT_FLOAT.match(err.instance):  # fmt: skip
+            parent = cfg
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = float(err.instance)
+    return cfg
 
 
 @lru_cache(maxsize=1)
@@ -79,6 +110,8 @@ def _check_references(cfg: dict) -> None:
 def _config_paths(cfg: dict):
     if "root" in cfg["data"]:
         yield "data.root", cfg["data"]["root"]
+    if "hub_cache" in cfg:
+        yield "hub_cache", cfg["hub_cache"]
     for role, spec in cfg["models"].items():
         if "path" in spec:
             yield f"models.{role}.path", spec["path"]
@@ -102,10 +135,10 @@ def load_config(path: str | Path, overrides: dict | None = None) -> dict:
     path = Path(path)
     if not path.exists():
         raise MedbridgeError(f"config file {path} not found; pass an existing file (e.g. config/config.yaml)")
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise MedbridgeError(f"{path} is not valid YAML: {e}") from e
+    try:  # results/<run>/config.json (freeze_config) as JSON: its floats come back as floats
+        cfg = json.loads(path.read_text()) if path.suffix == ".json" else yaml.load(path.read_text(), ConfigLoader)
+    except (yaml.YAMLError, json.JSONDecodeError) as e:
+        raise MedbridgeError(f"{path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: {e}") from e
     if not isinstance(cfg, dict):
         raise MedbridgeError(f"{path} must hold a mapping of config keys")
     if overrides:

@@ -1,22 +1,29 @@
-"""What a run will cost before it runs: per GPU rule, the number of jobs and an estimate of GPU-hours.
+"""What a run will cost before it runs: per GPU rule, its jobs, the GPU-hours they should spend and the GPU-hours
+their SLURM requests book.
 
-Job counts follow the config the way the DAG makes its jobs (evaluated models x eval sets, one `features` job per
-model, RQ3 inits x training tasks, ...). Work comes from the config's sizes: MCQ items (per_class x the dataset's
-classes from medmnist's label table, capped by the split's size), samples per item (evaluate.n_samples; vqa.n_samples
-for Table 3), token budgets (max_new_tokens, max_completion_length), image tokens (Qwen2.5-VL's resize of data.size
-under the configured pixel bounds) and model sizes (from the hub id, e.g. "7B"). Turning work into time needs throughputs, which are
-assumptions, not measurements: they are the `Assumptions` fields below, each documented and overridable on the
-command line (`medbridge plan --help`). The estimate is only as good as they are; measure one job and adjust.
+Jobs follow the config the way the DAG makes them: one `generate` and one `score` job per model over all its eval sets
+(RQ2 models x datasets, the RQ3 grid's trained models x their transfer targets, Table 3's models x benchmarks), one
+`features` job per model, one training job per trained model, one `pmc_label` job. Work comes from the config's sizes:
+MCQ items (per_class x the dataset's classes from medmnist's label table, capped by the split's size), samples per
+item, token budgets, image tokens (Qwen2.5-VL's resize under the configured pixel bounds) and model sizes (from the
+hub id, e.g. "7B"). Each job also pays fixed costs: loading its model (and the judge), starting vLLM where the backend
+is vLLM. GRPO rollouts are priced as they run: each GPU decodes `batch_size` rollouts at once and every GPU waits for
+the longest completion of the step, at small-batch decode latency (not the throughput of a full vLLM batch).
 
-GPU-hours are GPU-seconds of work / 3600: they do not depend on how many GPUs one job spreads over (perfect scaling
-is assumed), only its wall time does. Two columns: "typical" (mean completion = completion_fraction x the token
-budget) and "at budget" (every completion runs to its token budget: an upper bound for generation).
+Turning work into time needs throughputs, which are assumptions, not measurements: they are the `Assumptions` fields
+below, each documented and overridable on the command line (`medbridge plan --help`). Two estimates: "typical" (mean
+completion = completion_fraction x the token budget; the longest GRPO rollout = longest_fraction x it) and "at
+budget" (every completion runs to its budget). Beside them: "booked", the GPU-hours the profile reserves (runtime x
+GPUs x jobs, the most a run can be charged), and, where a run has left Snakemake benchmark files
+(results/<run>/benchmarks/<rule>/<wildcards>.tsv), "calibrated": the estimate scaled by measured / estimated of the
+jobs measured.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 from medbridge import MedbridgeError
 from medbridge.data.medmnist import dataset_info, medmnist_info
@@ -36,6 +43,14 @@ class Assumptions:
         "generated tokens/s of one GPU for a `reference_params_b` model under vLLM with many sequences in flight "
         "(H100-class; memory-bound, so it scales as 1/model size)",
     )
+    hf_decode_tokens_per_s: float = _assumption(
+        300.0, "the same under the HF backend (transformers generate, static batches of evaluate.batch_size)"
+    )
+    decode_latency_ms: float = _assumption(
+        30.0,
+        "ms per generated token of one small batch at `reference_params_b` (GRPO rollouts: batch_size per GPU); "
+        "scales with model size",
+    )
     prefill_tflops: float = _assumption(
         400.0, "effective TFLOP/s of one GPU on compute-bound inference (prompts, images, vision tower)"
     )
@@ -45,6 +60,9 @@ class Assumptions:
     completion_fraction: float = _assumption(
         0.25, "mean completion length as a fraction of its token budget (the 'typical' column)"
     )
+    longest_fraction: float = _assumption(
+        0.6, "longest of a GRPO step's rollouts as a fraction of max_completion_length (the 'typical' column)"
+    )
     judge_fraction: float = _assumption(0.1, "share of responses the VLM judge re-reads (no clean <answer> tag)")
     prompt_tokens: int = _assumption(150, "text tokens of one MCQ prompt (question, options, instructions, template)")
     judge_output_tokens: int = _assumption(16, "tokens the judge writes per verdict")
@@ -52,17 +70,34 @@ class Assumptions:
     vision_params_b: float = _assumption(
         0.675, "parameters (billions) of the vision tower (Qwen2.5-VL's ViT, the same at 3B/7B/32B/72B)"
     )
-    reference_params_b: float = _assumption(7.0, "model size (billions) at which decode_tokens_per_s holds")
+    reference_params_b: float = _assumption(7.0, "model size (billions) at which the throughputs hold")
+    load_s_per_b: float = _assumption(
+        6.0, "seconds to load one billion parameters (bf16 safetensors from the hub cache on shared storage)"
+    )
+    vllm_start_s: float = _assumption(90.0, "seconds vLLM needs to start (profiling, KV cache, CUDA graphs)")
+    pmc_questions: int = _assumption(
+        176948, "PMC-VQA training questions the judge labels without vqa.pmc.pool_size (PMC-VQA's train.csv)"
+    )
 
 
 @dataclass
-class Estimate:
-    rule: str
-    part: str
-    jobs: int
-    gpu_hours: float
-    gpu_hours_at_budget: float
-    basis: str
+class Job:
+    """One planned job: its key (the wildcards of its benchmark file), GPUs, GPU-seconds of work and fixed costs."""
+
+    key: str
+    gpus: int
+    work_s: float  # GPU-seconds, typical
+    work_budget_s: float  # GPU-seconds, every completion at its budget
+    fixed_s: float  # wall seconds of model loads and engine starts (every GPU of the job waits: x gpus)
+    parts: tuple[str, ...] = ()
+
+    @property
+    def typical_gpu_s(self) -> float:
+        return self.work_s + self.fixed_s * self.gpus
+
+    @property
+    def budget_gpu_s(self) -> float:
+        return self.work_budget_s + self.fixed_s * self.gpus
 
 
 # ---- sizes from the config ----------------------------------------------------------------------------------------
@@ -98,8 +133,8 @@ _SIZE_IN_NAME = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)[Bb](?![A-Za-z])")
 class _Planner:
     """The estimate of one config; `notes` collects what was assumed or left out, for the reader."""
 
-    def __init__(self, cfg: dict, a: Assumptions, model_sizes: dict[str, float], pmc_questions: int | None):
-        self.cfg, self.a, self.overrides, self.pmc_questions = cfg, a, model_sizes, pmc_questions
+    def __init__(self, cfg: dict, a: Assumptions, model_sizes: dict[str, float], gpus: dict[str, int]):
+        self.cfg, self.a, self.overrides, self.gpus = cfg, a, model_sizes, gpus
         self.notes: list[str] = []
         self._sizes: dict[str, float] = {}
         ev = cfg["evaluate"]
@@ -195,8 +230,9 @@ class _Planner:
 
     # -- GPU time --
 
-    def decode(self, tokens: float, params_b: float) -> float:
-        return tokens / (self.a.decode_tokens_per_s * self.a.reference_params_b / params_b)
+    def decode(self, tokens: float, params_b: float, backend: str = "vllm") -> float:
+        rate = self.a.decode_tokens_per_s if backend == "vllm" else self.a.hf_decode_tokens_per_s
+        return tokens / (rate * self.a.reference_params_b / params_b)
 
     def forward(self, tokens: float, params_b: float) -> float:
         return 2 * params_b * 1e9 * tokens / (self.a.prefill_tflops * 1e12)
@@ -204,48 +240,59 @@ class _Planner:
     def train(self, tokens: float, params_b: float) -> float:
         return 6 * params_b * 1e9 * tokens / (self.a.train_tflops * 1e12)
 
-    def two_ways(self, budget: int, seconds) -> tuple[float, float]:
-        """GPU-hours of `seconds(completion_tokens)` at the typical completion length and at the full budget."""
-        return seconds(budget * self.a.completion_fraction) / 3600, seconds(budget) / 3600
+    def load(self, params_b: float, vllm: bool) -> float:
+        """Fixed wall seconds of one model in one job: reading its weights, and starting vLLM if it serves it."""
+        return self.a.load_s_per_b * params_b + (self.a.vllm_start_s if vllm else 0.0)
 
-    # -- the GPU rules --
+    def job(self, rule: str, key: str, seconds, budget: int, fixed_s: float, parts=()) -> Job:
+        """A job whose work is `seconds(completion_tokens)` GPU-seconds, typical and at the full budget."""
+        return Job(key, self.gpus.get(rule, 1), seconds(budget * self.a.completion_fraction), seconds(budget),
+                   fixed_s, tuple(parts))  # fmt: skip
 
-    def generate(self) -> list[Estimate]:
-        ev, a = self.cfg["evaluate"], self.a
-        budget = ev.get("max_new_tokens", 2048)
-        out = []
+    def by_model(self) -> dict[str, list[tuple[str, int, int, int]]]:
+        """model -> (part, items, image tokens/item, samples/item) of each eval set it answers (one job per model)."""
+        out: dict[str, list] = {}
         for part in ("RQ2", "RQ3", "Table 3"):
-            jobs, n = self.sized_eval_jobs(part), self.n_samples(part)
-            if not jobs:
-                continue
-
-            def seconds(completion, jobs=jobs):  # prompt + image once per item (vLLM shares it over the samples)
-                return sum(self.forward(items * (img + a.prompt_tokens), self.params_b(model))
-                           + self.decode(items * (1 + n) * completion, self.params_b(model))
-                           for model, items, img in jobs)  # fmt: skip
-
-            basis = f"{sum(j[1] for j in jobs)} items x (greedy + {n} samples), up to {budget} tokens each"
-            out.append(Estimate("generate", part, len(jobs), *self.two_ways(budget, seconds), basis))
+            for model, items, img in self.sized_eval_jobs(part):
+                out.setdefault(model, []).append((part, items, img, self.n_samples(part)))
         return out
 
-    def score(self) -> list[Estimate]:
+    # -- the GPU rules: their jobs --
+
+    def generate(self) -> list[Job]:
         ev, a = self.cfg["evaluate"], self.a
-        parts = ("RQ2", "RQ3", "Table 3")
+        budget, backend = ev.get("max_new_tokens", 2048), ev.get("backend", "hf")
+        jobs = []
+        for model, sets in self.by_model().items():
+            params = self.params_b(model)
+
+            def seconds(completion, sets=sets, params=params):  # prompt + image once per item (shared by samples)
+                return sum(self.forward(items * (img + a.prompt_tokens), params)
+                           + self.decode(items * (1 + n) * completion, params, backend)
+                           for _, items, img, n in sets)  # fmt: skip
+
+            fixed = self.load(params, backend == "vllm")
+            jobs.append(self.job("generate", model, seconds, budget, fixed, dict.fromkeys(p for p, *_ in sets)))
+        return jobs
+
+    def score(self) -> list[Job]:
+        ev, a = self.cfg["evaluate"], self.a
         if ev.get("judge", "rule") != "vlm":
-            jobs = sum(len(self.sized_eval_jobs(p)) for p in parts)
-            return [Estimate("score", "rule judge (CPU)", jobs, 0.0, 0.0, "answer extraction only")]
-        budget, judge = ev.get("max_new_tokens", 2048), self.params_b("judge")
-        jobs = [(*j, self.n_samples(p)) for p in parts for j in self.sized_eval_jobs(p)]
+            return []  # the rule judge: answer extraction on CPU
+        budget, backend, judge = ev.get("max_new_tokens", 2048), ev.get("backend", "hf"), self.params_b("judge")
+        jobs = []
+        for model, sets in self.by_model().items():
 
-        def seconds(completion):  # the judge reads image, question and one response, and writes a short verdict
-            judged = [(a.judge_fraction * (1 + n) * items, img) for _, items, img, n in jobs]
-            return sum(self.forward(k * (img + a.prompt_tokens + completion), judge)
-                       + self.decode(k * a.judge_output_tokens, judge) for k, img in judged)  # fmt: skip
+            def seconds(completion, sets=sets):  # the judge reads image, question and one response; writes a verdict
+                judged = [(a.judge_fraction * (1 + n) * items, img) for _, items, img, n in sets]
+                return sum(self.forward(k * (img + a.prompt_tokens + completion), judge)
+                           + self.decode(k * a.judge_output_tokens, judge, backend) for k, img in judged)  # fmt: skip
 
-        basis = f"{a.judge_fraction:.0%} of the responses re-read by the {judge:g}B judge"
-        return [Estimate("score", "VLM judge", len(jobs), *self.two_ways(budget, seconds), basis)]
+            fixed = self.load(judge, backend == "vllm")
+            jobs.append(self.job("score", model, seconds, budget, fixed, dict.fromkeys(p for p, *_ in sets)))
+        return jobs
 
-    def features(self) -> list[Estimate]:
+    def features(self) -> list[Job]:
         cfg, probe, models = self.cfg, self.cfg.get("probe") or {}, self.cfg["evaluate"]["models"]
         if not probe:
             return []
@@ -256,94 +303,176 @@ class _Planner:
         epochs, side = (aug["epochs"], aug["crop_size"]) if aug["augment"] == "authors" else (1, cfg["data"]["size"])
         patches = image_tokens(side, probe.get("min_pixels"), probe.get("max_pixels")) * MERGE * MERGE
         train = sum(n_items(cfg, d, "train", probe.get("train_per_class")) for d in cfg["data"]["datasets"])
-        other = sum(n_items(cfg, d, "val", None) + n_items(cfg, d, "test", cfg["mcq"]["per_class"])
+        other = sum(n_items(cfg, d, "val", None) + n_items(cfg, d, cfg["mcq"]["eval_split"], cfg["mcq"]["per_class"])
                     for d in cfg["data"]["datasets"])  # fmt: skip
-        images = train * epochs + other
-        hours = len(models) * self.forward(images * patches, self.a.vision_params_b) / 3600
-        basis = (f"{images} images/model through the vision tower ({train} train x {epochs} augmented epochs + "
-                 f"{other} val/test), {patches} patches each")  # fmt: skip
-        return [Estimate("features", "RQ1", len(models), hours, hours, basis)]
+        work = self.forward((train * epochs + other) * patches, self.a.vision_params_b)
+        return [self.job("features", m, lambda _: work, 0, self.load(self.params_b(m), False), ["RQ1"])
+                for m in models]  # fmt: skip
 
-    def sft_model(self) -> list[Estimate]:
+    def sft_model(self) -> list[Job]:
         roles = [r for r, s in self.cfg["models"].items() if s["source"] == "sft"]
-        if not roles:
-            return []
         sft = (self.cfg.get("train") or {}).get("sft") or {}
         examples = sum(self.train_prompts(d) or 0 for d in sft.get("datasets", self.cfg["data"]["datasets"]))
-        epochs = sft.get("epochs", 1)
-        tokens = examples * epochs * (self.mcq_image_tokens + self.a.prompt_tokens + self.a.sft_target_tokens)
-        hours = sum(self.train(tokens, self.params_b(r)) for r in roles) / 3600
-        basis = f"{examples} examples x {epochs:g} epochs, forward + backward"
-        return [Estimate("sft_model", "bridge", len(roles), hours, hours, basis)]
+        tokens = examples * sft.get("epochs", 1) * (self.mcq_image_tokens + self.a.prompt_tokens
+                                                     + self.a.sft_target_tokens)  # fmt: skip
+        return [self.job("sft_model", r, lambda _, r=r: self.train(tokens, self.params_b(r)), 0,
+                         self.load(self.params_b(r), False), ["bridge"]) for r in roles]  # fmt: skip
 
-    def grpo_model(self) -> list[Estimate]:
+    def grpo_runs(self) -> list[tuple[str, str]]:
+        return [(r, s.get("task")) for r, s in self.cfg["models"].items() if s["source"] == "grpo"] + self.rq3_models()
+
+    def grpo_model(self) -> list[Job]:
         cfg, a = self.cfg, self.a
         grpo = (cfg.get("train") or {}).get("grpo") or {}
-        runs = [(r, s.get("task")) for r, s in cfg["models"].items() if s["source"] == "grpo"] + self.rq3_models()
-        if not runs:
-            return []
         g, budget = grpo.get("num_generations", 8), grpo.get("max_completion_length", 2048)
+        per_gpu = grpo.get("batch_size", 8)  # rollouts each GPU decodes at once
         # forward-only passes over every rollout besides the policy's own: CARE's EMA reference, a KL reference
         extra = int((grpo.get("care") or {}).get("enabled", False)) + int(grpo.get("beta", 0) > 0)
-        known = []
-        for name, task in runs:
+        jobs = []
+        for name, task in self.grpo_runs():
             n = self.train_prompts(task)
             if n is None:
                 self.notes.append(f"grpo_model {name}: training set size of task {task!r} unknown: not counted")
                 continue
             n *= grpo.get("epochs", 1)
             if grpo.get("max_steps", -1) > 0:  # TRL counts completions per step: batch x accumulation / group size
-                n = min(n, grpo["max_steps"] * grpo.get("batch_size", 8) * grpo.get("grad_accum", 1) / g)
+                n = min(n, grpo["max_steps"] * per_gpu * grpo.get("grad_accum", 1) / g)
             img = self.mcq_image_tokens if task in cfg["data"]["datasets"] else self.vqa_image_tokens
-            known.append((name, n, img))
+            params = self.params_b(name)
 
-        def seconds(completion):  # rollouts (prefill + decode), then forward + backward over every rollout
-            total = 0.0
-            for name, prompts, img in known:
-                params, tokens = self.params_b(name), prompts * g * (img + a.prompt_tokens + completion)
-                total += (self.forward(prompts * (img + a.prompt_tokens), params)
-                          + self.decode(prompts * g * completion, params)
-                          + self.train(tokens, params) + extra * self.forward(tokens, params))  # fmt: skip
-            return total
+            def seconds(completion, n=n, img=img, params=params):
+                # rollouts: n * g / per_gpu rounds of one batch per GPU, each as long as its longest completion
+                longest = min(budget, completion / a.completion_fraction * a.longest_fraction)
+                latency = a.decode_latency_ms / 1000 * params / a.reference_params_b
+                rollouts = n * g / per_gpu * longest * latency + self.forward(n * (img + a.prompt_tokens), params)
+                tokens = n * g * (img + a.prompt_tokens + completion)  # then forward + backward over every rollout
+                return rollouts + self.train(tokens, params) + extra * self.forward(tokens, params)
 
-        basis = f"{sum(k[1] for k in known):.0f} prompts x {g} rollouts (up to {budget} tokens) + policy updates"
-        return [Estimate("grpo_model", "RQ3 + grpo roles", len(known), *self.two_ways(budget, seconds), basis)]
+            fixed = self.load(params, bool(grpo.get("use_vllm"))) + extra * self.load(params, False)
+            jobs.append(self.job("grpo_model", name, seconds, budget, fixed, ["RQ3" if name.startswith("rq3-")
+                                                                              else "Sec. 4"]))  # fmt: skip
+        return jobs
 
-    def pmc_label(self) -> list[Estimate]:
+    def pmc_label(self) -> list[Job]:
         pmc = (self.cfg.get("vqa") or {}).get("pmc") or {}
         if pmc.get("labeller") != "vlm":
             return []
-        questions = self.pmc_questions or pmc.get("pool_size")  # pool_size: only a seeded pool is labelled
-        if questions is None:
-            self.notes.append("pmc_label: the number of PMC-VQA training questions comes from the dataset, not the "
-                              "config: pass --pmc-questions N to count it")  # fmt: skip
-            return []
-        judge, a = self.params_b(pmc.get("judge", "judge")), self.a
-        seconds = (self.forward(questions * (self.vqa_image_tokens + a.prompt_tokens), judge)
-                   + self.decode(questions * pmc.get("max_new_tokens", a.judge_output_tokens), judge))  # fmt: skip
-        basis = f"{questions} questions labelled by the {judge:g}B judge"
-        return [Estimate("pmc_label", "Sec. 4", 1, seconds / 3600, seconds / 3600, basis)]
+        questions = pmc.get("pool_size") or self.a.pmc_questions  # pool_size: only a seeded pool is labelled
+        if not pmc.get("pool_size"):
+            self.notes.append(f"pmc_label: {questions} PMC-VQA training questions assumed (--pmc-questions)")
+        judge, a, backend = self.params_b(pmc.get("judge", "judge")), self.a, self.cfg["evaluate"].get("backend", "hf")
+        tokens = pmc.get("max_new_tokens", a.judge_output_tokens)
+        work = (self.forward(questions * (self.vqa_image_tokens + a.prompt_tokens), judge)
+                + self.decode(questions * tokens, judge, backend))  # fmt: skip
+        return [self.job("pmc_label", "pmc_label", lambda _: work, 0, self.load(judge, backend == "vllm"), ["Sec. 4"])]
 
 
 # GPU rules in the order they are reported; a rule the config does not use yields no row
 GPU_RULES = ("generate", "score", "features", "sft_model", "grpo_model", "pmc_label")
 
 
+def profile_requests(profile: str | Path | None) -> dict[str, dict]:
+    """rule -> {gpus, runtime (minutes)} of attempt 1, as a Snakemake profile (a YTE template) asks for them; GPU
+    rules it does not name get 1 GPU and the default runtime."""
+    if profile is None:
+        return {}
+    import yte
+
+    path = Path(profile)
+    path = path / "config.yaml" if path.is_dir() else path
+    if not path.is_file():
+        raise MedbridgeError(f"profile {path} not found; pass a Snakemake profile folder such as profiles/slurm")
+    with open(path) as f:
+        prof = yte.process_yaml(f, require_use_yte=True) or {}
+
+    def value(raw):
+        return eval(str(raw), {"attempt": 1, "min": min, "max": max}) if raw is not None else None  # noqa: S307
+
+    default = prof.get("default-resources") or {}
+    out = {}
+    for rule in GPU_RULES:
+        res = {**default, **(prof.get("set-resources") or {}).get(rule, {})}
+        out[rule] = {"gpus": int(value(res.get("gpu")) or 1), "runtime": value(res.get("runtime"))}
+    return out
+
+
+def read_benchmarks(root: str | Path) -> dict[str, dict[str, float]]:
+    """rule -> {wildcards: wall seconds} from Snakemake benchmark files <root>/<rule>/<wildcards>.tsv (mean over
+    repeats); the `s` column."""
+    import csv
+
+    root = Path(root)
+    if not root.is_dir():
+        raise MedbridgeError(f"--benchmarks {root} is not a folder; pass results/<run>/benchmarks of a run")
+    out: dict[str, dict[str, float]] = {}
+    for rule_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        for tsv in sorted(rule_dir.rglob("*.tsv")):
+            with open(tsv, newline="") as f:
+                rows = [float(r["s"]) for r in csv.DictReader(f, delimiter="\t") if r.get("s") not in (None, "", "NA")]
+            if rows:
+                out.setdefault(rule_dir.name, {})[str(tsv.relative_to(rule_dir).with_suffix(""))] = sum(rows) / len(rows)
+    return out
+
+
+def _calibrate(rule: str, jobs: list[Job], measured: dict[str, float], notes: list[str]) -> float | None:
+    """The rule's typical estimate scaled by measured / estimated GPU-seconds of its jobs that left a benchmark."""
+    by_key = {j.key: j for j in jobs}
+    if rule == "pmc_label" and len(measured) == 1:  # one job, whatever its file is called
+        measured = {"pmc_label": next(iter(measured.values()))}
+    matched = {k: s for k, s in measured.items() if k in by_key}
+    if set(measured) - set(matched):
+        notes.append(f"{rule}: benchmark files of no planned job ignored: {sorted(set(measured) - set(matched))}")
+    if not matched:
+        return None
+    est = sum(by_key[k].typical_gpu_s for k in matched)
+    real = sum(s * by_key[k].gpus for k, s in matched.items())
+    factor = real / est if est else float("nan")
+    notes.append(f"{rule}: {len(matched)} of {len(jobs)} jobs measured, {factor:.2g}x their estimate")
+    return factor * sum(j.typical_gpu_s for j in jobs) / 3600
+
+
 def plan(
     cfg: dict,
     assumptions: Assumptions | None = None,
     model_sizes: dict[str, float] | None = None,
-    pmc_questions: int | None = None,
+    profile: str | Path | None = None,
+    benchmarks: str | Path | None = None,
 ) -> dict:
-    """Per GPU rule: jobs and GPU-hours (typical, at budget); totals; the assumptions and notes."""
-    planner = _Planner(cfg, assumptions or Assumptions(), dict(model_sizes or {}), pmc_questions)
-    rows = [e for rule in GPU_RULES for e in getattr(planner, rule)()]
+    """Per GPU rule: jobs, GPUs per job, GPU-hours (typical, at budget, of which fixed costs), booked GPU-hours of
+    the profile, and calibrated GPU-hours where benchmark files exist; totals; the assumptions and notes."""
+    requests = profile_requests(profile)
+    planner = _Planner(cfg, assumptions or Assumptions(), dict(model_sizes or {}),
+                       {r: q["gpus"] for r, q in requests.items()})  # fmt: skip
+    measured = read_benchmarks(benchmarks) if benchmarks else {}
+    rows = []
+    for rule in GPU_RULES:
+        jobs = getattr(planner, rule)()
+        if not jobs:
+            continue
+        runtime = requests.get(rule, {}).get("runtime")
+        parts = list(dict.fromkeys(p for j in jobs for p in j.parts))
+        rows.append({
+            "rule": rule,
+            "parts": ", ".join(parts),
+            "jobs": len(jobs),
+            "gpus_per_job": max(j.gpus for j in jobs),
+            "gpu_hours": sum(j.typical_gpu_s for j in jobs) / 3600,
+            "gpu_hours_at_budget": sum(j.budget_gpu_s for j in jobs) / 3600,
+            "fixed_gpu_hours": sum(j.fixed_s * j.gpus for j in jobs) / 3600,
+            "booked_gpu_hours": None if runtime is None else sum(runtime / 60 * j.gpus for j in jobs),
+            "calibrated_gpu_hours": _calibrate(rule, jobs, measured.get(rule, {}), planner.notes),
+            "jobs_detail": {j.key: {"gpus": j.gpus, "gpu_hours": j.typical_gpu_s / 3600,
+                                    "fixed_s": j.fixed_s} for j in jobs},  # fmt: skip
+        })  # fmt: skip
+    booked = [r["booked_gpu_hours"] for r in rows]
     return {
         "run_name": cfg["run_name"],
-        "rows": [asdict(r) for r in rows],
-        "total_jobs": sum(r.jobs for r in rows),
-        "total_gpu_hours": sum(r.gpu_hours for r in rows),
-        "total_gpu_hours_at_budget": sum(r.gpu_hours_at_budget for r in rows),
+        "profile": str(profile) if profile else None,
+        "rows": rows,
+        "total_jobs": sum(r["jobs"] for r in rows),
+        "total_gpu_hours": sum(r["gpu_hours"] for r in rows),
+        "total_gpu_hours_at_budget": sum(r["gpu_hours_at_budget"] for r in rows),
+        "total_booked_gpu_hours": None if None in booked else sum(booked),
         "assumptions": asdict(planner.a),
         "notes": list(dict.fromkeys(planner.notes)),
     }
@@ -352,16 +481,21 @@ def plan(
 def format_plan(result: dict) -> str:
     from tabulate import tabulate
 
-    def hours(x: float) -> str:
-        return f"{x:,.1f}" if x >= 0.1 else f"{x:.2g}"
+    def hours(x: float | None) -> str:
+        return "" if x is None else f"{x:,.1f}" if x >= 0.1 else f"{x:.2g}"
 
-    table = [[r["rule"], r["part"], r["jobs"], hours(r["gpu_hours"]), hours(r["gpu_hours_at_budget"]), r["basis"]]
+    table = [[r["rule"], r["jobs"], r["gpus_per_job"], hours(r["gpu_hours"]), hours(r["gpu_hours_at_budget"]),
+              hours(r["fixed_gpu_hours"]), hours(r["booked_gpu_hours"]), hours(r["calibrated_gpu_hours"]), r["parts"]]
              for r in result["rows"]]  # fmt: skip
-    table.append(["total", "", result["total_jobs"], hours(result["total_gpu_hours"]),
-                  hours(result["total_gpu_hours_at_budget"]), ""])  # fmt: skip
+    table.append(["total", result["total_jobs"], "", hours(result["total_gpu_hours"]),
+                  hours(result["total_gpu_hours_at_budget"]), hours(sum(r["fixed_gpu_hours"] for r in result["rows"])),
+                  hours(result["total_booked_gpu_hours"]), "", ""])  # fmt: skip
     helps = {f.name: f.metadata["help"] for f in fields(Assumptions)}
-    lines = [f"GPU plan of run {result['run_name']!r}: estimates, not measurements; CPU rules are not counted", "",
-             tabulate(table, headers=["rule", "part", "jobs", "GPU-h typical", "GPU-h at budget", "basis"]), "",
+    booked = f"booked = runtime x GPUs x jobs of {result['profile']}" if result["profile"] else "no profile: no booking"
+    lines = [f"GPU plan of run {result['run_name']!r}: estimates, not measurements; CPU rules are not counted; "
+             f"{booked}", "",
+             tabulate(table, headers=["rule", "jobs", "GPUs/job", "GPU-h typical", "GPU-h at budget", "of which fixed",
+                                      "GPU-h booked", "calibrated", "parts"]), "",
              "Assumptions (override with the flags of `medbridge plan --help`):"]  # fmt: skip
     lines += [f"  {k} = {v:g}: {helps[k]}" for k, v in result["assumptions"].items()]
     if result["notes"]:

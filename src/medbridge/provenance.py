@@ -31,17 +31,29 @@ def sidecar_path(path: str | Path) -> Path:
 
 @lru_cache(maxsize=1)
 def git_state() -> dict:
+    """Commit and dirty flag of the workflow checkout the job runs in: its working directory (Snakemake's workdir,
+    the same inside a container, where the package itself sits in /opt/medbridge without .git); else of the
+    package's own checkout (an editable install run from elsewhere)."""
+    for where in dict.fromkeys((Path.cwd(), PROJECT_ROOT)):
+        state = _git_state(where)
+        if state["commit"]:
+            return state
+    return {"commit": None, "dirty": None, "repo": None}
+
+
+def _git_state(where: Path) -> dict:
     def git(*args):
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10)
+        return subprocess.run(["git", *args], cwd=where, capture_output=True, text=True, timeout=10)
 
     try:
         head = git("rev-parse", "HEAD")
         dirty = git("status", "--porcelain", "--untracked-files=no")
+        top = git("rev-parse", "--show-toplevel")
     except (OSError, subprocess.TimeoutExpired):
-        return {"commit": None, "dirty": None}
+        return {"commit": None}
     if head.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+        return {"commit": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "repo": top.stdout.strip()}
 
 
 @lru_cache(maxsize=1)

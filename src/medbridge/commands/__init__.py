@@ -7,8 +7,11 @@ def add_config_argument(parser) -> None:
 
 def config_from(args) -> dict:
     from medbridge.config import load_config
+    from medbridge.hub import use_cache
 
-    return load_config(args.config)
+    cfg = load_config(args.config)
+    use_cache(cfg, getattr(args, "_verb", None))  # the configured hub cache; model-loading verbs read it offline
+    return cfg
 
 
 def add_training_arguments(parser) -> None:

@@ -12,7 +12,9 @@ def add_arguments(p) -> None:
                        help=f"{f.metadata['help']} (default {f.default:g})")  # fmt: skip
     p.add_argument("--model-size", nargs="+", default=[], metavar="ROLE=BILLIONS",
                    help="parameters of a model role whose hub id does not say them, e.g. medvlm_r1=2")  # fmt: skip
-    p.add_argument("--pmc-questions", type=int, help="PMC-VQA training questions the judge labels (pmc_label)")
+    p.add_argument("--profile", default="profiles/slurm",
+                   help="Snakemake profile whose GPUs and runtimes the jobs book (default profiles/slurm; 'none')")
+    p.add_argument("--benchmarks", help="a run's benchmark folder (results/<run>/benchmarks) to calibrate against")
     p.add_argument("--json", help="also write the plan as JSON here")
 
 
@@ -33,7 +35,8 @@ def run(args) -> None:
     for f in fields(Assumptions):
         if getattr(assumptions, f.name) <= 0 or (f.name.endswith("fraction") and getattr(assumptions, f.name) > 1):
             raise MedbridgeError(f"--{f.name.replace('_', '-')} must be positive (fractions at most 1)")
-    result = plan(config_from(args), assumptions, sizes, args.pmc_questions)
+    profile = None if args.profile.lower() == "none" else args.profile
+    result = plan(config_from(args), assumptions, sizes, profile, args.benchmarks)
     print(format_plan(result))
     if args.json:
         from medbridge.io import write_json

@@ -1,0 +1,30 @@
+# Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role into the
+# configured hub cache (`hub_cache`), which the model-loading jobs then read offline; the MedMNIST+ files.
+from pathlib import Path
+
+HUB_CACHE = config.get("hub_cache")
+
+
+localrules:
+    download_model,
+    medmnist_npz,
+
+
+# A cache outside the checkout is bound into every container (the checkout, the jobs' working directory, already is).
+if HUB_CACHE and Path(HUB_CACHE).is_absolute():
+    _bind = f"--bind {HUB_CACHE}"
+    if _bind not in workflow.deployment_settings.apptainer_args:
+        workflow.deployment_settings.apptainer_args += f" {_bind}"
+
+
+rule download_model:
+    output:
+        hub_record("{model}"),
+    log:
+        log("hub/{model}"),
+    wildcard_constraints:
+        model="|".join(roles_with_source("hub")),
+    params:
+        settings=lambda w: {"model": MODELS[w.model], "hub_cache": HUB_CACHE},
+    shell:
+        "{MEDBRIDGE} download-model --config {CFG} --model {wildcards.model} --out {output} > {log} 2>&1"

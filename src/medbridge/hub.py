@@ -1,0 +1,74 @@
+"""Hub models: fetched once, by one localrule on the login node, into one configured cache; the jobs that load
+models (the GPU rules) read that cache with HF_HUB_OFFLINE=1, so parallel jobs never download the same 7B at once
+and a compute node needs no network.
+
+`hub_cache` (config) names the cache directory (relative paths are relative to the checkout, the jobs' working
+directory; the Snakefile binds an outside path into the container). Without it, huggingface_hub's own cache and
+network access apply, as before.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from medbridge import MedbridgeError
+
+# Verbs that load models (the GPU rules): offline when a hub cache is configured.
+OFFLINE_VERBS = frozenset({"generate", "score", "features", "sft", "grpo", "pmc-label", "diagnose"})
+# What a model directory needs: weights as safetensors, configs, tokenizer and chat template (no pickles).
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken", "*.py"]
+
+
+def cache_dir(cfg: dict) -> Path | None:
+    cache = cfg.get("hub_cache")
+    return Path(cache).absolute() if cache else None
+
+
+def use_cache(cfg: dict, verb: str | None) -> None:
+    """Point huggingface_hub (hence transformers, vLLM, datasets) at the configured cache, offline for model-loading
+    verbs. Environment first (read by libraries imported later), then the hub's constants if already imported."""
+    cache = cache_dir(cfg)
+    if cache is None:
+        return
+    offline = verb in OFFLINE_VERBS
+    os.environ["HF_HUB_CACHE"] = str(cache)
+    if offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_CACHE = str(cache)
+        constants.HF_HUB_OFFLINE = constants.HF_HUB_OFFLINE or offline
+
+
+def repos(cfg: dict, role: str) -> list[tuple[str, str | None]]:
+    """(repo id, revision) a hub role loads: its weights and, if overridden, its processor's repo."""
+    spec = cfg["models"].get(role)
+    if spec is None or spec["source"] != "hub":
+        raise MedbridgeError(f"model role {role!r} is not a hub model (source: hub) of this config; nothing to fetch")
+    out = [(spec["id"], spec.get("revision"))]
+    if "processor" in spec:
+        out.append((spec["processor"], spec.get("processor_revision")))
+    return list(dict.fromkeys(out))
+
+
+def download(cfg: dict, role: str) -> dict:
+    """snapshot_download every repo of a role at its configured revision into the cache; what was fetched."""
+    from huggingface_hub import snapshot_download
+
+    cache = cache_dir(cfg)
+    fetched = []
+    for i, (repo_id, revision) in enumerate(repos(cfg, role)):
+        try:
+            path = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, allow_patterns=ALLOW_PATTERNS))
+        except Exception as e:  # network, auth, unknown id or revision: say which repo and what to check
+            raise MedbridgeError(
+                f"could not fetch {repo_id} (revision {revision or 'main'}) for role {role!r}: {type(e).__name__}: "
+                f"{e}. Check the id/revision in models.{role}, network on this node, and HF_TOKEN for gated repos"
+            ) from e
+        if i == 0 and not any(path.glob("*.safetensors")):  # the weights repo (the processor's needs none)
+            raise MedbridgeError(f"{repo_id} has no *.safetensors weights; medbridge loads safetensors only")
+        fetched.append({"id": repo_id, "revision": revision, "commit": path.name, "path": str(path),
+                        "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())})  # fmt: skip
+    return {"role": role, "cache": str(cache) if cache else None, "repos": fetched}

@@ -1,0 +1,108 @@
+"""Hub models through one cache: the download step fills it (a localrule on the login node), model-loading jobs read
+it offline. Tested without network: a hub-shaped cache (blobs, snapshots/<commit>/, refs/main, the layout
+huggingface_hub writes) is made here from the tiny model."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medbridge.data.medmnist import npz_name
+from medbridge.io import sha256_file
+
+from .conftest import ROOT
+
+REPO = "medbridge-test/tiny-vlm"
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def make_hub_cache(root: Path, model_dir: Path) -> Path:
+    repo = root / ("models--" + REPO.replace("/", "--"))
+    snap = repo / "snapshots" / COMMIT
+    (repo / "blobs").mkdir(parents=True)
+    snap.mkdir(parents=True)
+    for f in sorted(p for p in model_dir.iterdir() if p.is_file()):
+        blob = repo / "blobs" / sha256_file(f)
+        shutil.copyfile(f, blob)
+        (snap / f.name).symlink_to(Path("../../blobs") / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return root
+
+
+@pytest.fixture()
+def hub_cfg(tiny_cfg, tiny_model_dir, tmp_path) -> Path:
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["hub_cache"] = str(make_hub_cache(tmp_path / "hub-cache", tiny_model_dir))
+    cfg["models"] = {"base": {"source": "hub", "id": REPO, "revision": "main", "dtype": "float32"}}
+    cfg["evaluate"].update(models=["base"], n_samples=2, k=[1, 2])
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def clean_env(tmp_path: Path) -> dict:
+    """No hub settings of the caller: no HF_HUB_OFFLINE, and a default cache that is empty."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    return env | {"HF_HOME": str(tmp_path / "empty-hf-home"), "PYTHONPATH": str(ROOT / "src")}
+
+
+def medbridge(args, tmp_path, **kw):
+    return subprocess.run([sys.executable, "-m", "medbridge.cli", *args], cwd=tmp_path, env=clean_env(tmp_path),
+                          capture_output=True, text=True, timeout=600, **kw)  # fmt: skip
+
+
+def test_download_step_records_the_pinned_snapshot(hub_cfg, tmp_path):
+    out = tmp_path / "hub" / "base.json"
+    env = clean_env(tmp_path) | {"HF_HUB_OFFLINE": "1"}  # no network here: the hub answers from the cache
+    proc = subprocess.run([sys.executable, "-m", "medbridge.cli", "download-model", "--config", str(hub_cfg),
+                           "--model", "base", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    record = json.loads(out.read_text())
+    (repo,) = record["repos"]
+    assert repo["id"] == REPO and repo["commit"] == COMMIT and "model.safetensors" in repo["files"]
+    assert Path(repo["path"]).is_relative_to(json.loads(hub_cfg.read_text())["hub_cache"])
+    bad = medbridge(["download-model", "--config", str(hub_cfg), "--model", "judge", "--out", str(out)], tmp_path)
+    assert bad.returncode == 2 and "not a hub model" in bad.stderr
+
+
+def test_gpu_jobs_load_the_model_from_the_cache_offline(hub_cfg, synthetic_dir, tmp_path):
+    """`features` (a GPU rule's verb) with no network settings of its own: the config's hub cache, offline, is
+    where the model comes from; its provenance names the cached commit."""
+    out = tmp_path / "features" / "breastmnist.npz"
+    npz = synthetic_dir / npz_name("breastmnist", 64)
+    proc = medbridge(["features", "--config", str(hub_cfg), "--model", "base", "--datasets", "breastmnist",
+                      "--npz", str(npz), "--out", str(out)], tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    side = json.loads(Path(f"{out}.provenance.json").read_text())
+    (model,) = side["models"]
+    assert model["path"] == REPO and model["snapshot"] == COMMIT and model["weights_sha256"]
+    assert not (tmp_path / "empty-hf-home").exists()  # nothing went to the default cache
+
+
+def test_gpu_verbs_are_offline_and_downloads_are_not(tiny_cfg, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from medbridge.hub import use_cache
+
+    for key in ("HF_HUB_OFFLINE", "HF_HUB_CACHE"):
+        monkeypatch.delenv(key, raising=False)
+        monkeypatch.setattr(constants, key, getattr(constants, key))  # restored after the test
+    use_cache(tiny_cfg, "generate")  # no hub_cache configured: nothing changes
+    assert "HF_HUB_CACHE" not in os.environ and "HF_HUB_OFFLINE" not in os.environ
+    cfg = {**tiny_cfg, "hub_cache": str(tmp_path / "cache")}
+    use_cache(cfg, "download-model")
+    assert os.environ["HF_HUB_CACHE"] == str(tmp_path / "cache") and "HF_HUB_OFFLINE" not in os.environ
+    for verb in ("generate", "score", "features", "sft", "grpo", "pmc-label"):
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        use_cache(cfg, verb)
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE, verb
+    assert constants.HF_HUB_CACHE == str(tmp_path / "cache")  # libraries already imported see it too
