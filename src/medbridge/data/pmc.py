@@ -3,8 +3,8 @@ modality-balanced draw (8,000 questions in the paper), saved as MCQ training ite
 
 Labellers (`vqa.pmc.labeller`):
   vlm      the paper's: a VLM (model role `vqa.pmc.judge`, Qwen2.5-VL-32B-Instruct) sees the image and the
-           question and names one category; greedy decoding, batched (transformers generate for now; the one
-           model call is `vlm_answers`, so it can move to the generation backend unchanged around it).
+           question and names one category; greedy decoding through the configured generation backend (vLLM on
+           the paper's GPUs, `evaluate.judge_tensor_parallel_size`), one model load for the whole pool.
   keyword  the tiny profile's documented stand-in: the first category (in KEYWORDS order) whose pattern occurs in
            the question, options or answer; none if no pattern does. Text-only, so it cannot see the image.
 The labels file keeps every labelled question (id, label, raw answer); the balanced subset keeps the draw.
@@ -86,21 +86,6 @@ def parse_label(text: str, categories: list[str]) -> str | None:
     return min(hits)[2] if hits else None
 
 
-def vlm_answers(model, processor, images: list[list], prompts: list[str], max_new_tokens: int, device: str,
-                pixels: dict | None = None) -> list[str]:  # fmt: skip
-    """Greedy answers of a VLM to (images, prompt) user turns: the labeller's one model call."""
-    import torch
-
-    chats = [processor.apply_chat_template(
-        [{"role": "user", "content": [*({"type": "image"} for _ in imgs), {"type": "text", "text": p}]}],
-        add_generation_prompt=True, tokenize=False) for imgs, p in zip(images, prompts)]  # fmt: skip
-    enc = processor(text=chats, images=images, return_tensors="pt", padding=True, **(pixels or {})).to(device)
-    with torch.inference_mode():
-        out = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=processor.tokenizer.pad_token_id)  # fmt: skip
-    return processor.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
-
-
 def label_pool(cfg: dict, source_dir=None) -> tuple[list[dict], dict]:
     """Label every usable PMC-VQA training question (or a seeded pool of `pool_size`): (rows, summary)."""
     from medbridge.data.vqa.build import draw, open_source, text_pass
@@ -131,25 +116,23 @@ def label_pool(cfg: dict, source_dir=None) -> tuple[list[dict], dict]:
 def _vlm_label(cfg: dict, src, pool: list, cats: list[str]) -> tuple[list[dict], str]:
     from tqdm import tqdm
 
-    from medbridge.models.registry import load
+    from medbridge.score.judge import judge_backend
 
     pmc = cfg["vqa"]["pmc"]
-    device = pmc.get("device", cfg.get("train", {}).get("device", "cpu"))
-    model, processor, source = load(cfg, pmc.get("judge", "judge"), device)
-    pixels = {k: cfg["evaluate"][k] for k in ("min_pixels", "max_pixels") if k in cfg.get("evaluate", {})}
+    backend = judge_backend(cfg, pmc.get("judge", "judge"))  # vLLM on the paper's GPUs: one engine, big batches
     bs = pmc.get("batch_size", 8)
     rows = []
     for s in tqdm(range(0, len(pool), bs), desc="label modality"):
         batch = pool[s : s + bs]
         images = [src.adapter.images(src.tables[c.table].ds[c.index], src.ctx) for c in batch]
         prompts = [vlm_prompt(c.fields["question"], cats) for c in batch]
-        answers = vlm_answers(model, processor, images, prompts, pmc.get("max_new_tokens", 16), device, pixels)
+        answers = backend.complete(images, prompts, pmc.get("max_new_tokens", 16))
         for c, text in zip(batch, answers):
             label = parse_label(text, cats)
             # An answer naming no category counts as none, flagged (parsed: false) and counted in the summary.
             rows.append({"id": c.id, "table": c.table, "index": c.index, "label": label or "none", "raw": text,
                          "parsed": label is not None})  # fmt: skip
-    return rows, source.path
+    return rows, backend.source.path
 
 
 def quotas(available: dict[str, int], size: int, rng: np.random.Generator) -> dict[str, int]:

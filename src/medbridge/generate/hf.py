@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from medbridge.data.mcq import load_item_images
 from medbridge.generate import Completion, SamplingSettings, item_seed
-from medbridge.generate.chat import chat_prompt
+from medbridge.generate.chat import chat_prompt, user_turn
 from medbridge.models.registry import load
 
 
@@ -46,16 +46,17 @@ class HFBackend:
             results += [Completion(g, sampled[j * n : (j + 1) * n]) for j, g in enumerate(greedy)]
         return results
 
-    def complete_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        """Greedy answers to text-only user turns (the judge's questions)."""
+    def complete(self, images: list[list], prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers to user turns of images (possibly none) and a text: the judge's and the modality
+        labeller's questions."""
         import torch
 
         out = []
         for i in range(0, len(prompts), self.batch_size):
-            chats = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
-                                                        add_generation_prompt=True, tokenize=False)
-                     for p in prompts[i : i + self.batch_size]]  # fmt: skip
-            enc = self.processor(text=chats, return_tensors="pt", padding=True).to(self.device)
+            imgs, texts = images[i : i + self.batch_size], prompts[i : i + self.batch_size]
+            chats = [user_turn(self.processor, im, p) for im, p in zip(imgs, texts)]
+            vision = dict(images=imgs, **self.pixels) if any(imgs) else {}
+            enc = self.processor(text=chats, return_tensors="pt", padding=True, **vision).to(self.device)
             with torch.inference_mode():
                 gen = self.model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens, repetition_penalty=1.0)
             out += self._decode(gen, enc["input_ids"].shape[1])

@@ -17,7 +17,7 @@ import os
 from medbridge import MedbridgeError
 from medbridge.data.mcq import load_item_images
 from medbridge.generate import Completion, SamplingSettings, item_seed
-from medbridge.generate.chat import chat_prompt
+from medbridge.generate.chat import chat_prompt, user_turn
 from medbridge.models.registry import load_processor, resolve
 
 
@@ -102,11 +102,15 @@ class VLLMBackend:
         return [Completion(outs[per * i].outputs[0].text, [o.text for o in outs[per * i + 1].outputs] if per == 2 else [])
                 for i in range(len(items))]  # fmt: skip
 
-    def complete_text(self, prompts: list[str], max_new_tokens: int) -> list[str]:
-        """Greedy answers to text-only user turns (the judge's questions), in one batch."""
+    def complete(self, images: list[list], prompts: list[str], max_new_tokens: int) -> list[str]:
+        """Greedy answers to user turns of images (possibly none) and a text, in one batch: the judge's and the
+        modality labeller's questions."""
         from vllm import SamplingParams
 
-        chats = [self.processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": p}]}],
-                                                    add_generation_prompt=True, tokenize=False) for p in prompts]  # fmt: skip
+        requests = []
+        for imgs, text in zip(images, prompts):
+            chat = user_turn(self.processor, imgs, text)
+            vision = {"multi_modal_data": {"image": imgs}} | ({"mm_processor_kwargs": self.pixels} if self.pixels else {})
+            requests.append({"prompt": chat} | (vision if imgs else {}))
         params = SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens, repetition_penalty=1.0)
-        return [o.outputs[0].text for o in self.llm.generate(chats, params, use_tqdm=False)]
+        return [o.outputs[0].text for o in self.llm.generate(requests, params, use_tqdm=False)]

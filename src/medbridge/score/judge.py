@@ -14,6 +14,20 @@ JUDGE_PROMPT = (
 )
 
 
+def judge_backend(cfg: dict, role: str):
+    """The judge model (the score judge, the PMC-VQA modality labeller) on the configured backend, spread over
+    `evaluate.judge_tensor_parallel_size` GPUs, else over every GPU the job holds (vLLM)."""
+    from medbridge.generate import default_device, get_backend
+
+    ev = cfg["evaluate"]
+    tp = ev.get("judge_tensor_parallel_size")
+    if tp is None and ev["backend"] == "vllm":
+        import torch
+
+        tp = max(torch.cuda.device_count(), 1)
+    return get_backend(ev["backend"])(cfg, role, default_device(), tensor_parallel_size=tp)
+
+
 class RuleJudge:
     """The extraction's choices stand; nothing to record."""
 
@@ -44,10 +58,8 @@ class VLMJudge:
         if self._backend is None:
             from medbridge.generate import default_device, get_backend
 
-            ev = self.cfg["evaluate"]
             try:
-                self._backend = get_backend(ev["backend"])(self.cfg, "judge", default_device(),
-                                                           tensor_parallel_size=ev.get("judge_tensor_parallel_size"))  # fmt: skip
+                self._backend = judge_backend(self.cfg, "judge")
             except OSError as e:
                 raise MedbridgeError(f"the judge model could not be loaded ({e}); check models.judge or use judge: rule") from e
         return self._backend
@@ -63,7 +75,7 @@ class VLMJudge:
         prompts = [JUDGE_PROMPT.format(question=question.get(r["id"], ""), options=options_block(r["options"]),
                                        response=s["text"]) for r, s in unclear]  # fmt: skip
         verdicts = []
-        for (row, sample), out in zip(unclear, self.backend().complete_text(prompts, max_new_tokens=8)):
+        for (row, sample), out in zip(unclear, self.backend().complete([[]] * len(prompts), prompts, 8)):
             choice, _ = extract_choice(out, list(row["options"]))
             verdicts.append({"id": row["id"], "response": sample["text"], "rule_choice": sample["choice"],
                              "judge_output": out, "judge_choice": choice})  # fmt: skip
