@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from medbridge.config import freeze_config, validate_config
-from medbridge.evalsets import evalsets_by_model
+from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs
 
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
@@ -75,8 +75,10 @@ def vqa_items(benchmark):
 
 
 def eval_items(evalset):
-    """An eval set is a MedMNIST dataset (its MCQ eval split) or a Table 3 benchmark (its adapted items)."""
-    return items(evalset, config["mcq"]["eval_split"]) if evalset in DATASETS else vqa_items(evalset)
+    """An eval set is a MedMNIST dataset's MCQ items on a split (src/medbridge/evalsets.py names them) or a Table 3
+    benchmark (its adapted items)."""
+    medmnist = dataset_split(evalset, config)
+    return items(*medmnist) if medmnist else vqa_items(evalset)
 
 
 def generations_dir(model):
@@ -166,7 +168,8 @@ def source_dir_arg(wildcards, input):
 
 def n_samples(evalset):
     """Samples per item: Pass@K needs n on MedMNIST; Table 3 reports greedy accuracy only (vqa.n_samples, default 0)."""
-    return config["evaluate"]["n_samples"] if evalset in DATASETS else config.get("vqa", {}).get("n_samples", 0)
+    medmnist = dataset_split(evalset, config)
+    return config["evaluate"]["n_samples"] if medmnist else config.get("vqa", {}).get("n_samples", 0)
 
 
 # Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's

@@ -106,7 +106,7 @@ rule table3:
 
 rule recipe:
     input:
-        metrics_dirs(EVAL_MODELS),
+        metrics_dirs(m for m, _ in recipe_pairs(config)),
     output:
         report(artifact("recipe_decisions.csv"), category="Section 4", caption="../report/recipe.rst"),
     log:
@@ -115,7 +115,7 @@ rule recipe:
         bench("artifacts/recipe")
     params:
         settings=config.get("recipe", {}),
-        metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
+        metrics=[metrics(m, e) for m, e in recipe_pairs(config)],
     shell:
         "{MEDBRIDGE} recipe --config {CFG} --metrics {params.metrics} --out {output} > {log} 2>&1"
 

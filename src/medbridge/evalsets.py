@@ -4,13 +4,35 @@ runs one generation job (one model load) and one scoring job (one judge load) pe
 from __future__ import annotations
 
 
+def split_evalset(dataset: str, split: str, cfg: dict) -> str:
+    """The eval set name of a MedMNIST dataset's MCQ items on `split`: the dataset itself on mcq.eval_split (Table 2,
+    RQ3), `<dataset>-<split>` on another split (the recipe's validation subsets)."""
+    return dataset if split == cfg["mcq"]["eval_split"] else f"{dataset}-{split}"
+
+
+def dataset_split(evalset: str, cfg: dict) -> tuple[str, str] | None:
+    """(dataset, split) of a MedMNIST eval set name, None for a Table 3 benchmark."""
+    for split in ("train", "val", "test"):
+        dataset = evalset.removesuffix(f"-{split}")
+        if dataset != evalset and dataset in cfg["data"]["datasets"]:
+            return dataset, split
+    return (evalset, cfg["mcq"]["eval_split"]) if evalset in cfg["data"]["datasets"] else None
+
+
+def recipe_pairs(cfg: dict) -> list[tuple[str, str]]:
+    """(model, eval set) pairs the recipe diagnoses: evaluate.models on every dataset's recipe.split subset."""
+    split = cfg.get("recipe", {}).get("split", cfg["mcq"]["eval_split"])
+    return [(m, split_evalset(d, split, cfg)) for m in cfg["evaluate"]["models"] for d in cfg["data"]["datasets"]]
+
+
 def evalset_pairs(cfg: dict) -> list[tuple[str, str]]:
-    """(model, eval set) pairs read by Table 2, Figure 1, the recipe (evaluate.models x datasets), the RQ3 grid and
+    """(model, eval set) pairs read by Table 2, Figure 1 (evaluate.models x datasets), the recipe, the RQ3 grid and
     Table 3 (vqa.models x benchmarks), in a stable order without repeats."""
     from medbridge.artifacts.rq3 import rq3_inputs
     from medbridge.data.vqa import benchmark_names
 
     pairs = [(m, d) for m in cfg["evaluate"]["models"] for d in cfg["data"]["datasets"]]
+    pairs += recipe_pairs(cfg) if cfg.get("recipe") else []
     pairs += rq3_inputs(cfg)
     pairs += [(m, b) for m in cfg.get("vqa", {}).get("models", []) for b in benchmark_names(cfg)]
     return list(dict.fromkeys(pairs))

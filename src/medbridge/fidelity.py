@@ -235,8 +235,8 @@ LEDGER: tuple[Row, ...] = (
     Row("recipe-split", "Recipe diagnosis split",
         "Support@K and Acc@1 \"on a small validation set\".",
         "Not in the public code.",
-        "Key `recipe.split` (val, as the paper); until the recipe rule reads it (eval sets on the val split), the "
-        "decisions come from the test subsets.",
+        "Key `recipe.split` (val, as the paper): evaluate.models answer each dataset's balanced validation subset "
+        "(eval sets `<dataset>-val`, the same per-class draw as the test subsets) and the decisions come from those.",
         (Key("recipe.split", "val", "val"),), touches=("REC",)),
     Row("recipe-tau", "Recipe threshold",
         "A target reliability threshold tau, value not given.",

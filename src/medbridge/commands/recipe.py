@@ -20,7 +20,14 @@ def run(args) -> None:
     check_recipe_config(cfg)
     recipe = cfg["recipe"]
     # sources relative to the run directory, so two runs under different names write identical tables
-    diagnoses = [from_metrics(read_json(p), recipe.get("k"), os.path.relpath(p, run_dir(cfg))) for p in args.metrics]
+    from medbridge.evalsets import dataset_split
+
+    def task(m: dict) -> str | None:  # the dataset a metrics file diagnoses (its eval set may name a split)
+        where = dataset_split(m.get("evalset", ""), cfg)
+        return where[0] if where else None
+
+    diagnoses = [from_metrics(m, recipe.get("k"), os.path.relpath(p, run_dir(cfg)), task(m))
+                 for p in args.metrics for m in [read_json(p)]]  # fmt: skip
     for d in diagnoses:
         print(explain(d, recipe["tau"]))
     frame = decisions_frame(diagnoses, recipe["tau"], MODALITY)
