@@ -61,6 +61,47 @@ def test_tiny_dag_makes_every_artifact_with_provenance(two_tiny_runs):
             assert Path(f"{metrics}.provenance.json").exists(), metrics
 
 
+def _metrics(run: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((run / "metrics").rglob("*.json"))
+            if not p.name.endswith(".provenance.json")]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_metrics_are_consistent(two_tiny_runs):
+    """Values that could be wrong: Pass@K never falls as K rises, every value lies inside its own interval, and the
+    unbiased Pass@1 equals the mean fraction of correct samples."""
+    checked = 0
+    for m in _metrics(two_tiny_runs[0]):
+        ks = sorted(m["pass_at_k"], key=int)
+        values = [m["pass_at_k"][k] for k in ks]
+        assert values == sorted(values), (m["model"], m["evalset"], values)
+        for value, (lo, hi) in [(m["acc1"], m["acc1_ci"])] + [(m["pass_at_k"][k], m["pass_at_k_ci"][k]) for k in ks]:
+            assert lo - 1e-9 <= value <= hi + 1e-9, (m["model"], m["evalset"], value, lo, hi)
+        checked += bool(ks)
+    assert checked >= 3 * 12  # every evaluated model on every MedMNIST set has sampled answers
+
+
+@pytest.mark.slow
+def test_sft_raises_support_on_its_training_task(two_tiny_runs):
+    """The tiny run's one claim about SFT that is not noise: base (random init) has almost no support, SFT on
+    organamnist gives it (Pass@K at the largest K, on the test subset)."""
+    by = {(m["model"], m["evalset"]): m for m in _metrics(two_tiny_runs[0])}
+    k = str(max(int(k) for k in by["sft", "organamnist"]["pass_at_k"]))
+    base, sft = by["base", "organamnist"]["pass_at_k"][k], by["sft", "organamnist"]["pass_at_k"][k]
+    assert sft > base + 0.2, (base, sft)
+    assert by["sft", "organamnist"]["pass_at_k_ci"][k][0] > by["base", "organamnist"]["pass_at_k_ci"][k][1]
+
+
+@pytest.mark.slow
+def test_one_generation_and_one_scoring_job_per_model(two_tiny_runs):
+    """Each model is loaded once for all its eval sets (Snakemake's benchmark files are per job)."""
+    run = two_tiny_runs[0]
+    models = sorted(p.name for p in (run / "generations").iterdir() if p.is_dir())
+    assert sorted(p.stem for p in (run / "benchmarks" / "generate").glob("*.tsv")) == models
+    assert sorted(p.stem for p in (run / "benchmarks" / "score").glob("*.tsv")) == models
+    assert len(list((run / "generations" / "base").glob("*.jsonl"))) > 12  # MedMNIST test + val sets, benchmarks
+
+
 @pytest.mark.slow
 def test_two_tiny_runs_give_identical_tables(two_tiny_runs):
     a, b = (r / "artifacts" for r in two_tiny_runs)
