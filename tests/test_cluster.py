@@ -86,7 +86,8 @@ def test_apptainer_run_refuses_the_image_template(tmp_path):
     env = {**os.environ, "PATH": f"{tmp_path}:{BIN}:{os.environ['PATH']}"}
     proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "results/paper/config.json"], env=env)
     assert proc.returncode != 0
-    assert "template of config/paper.yaml" in proc.stdout + proc.stderr and "skopeo inspect" in proc.stdout + proc.stderr
+    out = proc.stdout + proc.stderr
+    assert "template of config/paper.yaml" in out and "skopeo inspect" in out
 
 
 # ---- profiles/slurm ------------------------------------------------------------------------------------------------

@@ -32,8 +32,8 @@ WORK = Path(os.environ.get("MEDBRIDGE_CONTAINER_WORK", "/var/tmp/medbridge-conta
 BASE = "localhost/medbridge-cpu-base:bookworm"
 UV = "localhost/uv:0.13.0"
 IMAGE = "localhost/medbridge:cpu-test"
-UV_WHEEL = ("https://files.pythonhosted.org/packages/19/5a/b57c401bf3032a382b745396a6fbb5a09f77b9f31e7d6217c7e320cf3148/"
-            "uv-0.13.0-py3-none-musllinux_1_1_x86_64.whl",
+UV_WHEEL = ("https://files.pythonhosted.org/packages/19/5a/"
+            "b57c401bf3032a382b745396a6fbb5a09f77b9f31e7d6217c7e320cf3148/uv-0.13.0-py3-none-musllinux_1_1_x86_64.whl",
             "5cb956988442f5b1ca281344818a6b9fa296a799d7024cc53ae571d464150ca2")  # fmt: skip
 # This machine's cgroups break crun; runc with explicit limits works (buildah: chroot isolation).
 RUN = ["podman", "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
@@ -49,6 +49,22 @@ def _exists(image: str) -> bool:
     return subprocess.run(["podman", "image", "exists", image]).returncode == 0
 
 
+def trust_this_machines_cas(rootfs: Path) -> None:
+    """Where PyPI is reached through a TLS-intercepting proxy, the base trusts what this machine trusts: its extra CA
+    certificates (public, /usr/local/share/ca-certificates) join the bundle when the Dockerfile installs
+    ca-certificates, and uv reads that bundle (system-certs) instead of its built-in roots. The GPU image is built
+    from the real bases, without either."""
+    extra = sorted(Path("/usr/local/share/ca-certificates").glob("*.crt"))
+    if not extra:
+        return
+    dest = rootfs / "usr/local/share/ca-certificates"
+    dest.mkdir(parents=True, exist_ok=True)
+    for crt in extra:
+        shutil.copy(crt, dest / crt.name)
+    (rootfs / "etc/uv").mkdir(parents=True, exist_ok=True)
+    (rootfs / "etc/uv/uv.toml").write_text("system-certs = true\n")
+
+
 @pytest.fixture(scope="module")
 def bases() -> str:
     """Import the two bases once (kept across runs under WORK); returns the base's Python version."""
@@ -61,6 +77,7 @@ def bases() -> str:
         shutil.rmtree(rootfs, ignore_errors=True)
         sh(["debootstrap", "--variant=minbase", "--include=python3.11,python3.11-dev", "bookworm", str(rootfs),
             "http://deb.debian.org/debian"])  # fmt: skip
+        trust_this_machines_cas(rootfs)
         sh(["tar", "-C", str(rootfs), "-cf", str(WORK / "rootfs.tar"), "."])
         sh(["podman", "import", str(WORK / "rootfs.tar"), BASE])
         shutil.rmtree(rootfs)
@@ -82,7 +99,7 @@ def bases() -> str:
 @pytest.fixture(scope="module")
 def image(bases) -> str:
     """buildah bud of containers/Dockerfile with the CPU build args (minutes: the lock comes from PyPI)."""
-    sh(["buildah", "bud", "--isolation", "chroot", "--ulimit", "nofile=20000:20000", "--layers",
+    sh(["buildah", "bud", "--isolation", "chroot", "--ulimit", "nofile=20000:20000", "--layers", "--format", "docker",
         "-f", "containers/Dockerfile", "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"UV_IMAGE={UV}",
         "--build-arg", "LOCK=envs/requirements-cpu.txt", "--build-arg", f"PYTHON_VERSION={bases}",
         "--build-arg", "CUDA=", "-t", IMAGE, "."], cwd=ROOT)  # fmt: skip
@@ -109,9 +126,15 @@ def test_one_tiny_rule_runs_inside(image, tmp_path):
     sh(RUN + ["-v", f"{tmp_path}:/work", "-w", "/work", image, "snakemake", "--cores", "1", target])
     model = tmp_path / target
     assert (model / "config.json").exists() and list(model.glob("*.safetensors"))
+    # podman does not tell a container its image's digest: whoever starts the job passes it (apptainer passes the
+    # host's environment on; a `docker://...@sha256:` config reference is read from the config instead)
+    digest = sh(["podman", "image", "inspect", "--format", "{{.Digest}}", image]).stdout.strip()
     code = ("from medbridge.provenance import write_sidecar; "
             "write_sidecar('results/tiny/models/base/config.json', {'seed': 0}, [])")  # fmt: skip
-    sh(RUN + ["-v", f"{tmp_path}:/work", "-w", "/work", image, "python", "-c", code])
+    sh(RUN + ["-v", f"{tmp_path}:/work", "-w", "/work", "-e", f"MEDBRIDGE_IMAGE_DIGEST={digest}", image,
+              "python", "-c", code])  # fmt: skip
     side = json.loads((model / "config.json.provenance.json").read_text())
-    assert side["container"]["runtime"] == "podman" and side["container"]["image_id"]
+    assert digest.startswith("sha256:") and side["container"]["digest"] == digest
+    assert side["container"]["runtime"] == "podman"
+    assert side["container"]["built"]["MEDBRIDGE_IMAGE_BASE"] == BASE
     assert side["environment"]["packages"]["torch"] == "2.14.1"

@@ -160,8 +160,9 @@ def test_cli_checks_the_driver_before_a_verb(monkeypatch, capsys):
 def _no_container(monkeypatch):
     for k in ("APPTAINER_CONTAINER", "SINGULARITY_CONTAINER", "MEDBRIDGE_IMAGE_DIGEST", *env.IMAGE_ENV):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("container", raising=False)
     monkeypatch.setattr(env, "_docker", lambda: False)
-    monkeypatch.setattr(env, "_containerenv", lambda: {})
+    monkeypatch.setattr(env, "_containerenv", lambda: None)
 
 
 def test_container_info(monkeypatch, tmp_path):
@@ -186,6 +187,8 @@ def test_container_info(monkeypatch, tmp_path):
     monkeypatch.setattr(env, "_containerenv", lambda: {"image": f"localhost/medbridge@{DIGEST}", "imageid": "abc"})
     info = env.container_info(None)
     assert info["runtime"] == "podman" and info["digest"] == DIGEST and info["image_id"] == "abc"
+    monkeypatch.setattr(env, "_containerenv", lambda: {})  # podman's usual empty file: no image, no digest
+    assert env.container_info(None)["runtime"] == "podman" and env.container_info(None)["digest"] is None
 
 
 def test_sidecar_records_the_image_and_every_package(monkeypatch, tmp_path, tiny_cfg):
@@ -203,7 +206,7 @@ def test_sidecar_records_the_image_and_every_package(monkeypatch, tmp_path, tiny
     assert record["environment"]["packages_sha256"] == env.packages_sha256(packages)
 
 
-# ---- medbridge env ----------------------------------------------------------------------------------------------------
+# ---- medbridge env ---------------------------------------------------------------------------------------------------
 
 
 def _medbridge(capsys, *args) -> tuple[int, str, str]:

@@ -101,30 +101,32 @@ def _docker() -> bool:
     return Path("/.dockerenv").exists()
 
 
-def _containerenv() -> dict:
-    """podman's /run/.containerenv (image name and id, when podman writes them)."""
-    path = Path("/run/.containerenv")
+def _containerenv() -> dict | None:
+    """podman's /run/.containerenv: None when absent; else its image name and id, when podman writes them (it leaves
+    the file empty unless the container is privileged)."""
     try:
-        text = path.read_text()
+        text = Path("/run/.containerenv").read_text()
     except OSError:
-        return {}
+        return None
     return dict(re.findall(r'^(\w+)="(.*)"$', text, re.M))
 
 
 def container_info(configured: str | None = None) -> dict | None:
     """What image this process runs in, or None outside a container.
 
-    The digest comes from, in order: MEDBRIDGE_IMAGE_DIGEST (set it when starting a job), the configured image
-    reference when it is pinned (`docker://...@sha256:...`, the form config/paper.yaml asks for), podman's
-    .containerenv. An image cannot hold its own digest, so a plain `.sif` path records the file's size and mtime.
+    The digest comes from, in order: MEDBRIDGE_IMAGE_DIGEST (set it when starting a job: apptainer passes the host's
+    environment on), the configured image reference when it is pinned (`docker://...@sha256:...`, the form
+    config/paper.yaml asks for), podman's .containerenv (privileged containers). An image cannot hold its own digest,
+    so a plain `.sif` path records the file's size and mtime instead.
     """
     sif = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
     podman = _containerenv()
     built = {k: os.environ[k] for k in IMAGE_ENV if k in os.environ}
     docker = _docker()
-    if not (sif or podman or built or docker):
+    if not (sif or podman is not None or built or docker):
         return None
-    runtime = "apptainer" if sif else "podman" if podman else "docker" if docker else "unknown"
+    is_podman = podman is not None or os.environ.get("container") == "podman"
+    runtime = "apptainer" if sif else "podman" if is_podman else "docker" if docker else "unknown"
     info: dict = {"runtime": runtime, "configured": configured, "built": built}
     digest = os.environ.get("MEDBRIDGE_IMAGE_DIGEST")
     if not digest and configured:
@@ -169,7 +171,7 @@ def check_image_reference(image: str, root: Path | None = None, must_exist: bool
         raise MedbridgeError(f"container_image {image!r}: no such file ({path}): {fix}")
 
 
-# ---- the driver an image's CUDA needs ---------------------------------------------------------------------------------
+# ---- the driver an image's CUDA needs --------------------------------------------------------------------------------
 
 
 def cuda_driver_version() -> int | None:

@@ -75,8 +75,9 @@ def _print(rec: dict) -> None:
           f"cuda available: {rec.get('cuda_available')}")  # fmt: skip
     box = rec["container"]
     if box:
-        print(f"container: {box['runtime']}  digest {box.get('digest')}  image {box.get('built', {}).get('MEDBRIDGE_IMAGE')}"
-              f"  base {box.get('built', {}).get('MEDBRIDGE_IMAGE_BASE')}")  # fmt: skip
+        built = box.get("built", {})
+        print(f"container: {box['runtime']}  digest {box.get('digest')}  image {built.get('MEDBRIDGE_IMAGE')}  "
+              f"base {built.get('MEDBRIDGE_IMAGE_BASE')}")  # fmt: skip
     else:
         print("container: none")
     state = "matches" if not (c["different"] or c["missing"]) else "DIFFERS from"
