@@ -184,6 +184,9 @@ def test_container_info(monkeypatch, tmp_path):
     assert env.container_info("containers/medbridge.sif")["digest"] == "sha256:" + "f" * 64
     monkeypatch.delenv("APPTAINER_CONTAINER")
     monkeypatch.delenv("MEDBRIDGE_IMAGE_DIGEST")
+    monkeypatch.setattr(env, "_docker", lambda: True)  # e.g. a dev container: the config's image is not this one
+    info = env.container_info(f"docker://ghcr.io/me/medbridge@{DIGEST}")
+    assert info["runtime"] == "docker" and info["digest"] is None and info["configured"] is None
     monkeypatch.setattr(env, "_containerenv", lambda: {"image": f"localhost/medbridge@{DIGEST}", "imageid": "abc"})
     info = env.container_info(None)
     assert info["runtime"] == "podman" and info["digest"] == DIGEST and info["image_id"] == "abc"

@@ -115,8 +115,8 @@ def container_info(configured: str | None = None) -> dict | None:
     """What image this process runs in, or None outside a container.
 
     The digest comes from, in order: MEDBRIDGE_IMAGE_DIGEST (set it when starting a job: apptainer passes the host's
-    environment on), the configured image reference when it is pinned (`docker://...@sha256:...`, the form
-    config/paper.yaml asks for), podman's .containerenv (privileged containers). An image cannot hold its own digest,
+    environment on), under apptainer the configured image reference when it is pinned (`docker://...@sha256:...`,
+    the form config/paper.yaml asks for), podman's .containerenv (privileged containers). An image cannot hold its own digest,
     so a plain `.sif` path records the file's size and mtime instead.
     """
     sif = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
@@ -127,6 +127,8 @@ def container_info(configured: str | None = None) -> dict | None:
         return None
     is_podman = podman is not None or os.environ.get("container") == "podman"
     runtime = "apptainer" if sif else "podman" if is_podman else "docker" if docker else "unknown"
+    # the config's image is the running one only under apptainer (Snakemake's --sdm apptainer starts it)
+    configured = configured if runtime == "apptainer" else None
     info: dict = {"runtime": runtime, "configured": configured, "built": built}
     digest = os.environ.get("MEDBRIDGE_IMAGE_DIGEST")
     if not digest and configured:
