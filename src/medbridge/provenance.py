@@ -1,10 +1,9 @@
 """Provenance sidecars: `<file>.provenance.json` beside every generations, metrics and artifact file.
 
-A sidecar records what made the file (verb, git commit + dirty flag, package versions, host, container image and its
-digest, times), with
-what settings (the config values the step used, their hash, seeds), from what (each input's sha256 and the hash of
-the input's own sidecar, so the chain can be walked back to the data and the model) and, where a model was
-loaded, which weights (id, revision, sha256 of the safetensors actually loaded).
+A sidecar records what made the file (verb, git commit + dirty flag, every installed package, host, the container
+image and its digest, times), with what settings (the config values the step used, their hash, seeds), from what
+(each input's sha256 and the hash of the input's own sidecar, so the chain can be walked back to the data and the
+model) and, where a model was loaded, which weights (id, revision, sha256 of the safetensors actually loaded).
 """
 
 from __future__ import annotations
