@@ -85,8 +85,8 @@ def tiny(tiny_model_dir):
     return model, AutoProcessor.from_pretrained(tiny_model_dir)
 
 
-def _prompt(image):
-    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "Which? A or B"}]}]
+def _prompt(image, text="Which? A or B"):
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": text}]}]
 
 
 def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny):
@@ -96,11 +96,14 @@ def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny
     image = Image.new("RGB", (56, 56), (120, 30, 200))
     texts = ["<think>x</think><answer>B</answer>", "<think>a longer thought</think><answer>A</answer>"]
     comp = _rollouts(processor, texts)
-    p = answer_confidence(model, processor, [_prompt(image)] * 2, comp, clamp=0.95)
+    # prompts of different lengths and completions of different lengths: one padded batch must give what each
+    # rollout gives alone
+    prompts = [_prompt(image), _prompt(Image.new("RGB", (56, 56)), "Which of the options is it? A or B or C")]
+    p = answer_confidence(model, processor, prompts, comp, clamp=0.95)
     # by hand, one rollout at a time: the letter's probability under the model (the only answer-span token)
     for j, ids in enumerate(comp):
-        chat = processor.apply_chat_template(_prompt(image), add_generation_prompt=True, tokenize=False)
-        enc = processor(text=[chat], images=[[image]], return_tensors="pt")
+        chat = processor.apply_chat_template(prompts[j], add_generation_prompt=True, tokenize=False)
+        enc = processor(text=[chat], images=[[prompts[j][0]["content"][0]["image"]]], return_tensors="pt")
         full = torch.cat([enc["input_ids"], torch.tensor([ids])], 1)
         mm = torch.cat([enc["mm_token_type_ids"], torch.zeros(1, len(ids), dtype=torch.long)], 1)
         with torch.no_grad():

@@ -79,34 +79,48 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     """p per rollout under `model` (the EMA reference): exp(mean log-prob of the answer-span tokens), clamped.
 
     `prompts` are TRL's conversational prompts with the images already placed in them, rendered and processed as
-    GRPOTrainer renders them for generation. One forward per rollout, with logits kept only from the first
-    answer-span token on (a 2048-token completion's full logits over a 150k vocabulary would not fit); every rollout
-    gets its forward, so under ZeRO-3 all processes run the same number of them.
+    GRPOTrainer renders them for generation. One batched forward over all rollouts (prompts left-padded, completions
+    right-padded), with logits kept only at the positions that predict answer-span tokens (a 2048-token completion's
+    full logits over a 150k vocabulary would not fit); one forward per call, so under ZeRO-3 every process runs the
+    same number.
     """
+    if not completion_ids:
+        return torch.zeros(0)
     tok = processor.tokenizer
     device = next(model.parameters()).device
-    out = []
-    for prompt, ids in zip(prompts, completion_ids, strict=True):
-        text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        images = [part["image"] for m in prompt if isinstance(m["content"], list)
-                  for part in m["content"] if part.get("type") == "image"]  # fmt: skip
-        enc = processor(text=[text], images=[images] if images else None, return_tensors="pt")
-        pieces = [tok.decode([t], skip_special_tokens=True) for t in ids]
-        span = torch.tensor(answer_token_mask(pieces), dtype=torch.bool)
-        first = int(span.nonzero()[0]) if span.any() else len(ids)  # no span: keep one position, mean is 0
-        comp = torch.tensor([ids], dtype=torch.long)
-        inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
-        for key in ("token_type_ids", "mm_token_type_ids"):  # per-token fields: completion tokens are text (0)
-            if key in inputs:
-                inputs[key] = torch.cat([inputs[key], torch.zeros_like(comp)], dim=1)
-        input_ids = torch.cat([enc["input_ids"], comp], dim=1)
-        with torch.no_grad():
-            logits = model(input_ids=input_ids.to(device), attention_mask=torch.ones_like(input_ids).to(device),
-                           logits_to_keep=len(ids) - first + 1, **{k: v.to(device) for k, v in inputs.items()}).logits
-        # logits[0, j] predicts completion token first + j; the last position predicts past the completion
-        logps = logits[0, :-1].float().log_softmax(-1).gather(-1, comp[0, first:, None].to(device))[:, 0].cpu()
-        out.append(span_mean_logprob(logps[None], span[first:][None].float()).exp())
-    return torch.cat(out).clamp(max=clamp) if out else torch.zeros(0)
+    texts = [processor.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+    images = [part["image"] for p in prompts for m in p if isinstance(m["content"], list)
+              for part in m["content"] if part.get("type") == "image"]  # fmt: skip
+    enc = processor(text=texts, images=images or None, return_tensors="pt", padding=True, padding_side="left")
+    n, width = len(completion_ids), max(len(ids) for ids in completion_ids)
+    comp = torch.full((n, width), tok.pad_token_id, dtype=torch.long)
+    comp_mask = torch.zeros(n, width, dtype=torch.long)
+    span = torch.zeros(n, width, dtype=torch.bool)
+    for i, ids in enumerate(completion_ids):
+        comp[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        comp_mask[i, : len(ids)] = 1
+        span[i, : len(ids)] = torch.tensor(answer_token_mask([tok.decode([t], skip_special_tokens=True) for t in ids]))
+    inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
+    for key in ("token_type_ids", "mm_token_type_ids"):  # per-token fields: completion tokens are text (0)
+        if key in inputs:
+            inputs[key] = torch.cat([inputs[key], torch.zeros_like(comp)], dim=1)
+    plen = enc["input_ids"].shape[1]
+    # logits at position plen - 1 + j predict completion token j; keep only those of span tokens (an empty span
+    # keeps one position so the forward stays the same for every rollout)
+    keep = sorted({plen - 1 + j for j in span.nonzero()[:, 1].tolist()} or {plen - 1})
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([enc["input_ids"], comp], 1).to(device),
+                       attention_mask=torch.cat([enc["attention_mask"], comp_mask], 1).to(device),
+                       logits_to_keep=torch.tensor(keep, device=device),
+                       **{k: v.to(device) for k, v in inputs.items()}).logits  # fmt: skip
+    col = {pos - plen + 1: c for c, pos in enumerate(keep)}  # completion index -> kept logits column
+    logps = torch.zeros(n, width)
+    rows, js = span.nonzero(as_tuple=True)
+    if len(rows):
+        cols = torch.tensor([col[j] for j in js.tolist()], device=logits.device)
+        picked = logits[rows.to(logits.device), cols].float().log_softmax(-1)
+        logps[rows, js] = picked.gather(-1, comp[rows, js][:, None].to(logits.device))[:, 0].cpu()
+    return span_mean_logprob(logps, span.float()).exp().clamp(max=clamp)
 
 
 class CareBonus:

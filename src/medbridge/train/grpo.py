@@ -34,8 +34,13 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         **common_args(cfg, section, output_dir),
         num_generations=section["num_generations"],
         max_completion_length=section["max_completion_length"],
+        # Every rollout knob explicit: the model's generation_config (Qwen2.5-VL ships top_k 1, top_p 0.001,
+        # temperature 0.1, repetition_penalty 1.05) must not leak into exploration. top_k 50 = the implicit value
+        # of the fresh GenerationConfig the authors' trainer samples with.
         temperature=section.get("temperature", 1.0),
         top_p=section.get("top_p", 1.0),
+        top_k=section.get("top_k", 50),
+        repetition_penalty=section.get("repetition_penalty", 1.0),
         beta=beta,
         loss_type="grpo",
         scale_rewards="group",
