@@ -144,6 +144,11 @@ def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     # rollout of a group the same: zero advantages)
     assert seen and all((g.do_sample, g.top_k, g.top_p, g.temperature, g.repetition_penalty) == (True, 50, 1.0, 1.0, 1.0)
                         for g in seen)  # fmt: skip
+    # the CARE bonus is paid: 0.5 x acc for accurate rollouts confident under the EMA reference, never otherwise
+    # (what TRL summed into the reward, not only what CARE decided: paid = 0.5 x the rate of bonus rollouts)
+    assert (log["rewards/care_bonus/mean"] > 0).mean() > 0.5
+    assert log["rewards/care_bonus/mean"].to_numpy() == pytest.approx(0.5 * log["care/bonus_rate"].to_numpy())
+    assert (log["rewards/care_bonus/mean"] <= 0.5 * log["rewards/accuracy_reward/mean"] + 1e-6).all()
     gain, se = reward_gain(log, per_step)
     assert gain > 3 * se, f"training accuracy moved by {gain:+.3f} (SE {se:.3f}): not learning"
     after = greedy_correct(cfg, model, held_out)
@@ -151,13 +156,12 @@ def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     lost = sum(b and not a for a, b in zip(after, before))
     assert gained - lost >= MIN_GAIN and sign_test_p(gained, lost) < 0.01, (
         f"held-out Acc@1 {sum(before)}/{len(before)} -> {sum(after)}/{len(after)} (+{gained} -{lost})")
-    # the CARE bonus is paid: 0.5 x acc for accurate rollouts confident under the EMA reference, never otherwise
-    assert (log["care/bonus_rate"] > 0).mean() > 0.5
-    assert (log["rewards/care_bonus/mean"] <= 0.5 * log["rewards/accuracy_reward/mean"] + 1e-6).all()
     assert log["frac_reward_zero_std"].iloc[:4].max() < 1  # the first steps' groups disagree: advantages not all 0
+    print(f"training accuracy {gain:+.3f} (SE {se:.3f}); held-out Acc@1 {sum(before)} -> {sum(after)} of {len(after)}")
 
     inv_log, _, inv_model = run_grpo(setup, "inverted", monkeypatch, sign=-1.0)
     inv_gain, inv_se = reward_gain(inv_log, per_step)
     assert inv_gain < se, f"the inverted reward raised training accuracy by {inv_gain:+.3f}"
     inv_after = greedy_correct(cfg, inv_model, held_out)
     assert sum(inv_after) <= sum(before), "the inverted reward raised held-out Acc@1"
+    print(f"inverted: training accuracy {inv_gain:+.3f}; held-out Acc@1 {sum(before)} -> {sum(inv_after)}")

@@ -179,8 +179,8 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
             ax.tick_params(axis="y", rotation=0)
             if i < len(metrics) - 1:
                 ax.set_xticklabels([])
-    fig.suptitle("Figure 2 (RQ3): change after GRPO, by transfer regime (pp, paired 95% CI; hatched: CI includes 0)",
-                 y=0.995, fontsize=10)  # fmt: skip
+    fig.suptitle("Figure 2 (RQ3): change after GRPO, by transfer regime\n(pp, paired 95% CI; hatched: CI includes 0)",
+                 y=0.995, fontsize=9)  # fmt: skip
     fig.tight_layout()
     with atomic_path(png_path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": None})
