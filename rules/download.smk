@@ -22,6 +22,8 @@ rule download_model:
         hub_record("{model}"),
     log:
         log("hub/{model}"),
+    benchmark:
+        bench("hub/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("hub")),
     params:

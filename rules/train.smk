@@ -1,5 +1,6 @@
 # Training (RQ3 and the tiny profile's sft/rl roles): the SFT bridge and GRPO-CARE, then Figure 2 from the metrics
 # that rules/evaluate.smk makes for every model (generate + score accept any model name).
+from medbridge.artifacts.claims import claims_inputs
 from medbridge.artifacts.rq3 import check_rq3_config, rq3_inputs
 
 check_rq3_config(config)  # pairs train on rq3.train_tasks, inits are roles
@@ -50,8 +51,8 @@ rule fig2_rq3:
     input:
         metrics_dirs(m for m, _ in rq3_inputs(config)),
     output:
-        csv=artifact("fig2_rq3_transfer.csv"),
-        png=artifact("fig2_rq3_transfer.png"),
+        csv=report(artifact("fig2_rq3_transfer.csv"), category="RQ3", caption="../report/fig2.rst"),
+        png=report(artifact("fig2_rq3_transfer.png"), category="RQ3", caption="../report/fig2.rst"),
     log:
         log("artifacts/fig2_rq3"),
     benchmark:
@@ -64,3 +65,30 @@ rule fig2_rq3:
 
 
 TARGETS += [artifact("fig2_rq3_transfer.csv"), artifact("fig2_rq3_transfer.png")]
+
+
+# What the run shows: the paper's three claims about RL (support, sharpening, no gain without support), held or not.
+CLAIMS = claims_inputs(config)  # empty when the grid has no in-domain pair with base and sft inits
+
+
+rule claims:
+    input:
+        metrics=metrics_dirs(m for m, _ in CLAIMS),
+        fig2=artifact("fig2_rq3_transfer.csv"),
+    output:
+        csv=report(artifact("claims.csv"), category="RQ3", caption="../report/claims.rst"),
+        md=report(artifact("claims.md"), category="RQ3", caption="../report/claims.rst"),
+    log:
+        log("artifacts/claims"),
+    benchmark:
+        bench("artifacts/claims")
+    params:
+        settings={"recipe": config.get("recipe"), "k": config["evaluate"]["k"]},
+        metrics=[metrics(m, e) for m, e in CLAIMS],
+    shell:
+        "{MEDBRIDGE} claims --config {CFG} --metrics {params.metrics} --fig2 {input.fig2} --csv {output.csv} "
+        "--md {output.md} > {log} 2>&1"
+
+
+if CLAIMS:
+    TARGETS += rules.claims.output

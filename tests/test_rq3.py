@@ -1,6 +1,7 @@
-"""Figure 2 (RQ3) from hand-made metrics files: the before/after/delta table and the heatmap."""
+"""Figure 2 (RQ3) from hand-made metrics files: the before/after/delta table, paired CIs, the heatmap."""
 
 import copy
+import json
 
 import pandas as pd
 import pytest
@@ -32,13 +33,22 @@ def cfg(tiny_cfg):
     return cfg
 
 
-def _write(tmp_path, values=VALUES, drop_k=False):
+N_ITEMS = 100
+
+
+def _write(tmp_path, values=VALUES, drop_k=False, per_item=True):
+    """Metrics files over the same 100 items: item i is correct iff i < 100 * acc1 (so a better model is right on a
+    superset of items), every item's Pass@k equals the mean."""
     paths = []
+    ids = [f"{i:03d}" for i in range(N_ITEMS)]
     for (model, evalset), (acc1, p4) in values.items():
         pass_at_k = {"1": acc1, "2": (acc1 + p4) / 2} | ({} if drop_k else {"4": p4})
+        items = {"id": ids, "acc1": [float(i < round(100 * acc1)) for i in range(N_ITEMS)],
+                 "pass_at_k": {k: [v] * N_ITEMS for k, v in pass_at_k.items()}}  # fmt: skip
         path = tmp_path / "metrics" / model / f"{evalset}.json"
-        write_json(path, {"model": model, "evalset": evalset, "n_items": 30, "n_samples": 4, "acc1": acc1,
-                          "acc1_ci": [0, 1], "pass_at_k": pass_at_k, "format_failure_rate": 0.0})  # fmt: skip
+        write_json(path, {"model": model, "evalset": evalset, "n_items": N_ITEMS, "n_samples": 4, "acc1": acc1,
+                          "acc1_ci": [0, 1], "pass_at_k": pass_at_k, "format_failure_rate": 0.0}
+                   | ({"per_item": items} if per_item else {}))  # fmt: skip
         paths.append(path)
     return paths
 
@@ -47,7 +57,8 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
     table = write_rq3(cfg, _write(tmp_path), tmp_path / "fig2.csv", tmp_path / "fig2.png")
     assert len(table) == 2 * 2 * 2  # pairs x inits x {acc1, pass@4}
     csv = pd.read_csv(tmp_path / "fig2.csv")
-    assert list(csv.columns) == ["regime", "init", "train_task", "eval_task", "metric", "before", "after", "delta"]
+    assert list(csv.columns) == ["regime", "init", "train_task", "eval_task", "metric", "n_items", "before", "after",
+                                 "delta", "delta_ci_low", "delta_ci_high", "ci_includes_zero"]
     row = csv[(csv.init == "sft") & (csv.regime == "in_domain") & (csv.metric == "acc1")].iloc[0]
     assert (row.train_task, row.eval_task) == ("organamnist", "organamnist")
     assert (row.before, row.after, row.delta) == pytest.approx((0.30, 0.55, 0.25))
@@ -55,7 +66,38 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
     assert (row.train_task, row.eval_task) == ("octmnist", "pathmnist")
     assert (row.before, row.after, row.delta) == pytest.approx((0.70, 0.60, -0.10))
     assert set(csv.metric) == {"acc1", "pass@4"}  # K = max(evaluate.k)
+    # paired CIs: 25 of 100 items gained, none lost -> clearly above zero; 2 gained -> not distinguishable from 0
+    gain = csv[(csv.init == "sft") & (csv.regime == "in_domain") & (csv.metric == "acc1")].iloc[0]
+    assert 0.15 < gain.delta_ci_low < 0.25 < gain.delta_ci_high < 0.35 and not gain.ci_includes_zero
+    small = csv[(csv.init == "base") & (csv.regime == "in_domain") & (csv.metric == "acc1")].iloc[0]
+    assert small.delta == pytest.approx(0.02) and small.delta_ci_low == 0 and small.ci_includes_zero
     assert (tmp_path / "fig2.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_deltas_are_paired_over_the_same_items(cfg, tmp_path):
+    """Same mean change, different pairing: a model right on a superset of items (+10 items, none lost) is a sure
+    gain; one that gains 30 items and loses 20 others has the same +10 points but an interval that includes 0."""
+    from medbridge.artifacts.rq3 import load_metrics
+
+    paths = _write(tmp_path)
+    table = rq3_table(cfg, load_metrics(paths))
+    before = next(p for p in paths if p.parts[-2:] == ("sft", "organamnist.json"))
+    after = next(p for p in paths if p.parts[-2:] == ("rq3-sft-organamnist", "organamnist.json"))
+    b = [float(i < 40) for i in range(N_ITEMS)]
+    for path, acc in ((before, b), (after, [float(i < 20 or 40 <= i < 70) for i in range(N_ITEMS)])):
+        m = json.loads(path.read_text())
+        m["acc1"], m["per_item"]["acc1"] = sum(acc) / N_ITEMS, acc
+        write_json(path, m)
+    swapped = rq3_table(cfg, load_metrics(paths))
+    pick = lambda t: t[(t.init == "sft") & (t.regime == "in_domain") & (t.metric == "acc1")].iloc[0]  # noqa: E731
+    assert pick(swapped).delta == pytest.approx(0.10)
+    assert pick(swapped).ci_includes_zero and pick(swapped).delta_ci_low < 0 < pick(swapped).delta_ci_high
+    assert not pick(table).ci_includes_zero
+    m = json.loads(after.read_text())
+    m["per_item"]["id"] = [f"x{i}" for i in range(N_ITEMS)]
+    write_json(after, m)
+    with pytest.raises(MedbridgeError, match="different items"):
+        rq3_table(cfg, load_metrics(paths))
 
 
 def test_the_rule_asks_for_exactly_the_metrics_the_table_reads(cfg):
@@ -74,6 +116,8 @@ def test_missing_metrics_or_k_are_named(cfg, tmp_path):
     write_json(bad, {"model": "base"})
     with pytest.raises(MedbridgeError, match="lacks"):
         load_metrics([bad])
+    with pytest.raises(MedbridgeError, match="rescore"):
+        load_metrics(_write(tmp_path / "c", per_item=False))
 
 
 def test_pairs_must_train_on_a_grid_task(cfg):
@@ -100,3 +144,18 @@ def test_rq3_verb(cfg, tmp_path):
     assert (tmp_path / "o.csv.provenance.json").exists()
     assert main(["rq3", "--config", str(cfg_path), "--metrics", paths[0], "--csv", str(tmp_path / "x.csv"),
                  "--png", str(tmp_path / "x.png")]) == 2  # fmt: skip
+
+
+def test_scored_metrics_carry_the_per_item_values_the_deltas_pair():
+    from medbridge.score.metrics import compute_metrics
+
+    def row(i, greedy, samples):
+        return {"id": f"q{i}", "greedy": {"correct": greedy, "method": "tag", "choice": "A"},
+                "samples": [{"correct": c} for c in samples]}  # fmt: skip
+
+    rows = [row(0, True, [True, False, False, False]), row(1, False, [False] * 4), row(2, True, [True] * 4)]
+    m = compute_metrics(rows, [1, 4], n_boot=0, seed=0)
+    assert m["per_item"]["id"] == ["q0", "q1", "q2"] and m["per_item"]["acc1"] == [1.0, 0.0, 1.0]
+    assert m["per_item"]["pass_at_k"]["1"] == pytest.approx([0.25, 0.0, 1.0])
+    for k in ("1", "4"):
+        assert sum(m["per_item"]["pass_at_k"][k]) / 3 == pytest.approx(m["pass_at_k"][k])

@@ -118,6 +118,8 @@ def test_grpo_settings_follow_the_authors_and_care_switches_off(tiny_cfg):
     care = CareSettings.from_config(section["care"])
     args = grpo_args(tiny_cfg, section, care, "/tmp/unused", None)
     assert (args.loss_type, args.scale_rewards, args.beta) == ("grpo", "group", 0.0)
+    # every rollout knob explicit (a checkpoint's generation_config must not fill any): the authors' sampling
+    assert (args.temperature, args.top_p, args.top_k, args.repetition_penalty) == (1.0, 1.0, 50, 1.0)
     assert not args.sync_ref_model  # beta 0: CARE loads its own EMA reference
     assert args.ref_model_mixup_alpha == pytest.approx(1 - care.ema_decay)
     assert args.ref_model_sync_steps == care.ema_every

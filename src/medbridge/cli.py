@@ -29,6 +29,7 @@ VERBS = {
     "sft": ("sft", "SFT bridge: TRL SFTTrainer on MCQ items -> a model directory"),
     "grpo": ("grpo", "GRPO / GRPO-CARE with TRL GRPOTrainer on MCQ items -> a model directory"),
     "rq3": ("rq3", "Figure 2 (RQ3): before/after-RL transfer grid (CSV + heatmap PNG)"),
+    "claims": ("claims", "the paper's claims about RL checked on the run's metrics and Figure 2: held or not"),
     "comparison": ("comparison", "every reproduced number beside the paper's reported one, with delta and CI check"),
     "audit": ("audit", "trace a table cell or metrics file to its generations and recompute it from the raw texts"),
     "vqa-fixture": ("vqa_fixture", "write a tiny local dataset in a VQA source's own raw shape (tiny profile)"),

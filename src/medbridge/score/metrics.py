@@ -30,6 +30,8 @@ def compute_metrics(rows: list[dict], ks: list[int], n_boot: int, seed: int) -> 
         "acc1_ci": list(bootstrap_ci(acc, n_boot, seed)),
         "pass_at_k": {},
         "pass_at_k_ci": {},
+        # per-item values, in item order: paired comparisons of two models on the same items (RQ3 deltas)
+        "per_item": {"id": [r["id"] for r in rows], "acc1": acc.tolist(), "pass_at_k": {}},
         # an answer with no tag at all: the model ignored the required <answer> format
         "format_failure_rate": float(np.mean([r["greedy"]["method"] not in ("tag", "unclosed") for r in rows])),
         "no_choice_rate": float(np.mean([r["greedy"]["choice"] is None for r in rows])),
@@ -38,4 +40,5 @@ def compute_metrics(rows: list[dict], ks: list[int], n_boot: int, seed: int) -> 
         per_item = np.array([item_pass_at_k(r, k) for r in rows])
         out["pass_at_k"][str(k)] = float(per_item.mean())
         out["pass_at_k_ci"][str(k)] = list(bootstrap_ci(per_item, n_boot, seed + k))
+        out["per_item"]["pass_at_k"][str(k)] = per_item.tolist()
     return out

@@ -1,0 +1,120 @@
+"""The paper's qualitative claims about RL, checked on a run's own artifacts: held or not held, with the numbers.
+
+Task: the in-domain RQ3 pair whose task the SFT bridge trains on (`train.sft.datasets`; organamnist in the tiny
+profile), else the first in-domain pair (the paper profile's sft is a hub model). Roles `base` and `sft` (both
+`rq3.inits`); K = max(evaluate.k); tau = recipe.tau (the recipe's support threshold).
+1. support: the base model has little support (Pass@K < tau) and SFT expands it (Pass@K after SFT - base, paired
+   95% bootstrap CI above zero).
+2. sharpening: GRPO from sft raises in-domain Acc@1 (the Figure 2 cell's paired CI above zero), toward its Pass@K
+   (the gap Pass@K - Acc@1 shown before and after).
+3. no support, no gain: GRPO from base gains little in-domain Acc@1 (the Figure 2 cell's CI includes zero, or the
+   change is not positive).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from medbridge import MedbridgeError
+from medbridge.artifacts.rq3 import load_metrics, paired_delta_ci
+from medbridge.artifacts.tables import write_table
+from medbridge.io import write_text
+
+
+def claims_task(cfg: dict) -> str | None:
+    """The task the claims are checked on, or None when the config has no grid to check them (no in-domain pair,
+    or base and sft are not both RQ3 inits)."""
+    rq3 = cfg.get("rq3", {})
+    tasks = [t for t, e in rq3.get("pairs", {}).get("in_domain", []) if t == e]
+    if not tasks or not {"base", "sft"} <= set(rq3.get("inits", [])):
+        return None
+    sft_tasks = cfg.get("train", {}).get("sft", {}).get("datasets", [])
+    return next((t for t in tasks if t in sft_tasks), tasks[0])
+
+
+def claims_inputs(cfg: dict) -> list[tuple[str, str]]:
+    """(model, evalset) metrics the claims read besides Figure 2's CSV; none when there is nothing to check."""
+    task = claims_task(cfg)
+    return [("base", task), ("sft", task)] if task else []
+
+
+def _cell(fig2: pd.DataFrame, init: str, task: str, metric: str) -> pd.Series:
+    sel = fig2[(fig2.regime == "in_domain") & (fig2.init == init) & (fig2.train_task == task)
+               & (fig2.eval_task == task) & (fig2.metric == metric)]  # fmt: skip
+    if len(sel) != 1:
+        raise MedbridgeError(f"Figure 2's CSV has no in-domain {metric} row for init {init} on {task}; remake it")
+    return sel.iloc[0]
+
+
+def _includes_zero(row: pd.Series) -> bool | None:
+    """The cell's `ci_includes_zero` as read back from CSV (bool, 'True'/'False', or empty without a CI)."""
+    v = row.ci_includes_zero
+    return None if pd.isna(v) else str(v) == "True"
+
+
+def _pp(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def _ci(lo, hi) -> str:
+    return "no CI (evaluate.bootstrap 0)" if lo is None or pd.isna(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pp"
+
+
+def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataFrame) -> pd.DataFrame:
+    task = claims_task(cfg)
+    if task is None:
+        raise MedbridgeError("the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft")
+    k = max(cfg["evaluate"]["k"])
+    tau = cfg.get("recipe", {}).get("tau", 0.5)
+    n_boot = cfg["evaluate"].get("bootstrap", 1000)
+    for key in claims_inputs(cfg):
+        if key not in metrics:
+            raise MedbridgeError(f"no metrics for {key[0]} on {key[1]}; pass metrics/{key[0]}/{key[1]}.json")
+    base, sft = metrics[("base", task)], metrics[("sft", task)]
+    pk = str(k)
+    if pk not in base["pass_at_k"] or pk not in sft["pass_at_k"]:
+        raise MedbridgeError(f"metrics of base/sft on {task} have no Pass@{k}; rescore with evaluate.k including it")
+    items = {m["model"]: dict(zip(m["per_item"]["id"], m["per_item"]["pass_at_k"][pk], strict=True)) for m in (base, sft)}
+    lo, hi = paired_delta_ci(items["base"], items["sft"], n_boot, cfg["seed"], f"sft vs base on {task} (pass@{k})")
+    b_pk, s_pk = float(base["pass_at_k"][pk]), float(sft["pass_at_k"][pk])
+    support_held = b_pk < tau and lo is not None and lo > 0
+
+    acc, passk = _cell(fig2, "sft", task, "acc1"), _cell(fig2, "sft", task, f"pass@{k}")
+    sharpen_held = _includes_zero(acc) is False and acc.delta > 0
+    base_acc = _cell(fig2, "base", task, "acc1")
+    little_held = _includes_zero(base_acc) is not False or base_acc.delta <= 0
+
+    rows = [
+        {"claim": "1. the base model has little support; SFT expands it",
+         "numbers": f"Pass@{k} on {task}: base {_pp(b_pk)}% (tau {_pp(tau)}%), after SFT {_pp(s_pk)}% "
+                    f"({100 * (s_pk - b_pk):+.1f} pp, paired 95% CI {_ci(lo, hi)})",
+         "held": bool(support_held)},
+        {"claim": "2. GRPO from SFT raises in-domain Acc@1 toward its Pass@K (sharpening)",
+         "numbers": f"Acc@1 on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
+                    f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - Acc@1: "
+                    f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp",
+         "held": bool(sharpen_held)},
+        {"claim": "3. GRPO from the base, where support is near zero, gains little",
+         "numbers": f"Acc@1 on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
+                    f"({100 * base_acc.delta:+.1f} pp, paired 95% CI "
+                    f"{_ci(base_acc.delta_ci_low, base_acc.delta_ci_high)})",
+         "held": bool(little_held)},
+    ]  # fmt: skip
+    return pd.DataFrame(rows).assign(run=cfg["run_name"], seed=cfg["seed"], task=task, n_items=int(acc.n_items))
+
+
+def write_claims(cfg: dict, metric_paths: list[str | Path], fig2_csv: str | Path, csv_path: str | Path,
+                 md_path: str | Path) -> pd.DataFrame:  # fmt: skip
+    if claims_task(cfg) is None:
+        raise MedbridgeError("the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft")
+    table = claims_table(cfg, load_metrics(metric_paths), pd.read_csv(fig2_csv))
+    shown = table.assign(held=table.held.map({True: "held", False: "NOT held"}))[["claim", "numbers", "held"]]
+    notes = (f"Run `{cfg['run_name']}` (seed {cfg['seed']}), {int(table.n_items.iloc[0])} eval items of "
+             f"{table.task.iloc[0]}; generated by `medbridge claims` from the run's metrics and Figure 2 "
+             "(paired bootstrap CIs over the same items).")  # fmt: skip
+    write_table(table, csv_path)  # every column; the Markdown only what a reader needs
+    md = "# What the run shows: the paper's claims about RL\n\n" + shown.to_markdown(index=False) + f"\n\n{notes}\n"
+    write_text(md_path, md)
+    return table
