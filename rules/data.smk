@@ -7,7 +7,7 @@ rule medmnist_npz:
     log:
         log("data/{dataset}"),
     benchmark:
-        bench("data/{dataset}")
+        bench("medmnist_npz/{dataset}")
     params:
         settings=config["data"],
     shell:
@@ -22,7 +22,7 @@ rule mcq_items:
     log:
         log("mcq/{dataset}_{split}"),
     benchmark:
-        bench("mcq/{dataset}_{split}")
+        bench("mcq_items/{dataset}_{split}")
     params:
         settings=config["mcq"],
     shell:

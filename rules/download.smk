@@ -23,7 +23,7 @@ rule download_model:
     log:
         log("hub/{model}"),
     benchmark:
-        bench("hub/{model}")
+        bench("download_model/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("hub")),
     params:

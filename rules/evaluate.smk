@@ -60,7 +60,7 @@ rule table2:
     log:
         log("artifacts/table2"),
     benchmark:
-        bench("artifacts/table2")
+        bench("table2/table2")
     params:
         metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     shell:
@@ -76,7 +76,7 @@ rule fig1:
     log:
         log("artifacts/fig1"),
     benchmark:
-        bench("artifacts/fig1")
+        bench("fig1/fig1")
     params:
         metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS],
     shell:

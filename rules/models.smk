@@ -7,7 +7,7 @@ rule build_tiny:
     log:
         log("models/{model}"),
     benchmark:
-        bench("models/{model}")
+        bench("build_tiny/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("tiny")),
     params:

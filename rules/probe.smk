@@ -56,7 +56,7 @@ rule table1:
     log:
         log("artifacts/table1"),
     benchmark:
-        bench("artifacts/table1")
+        bench("table1/table1")
     params:
         settings=MODELS,
     shell:

@@ -11,7 +11,7 @@ rule comparison:
     log:
         log("artifacts/comparison"),
     benchmark:
-        bench("artifacts/comparison")
+        bench("comparison/comparison")
     params:
         # the ledger columns compare these sections with the authors' values (medbridge.fidelity)
         settings={k: config.get(k) for k in ("mcq", "probe", "train", "vqa", "recipe")},

@@ -16,7 +16,7 @@ rule sft_model:
     log:
         log("models/{model}"),
     benchmark:
-        bench("models/{model}")
+        bench("sft_model/{model}")
     wildcard_constraints:
         model="|".join(roles_with_source("sft")),
     params:
@@ -36,7 +36,7 @@ rule grpo_model:
     log:
         log("models/{model}"),
     benchmark:
-        bench("models/{model}")
+        bench("grpo_model/{model}")
     wildcard_constraints:
         model="|".join(grpo_models()),
     params:
@@ -56,7 +56,7 @@ rule fig2_rq3:
     log:
         log("artifacts/fig2_rq3"),
     benchmark:
-        bench("artifacts/fig2_rq3")
+        bench("fig2_rq3/fig2_rq3")
     params:
         settings={"rq3": RQ3, "k": config["evaluate"]["k"]},
         metrics=[metrics(m, e) for m, e in rq3_inputs(config)],
@@ -81,7 +81,7 @@ rule claims:
     log:
         log("artifacts/claims"),
     benchmark:
-        bench("artifacts/claims")
+        bench("claims/claims")
     params:
         settings={"recipe": config.get("recipe"), "k": config["evaluate"]["k"]},
         metrics=[metrics(m, e) for m, e in CLAIMS],

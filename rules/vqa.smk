@@ -17,7 +17,7 @@ rule vqa_fixture:
     log:
         log("vqa/fixture_{vqa_source}"),
     benchmark:
-        bench("vqa/fixture_{vqa_source}")
+        bench("vqa_fixture/{vqa_source}")
     wildcard_constraints:
         vqa_source="|".join(vqa_source_names()),
     params:
@@ -36,7 +36,7 @@ rule vqa_items:
     log:
         log("vqa/items_{benchmark}"),
     benchmark:
-        bench("vqa/items_{benchmark}")
+        bench("vqa_items/{benchmark}")
     wildcard_constraints:
         benchmark="|".join(BENCHMARKS) or "__none__",
     params:
@@ -58,7 +58,7 @@ rule pmc_label:
     log:
         log("vqa/pmc_label"),
     benchmark:
-        bench("vqa/pmc_label")
+        bench("pmc_label/pmc_label")
     params:
         settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude")} | {"source": VQA.get("source")},
         src=source_dir_arg,
@@ -78,7 +78,7 @@ rule pmc_balance:
     log:
         log("vqa/pmc_balance"),
     benchmark:
-        bench("vqa/pmc_balance")
+        bench("pmc_balance/pmc_balance")
     params:
         settings={k: PMC.get(k) for k in ("categories", "exclude", "subset_size")},
         src=source_dir_arg,
@@ -96,7 +96,7 @@ rule table3:
     log:
         log("artifacts/table3"),
     benchmark:
-        bench("artifacts/table3")
+        bench("table3/table3")
     params:
         settings={k: VQA.get(k) for k in ("models", "reported_rows")},
         metrics=[metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
@@ -112,7 +112,7 @@ rule recipe:
     log:
         log("artifacts/recipe"),
     benchmark:
-        bench("artifacts/recipe")
+        bench("recipe/recipe")
     params:
         settings=config.get("recipe", {}),
         metrics=[metrics(m, e) for m, e in recipe_pairs(config)],

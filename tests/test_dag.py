@@ -142,3 +142,27 @@ def test_snakemake_report_builds(two_tiny_runs, tmp_path):
 
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("table2_acc1.csv") for n in names) and any(n.endswith("fig1_passk.png") for n in names)
+
+
+@pytest.mark.slow
+def test_readme_claims_are_the_tiny_runs(two_tiny_runs):
+    """README's "What the tiny run shows" is the claims table a fresh tiny run writes (scripts/readme_claims.py)."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from readme_claims import readme_section, section
+
+    made = section((two_tiny_runs[0] / "artifacts" / "claims.md").read_text())
+    assert readme_section((ROOT / "README.md").read_text()) == made, "run scripts/readme_claims.py"
+
+
+@pytest.mark.slow
+def test_plan_calibrates_on_the_runs_own_benchmark_files(two_tiny_runs):
+    """The benchmark files the DAG leaves (benchmarks/<rule>/<wildcards>.tsv) are the ones `medbridge plan` reads."""
+    from medbridge.config import load_config
+    from medbridge.plan import plan
+
+    run = two_tiny_runs[0]
+    result = plan(load_config(run / "config.json"), benchmarks=run / "benchmarks")
+    rows = {r["rule"]: r for r in result["rows"]}
+    for rule in ("generate", "features", "sft_model", "grpo_model"):
+        assert rows[rule]["calibrated_gpu_hours"] is not None, (rule, result.get("notes"))
+    assert not [n for n in result.get("notes", []) if "ignored" in n and "generate" in n]

