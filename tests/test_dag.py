@@ -31,7 +31,7 @@ def test_bad_config_stops_the_dag_at_once():
 
 ARTIFACTS = ["table1_probe.csv", "table1_probe.md", "table2_acc1.csv", "table2_acc1.md", "fig1_passk.csv",
              "fig1_passk.png", "fig2_rq3_transfer.csv", "fig2_rq3_transfer.png", "table3_vqa.csv", "table3_vqa.md",
-             "recipe_decisions.csv", "comparison.csv", "comparison.md"]  # fmt: skip
+             "recipe_decisions.csv", "comparison.csv", "comparison.md", "claims.csv", "claims.md"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
