@@ -1,8 +1,9 @@
 import copy
 import json
+import re
 import subprocess
-from pathlib import Path
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -73,8 +74,8 @@ def test_exponent_floats_in_a_user_yaml_are_numbers(tmp_path):
     """YAML 1.1 reads `3e-5` as a string; a user's config must get the number (it failed validation before)."""
     text = (ROOT / "config" / "config.yaml").read_text()
     user = tmp_path / "user.yaml"
-    user.write_text(text.replace("lr: 1.0e-4", "lr: 3e-5"))
-    assert "lr: 3e-5" in user.read_text()
+    user.write_text(re.sub(r"(\n  grpo:.*(?:\n    .*)*?\n    lr: )[^\s#]+", r"\g<1>3e-5", text))
+    assert "    lr: 3e-5" in user.read_text()
     cfg = load_config(user)
     assert cfg["train"]["grpo"]["lr"] == 3e-5 and isinstance(cfg["train"]["grpo"]["lr"], float)
 
