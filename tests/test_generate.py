@@ -89,7 +89,8 @@ def test_generations_resume_and_metrics_recompute(cfg_with_local_model, few_item
 def test_metrics_on_constructed_rows():
     def row(greedy_ok, sample_oks):
         s = lambda ok: {"text": "", "choice": "A" if ok else "B", "method": "tag", "correct": ok}  # noqa: E731
-        return {"greedy": s(greedy_ok), "samples": [s(o) for o in sample_oks]}
+        return {"id": f"q{len(sample_oks)}-{greedy_ok}-{sum(sample_oks)}", "greedy": s(greedy_ok),
+                "samples": [s(o) for o in sample_oks]}  # fmt: skip
 
     rows = [row(True, [True, False, False, False]), row(False, [False] * 4), row(False, [True] * 4)]
     m = compute_metrics(rows, [1, 4], n_boot=0, seed=0)
@@ -97,6 +98,7 @@ def test_metrics_on_constructed_rows():
     assert m["pass_at_k"]["1"] == pytest.approx((0.25 + 0 + 1) / 3)
     assert m["pass_at_k"]["4"] == pytest.approx(2 / 3)
     assert m["acc1_ci"] == [None, None]
+    assert m["per_item"]["acc1"] == [1.0, 0.0, 0.0] and m["per_item"]["pass_at_k"]["4"] == [1.0, 0.0, 1.0]
 
 
 def test_greedy_only_runs_for_table3(cfg_with_local_model, few_items, tmp_path):
