@@ -233,3 +233,18 @@ def test_pixel_bounds_reach_the_processor(train_cfg):
     _, small = load_for_training(src, {"max_pixels": 784, "min_pixels": 784})
     grid = lambda p: p.image_processor(images=[image], return_tensors="pt")["image_grid_thw"].tolist()  # noqa: E731
     assert grid(default) == [[1, 4, 4]] and grid(small) == [[1, 2, 2]]
+
+
+def test_resume_skips_a_checkpoint_whose_save_was_killed(tmp_path):
+    """A kill during a save (a preemption) leaves a checkpoint without trainer_state.json, which the Trainer writes
+    last; resuming from it fails to load. The newest complete one is resumed and the broken one removed."""
+    from medbridge.train.common import last_checkpoint
+
+    for step, files in ((2, ["config.json", "model.safetensors", "trainer_state.json"]), (4, ["config.json"])):
+        ckpt = tmp_path / f"checkpoint-{step}"
+        ckpt.mkdir()
+        for name in files:
+            (ckpt / name).write_text("{}")
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
+    assert not (tmp_path / "checkpoint-4").exists()
+    assert last_checkpoint(tmp_path / "none") is None

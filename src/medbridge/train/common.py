@@ -167,10 +167,17 @@ def prepare_work_dir(work: Path, fingerprint: dict) -> Path:
 
 
 def last_checkpoint(work: Path) -> str | None:
-    """The newest complete checkpoint a killed attempt left in `work`, or None."""
-    from transformers.trainer_utils import get_last_checkpoint
-
-    last = get_last_checkpoint(str(work))
-    if last:
-        print(f"resuming from {last}", flush=True)
-    return last
+    """The newest complete checkpoint a killed attempt left in `work`, or None. A kill during a save leaves a
+    checkpoint without `trainer_state.json` (the Trainer writes it last): such a one is skipped, and removed by the
+    main process, so the resumed run saves that step again."""
+    steps = sorted((p for p in Path(work).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+                   key=lambda p: int(p.name[11:]))  # fmt: skip
+    complete = [p for p in steps if (p / "trainer_state.json").is_file()]
+    for p in set(steps) - set(complete):
+        print(f"{p}: an interrupted save (no trainer_state.json); not resumed from", flush=True)
+        if os.environ.get("LOCAL_RANK", "0") == "0":
+            shutil.rmtree(p, ignore_errors=True)
+    if complete:
+        print(f"resuming from {complete[-1]}", flush=True)
+        return str(complete[-1])
+    return None
