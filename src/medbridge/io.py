@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -97,6 +98,14 @@ def save_npz(path: str | os.PathLike, **arrays) -> None:
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, remembered per process by (path, inode, size, mtime): a job that names the same
+    weights in a cache key and in several sidecars (one per eval set) reads them once."""
+    st = os.stat(path)
+    return _sha256_file(os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, chunk)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256_file(path: str, inode: int, size: int, mtime_ns: int, chunk: int) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
