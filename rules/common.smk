@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from medbridge.config import freeze_config, validate_config
+from medbridge.artifacts.rq3 import rq3_models
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs
 
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
@@ -173,11 +174,10 @@ def n_samples(evalset):
     return config["evaluate"]["n_samples"] if medmnist else config.get("vqa", {}).get("n_samples", 0)
 
 
-# Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's
-# rq3-<init>-<task> (GRPO from each rq3.inits model on each rq3.train_tasks task).
+# Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's models
+# (GRPO from each rq3.inits model on each rq3.train_tasks task: rq3-<init>-<task>, or a role that is that training).
 RQ3 = config.get("rq3", {})
-RQ3_MODELS = {f"rq3-{i}-{t}": {"source": "grpo", "init": i, "task": t}
-              for i in RQ3.get("inits", []) for t in RQ3.get("train_tasks", [])}  # fmt: skip
+RQ3_MODELS = rq3_models(config)
 
 
 def trained_spec(name):
@@ -186,4 +186,5 @@ def trained_spec(name):
 
 
 def grpo_models():
-    return [r for r in roles_with_source("grpo") if r != "__none__"] + list(RQ3_MODELS) or ["__none__"]
+    names = [r for r in roles_with_source("grpo") + list(RQ3_MODELS) if r != "__none__"]
+    return list(dict.fromkeys(names)) or ["__none__"]

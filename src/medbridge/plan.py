@@ -198,8 +198,9 @@ class _Planner:
     # -- jobs, as the DAG makes them --
 
     def rq3_models(self) -> list[tuple[str, str]]:
-        rq3 = self.cfg.get("rq3") or {}
-        return [(f"rq3-{init}-{task}", task) for init in rq3.get("inits", []) for task in rq3.get("train_tasks", [])]
+        from medbridge.artifacts.rq3 import rq3_models
+
+        return [(name, spec["task"]) for name, spec in rq3_models(self.cfg).items()]
 
     def eval_jobs(self) -> list[tuple[str, str, str]]:
         """(part, model, eval set) of every generation: RQ2 (evaluated models x datasets), RQ3 (trained models x the
@@ -211,7 +212,7 @@ class _Planner:
             jobs += [("RQ3", name, t) for t in dict.fromkeys(t for s, t in pairs if s == task and t in datasets)]
         vqa = cfg.get("vqa") or {}
         jobs += [("Table 3", m, b["name"]) for m in vqa.get("models", []) for b in vqa.get("benchmarks", [])]
-        return jobs
+        return list({(m, e): (part, m, e) for part, m, e in reversed(jobs)}.values())[::-1]  # once each, first part
 
     def sized_eval_jobs(self, part: str) -> list[tuple[str, int, int]]:
         """(model, items, image tokens/item) of one part's generations whose item count the config fixes."""
@@ -319,7 +320,8 @@ class _Planner:
                          self.load(self.params_b(r), False), ["bridge"]) for r in roles]  # fmt: skip
 
     def grpo_runs(self) -> list[tuple[str, str]]:
-        return [(r, s.get("task")) for r, s in self.cfg["models"].items() if s["source"] == "grpo"] + self.rq3_models()
+        runs = [(r, s.get("task")) for r, s in self.cfg["models"].items() if s["source"] == "grpo"] + self.rq3_models()
+        return list(dict.fromkeys(runs))  # a role that is also a grid model (the tiny `rl`) trains once
 
     def grpo_model(self) -> list[Job]:
         cfg, a = self.cfg, self.a
@@ -328,7 +330,7 @@ class _Planner:
         per_gpu = grpo.get("batch_size", 8)  # rollouts each GPU decodes at once
         # forward-only passes over every rollout besides the policy's own: CARE's EMA reference, a KL reference
         extra = int((grpo.get("care") or {}).get("enabled", False)) + int(grpo.get("beta", 0) > 0)
-        jobs = []
+        jobs, rq3 = [], set(self.rq3_models())
         for name, task in self.grpo_runs():
             n = self.train_prompts(task)
             if n is None:
@@ -349,7 +351,7 @@ class _Planner:
                 return rollouts + self.train(tokens, params) + extra * self.forward(tokens, params)
 
             fixed = self.load(params, bool(grpo.get("use_vllm"))) + extra * self.load(params, False)
-            jobs.append(self.job("grpo_model", name, seconds, budget, fixed, ["RQ3" if name.startswith("rq3-")
+            jobs.append(self.job("grpo_model", name, seconds, budget, fixed, ["RQ3" if (name, task) in rq3
                                                                               else "Sec. 4"]))  # fmt: skip
         return jobs
 

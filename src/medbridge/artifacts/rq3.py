@@ -2,7 +2,8 @@
 
 For every regime (in-domain, within-modality, cross-modality) and (train task -> eval task) pair of `rq3.pairs`, and
 every init model of `rq3.inits`: `before` is the init model's metric on the eval task, `after` the metric of
-`rq3-<init>-<train task>` (GRPO from that init on the train task) on the same eval task, `delta = after - before`.
+`rq3-<init>-<train task>` (GRPO from that init on the train task; a config role that is the same training stands in
+for it) on the same eval task, `delta = after - before`.
 Metrics: Acc@1 and Pass@K with K = max(evaluate.k). Fractions in the CSV; the heatmap shows percentage points.
 
 Uncertainty: before and after answer the same items, so each delta carries a paired percentile bootstrap 95% CI
@@ -26,9 +27,19 @@ from medbridge.score.stats import bootstrap_ci
 REGIME_ORDER = ["in_domain", "within_modality", "cross_modality"]
 
 
-def rq3_model(init: str, task: str) -> str:
-    """Name of the model GRPO makes from `init` on `task` (models/<name>/ and metrics/<name>/)."""
-    return f"rq3-{init}-{task}"
+def rq3_model(cfg: dict, init: str, task: str) -> str:
+    """Name of the model GRPO makes from `init` on `task` (models/<name>/ and metrics/<name>/): `rq3-<init>-<task>`,
+    or a config role that is the same training ({source: grpo, init, task}, e.g. the tiny profile's `rl`), so the
+    DAG trains and evaluates it once."""
+    spec = {"source": "grpo", "init": init, "task": task}
+    return next((role for role, s in cfg["models"].items() if s == spec), f"rq3-{init}-{task}")
+
+
+def rq3_models(cfg: dict) -> dict[str, dict]:
+    """name -> {source, init, task} of every model the grid trains (rq3.inits x rq3.train_tasks)."""
+    rq3 = cfg.get("rq3", {})
+    return {rq3_model(cfg, i, t): {"source": "grpo", "init": i, "task": t}
+            for i in rq3.get("inits", []) for t in rq3.get("train_tasks", [])}  # fmt: skip
 
 
 def check_rq3_config(cfg: dict) -> None:
@@ -54,7 +65,7 @@ def rq3_inputs(cfg: dict) -> list[tuple[str, str]]:
     for pairs in rq3.get("pairs", {}).values():
         for train, ev in pairs:
             for init in rq3.get("inits", []):
-                for key in ((init, ev), (rq3_model(init, train), ev)):
+                for key in ((init, ev), (rq3_model(cfg, init, train), ev)):
                     if key not in need:
                         need.append(key)
     return need
@@ -109,7 +120,7 @@ def rq3_table(cfg: dict, metrics: dict[tuple[str, str], dict]) -> pd.DataFrame:
     for regime, pairs in rq3.get("pairs", {}).items():
         for train, ev in pairs:
             for init in rq3.get("inits", []):
-                keys = {"before": (init, ev), "after": (rq3_model(init, train), ev)}
+                keys = {"before": (init, ev), "after": (rq3_model(cfg, init, train), ev)}
                 for key in keys.values():
                     if key not in metrics:
                         raise MedbridgeError(
