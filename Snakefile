@@ -2,7 +2,7 @@
 # Tiny profile (default, CPU, minutes):   snakemake --cores 2
 # The paper on a SLURM cluster:           snakemake --profile profiles/slurm
 from snakemake.settings.types import DeploymentMethod
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from medbridge.config import coerce_exponent_floats
 from medbridge.environment import check_image_reference
@@ -17,7 +17,7 @@ if not workflow.overwrite_configfiles:
 
 
 coerce_exponent_floats(config)  # Snakemake reads YAML 1.1, where `lr: 3e-5` is a string
-validate(config, "config/schema.yaml")
+# config/schema.yaml is checked by validate_config (rules/common.smk), which names the offending key and what is allowed
 
 # Software of every rule: under --sdm apptainer (profiles/slurm) the image named by the config (containers/); under
 # --sdm conda the env envs/medbridge.yaml (set for each rule at the end of this file); otherwise the current env.

@@ -7,7 +7,7 @@ import pytest
 
 from medbridge import MedbridgeError
 from medbridge.artifacts.claims import claims_inputs, claims_task, write_claims
-from medbridge.artifacts.rq3 import rq3_inputs, write_rq3
+from medbridge.artifacts.rq3 import rq3_inputs, rq3_model, write_rq3
 from medbridge.io import write_json
 
 N = 40
@@ -35,7 +35,9 @@ def _metrics(tmp_path, model, acc_items: int, pass_items: int):
 
 
 def _run(cfg, tmp_path, values):
-    paths = {m: _metrics(tmp_path, m, *v) for m, v in values.items()}
+    """`values`: init or (init, task) of a grid model -> (items right greedily, items with Pass@8)."""
+    name = {m: m if isinstance(m, str) else rq3_model(cfg, *m) for m in values}  # the tiny `rl` is (sft, organamnist)
+    paths = {name[m]: _metrics(tmp_path, name[m], *v) for m, v in values.items()}
     assert sorted(paths) == sorted(m for m, _ in rq3_inputs(cfg))
     write_rq3(cfg, list(paths.values()), tmp_path / "fig2.csv", tmp_path / "fig2.png")
     inputs = [paths[m] for m, _ in claims_inputs(cfg)]
@@ -43,8 +45,8 @@ def _run(cfg, tmp_path, values):
 
 
 def test_the_three_claims_hold_on_a_run_that_shows_them(cfg, tmp_path):
-    table = _run(cfg, tmp_path, {"base": (0, 4), "sft": (14, 34), "rq3-sft-organamnist": (26, 32),
-                                 "rq3-base-organamnist": (1, 4)})  # fmt: skip
+    table = _run(cfg, tmp_path, {"base": (0, 4), "sft": (14, 34), ("sft", "organamnist"): (26, 32),
+                                 ("base", "organamnist"): (1, 4)})  # fmt: skip
     assert table.held.tolist() == [True, True, True]
     assert "base 10.0%" in table.numbers[0] and "after SFT 85.0%" in table.numbers[0]
     assert "35.0% -> 65.0% (+30.0 pp" in table.numbers[1] and "gap Pass@8 - Acc@1: 50.0 -> 15.0 pp" in table.numbers[1]
@@ -55,8 +57,8 @@ def test_the_three_claims_hold_on_a_run_that_shows_them(cfg, tmp_path):
 
 def test_claims_not_held_are_said_so(cfg, tmp_path):
     # base already has support; RL from sft gains 1 item (CI includes 0); RL from base gains 12 items
-    table = _run(cfg, tmp_path, {"base": (10, 30), "sft": (14, 34), "rq3-sft-organamnist": (15, 34),
-                                 "rq3-base-organamnist": (22, 30)})  # fmt: skip
+    table = _run(cfg, tmp_path, {"base": (10, 30), "sft": (14, 34), ("sft", "organamnist"): (15, 34),
+                                 ("base", "organamnist"): (22, 30)})  # fmt: skip
     assert table.held.tolist() == [False, False, False]
     assert (tmp_path / "claims.md").read_text().count("NOT held") == 3
 

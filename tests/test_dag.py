@@ -100,6 +100,8 @@ def test_one_generation_and_one_scoring_job_per_model(two_tiny_runs):
     assert sorted(p.stem for p in (run / "benchmarks" / "generate").glob("*.tsv")) == models
     assert sorted(p.stem for p in (run / "benchmarks" / "score").glob("*.tsv")) == models
     assert len(list((run / "generations" / "base").glob("*.jsonl"))) > 12  # MedMNIST test + val sets, benchmarks
+    # the rl role is GRPO from sft on organamnist: the grid uses it, no second rq3-sft-organamnist training
+    assert (run / "models" / "rl").is_dir() and not (run / "models" / "rq3-sft-organamnist").exists()
 
 
 @pytest.mark.slow

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from medbridge import MedbridgeError
-from medbridge.artifacts.rq3 import check_rq3_config, rq3_inputs, rq3_table, write_rq3
+from medbridge.artifacts.rq3 import (check_rq3_config, load_metrics, rq3_inputs, rq3_model, rq3_models, rq3_table,
+                                    write_rq3)
 from medbridge.io import write_json
 
 # (model, evalset) -> (acc1, pass@4)
@@ -27,6 +28,7 @@ VALUES = {
 def cfg(tiny_cfg):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["evaluate"]["k"] = [1, 2, 4]
+    cfg["models"]["rl"]["task"] = "pathmnist"  # not a grid training here: the grid's own names (see test_a_role_...)
     cfg["rq3"] = {"train_tasks": ["organamnist", "octmnist"], "inits": ["base", "sft"],
                   "pairs": {"in_domain": [["organamnist", "organamnist"]],
                             "cross_modality": [["octmnist", "pathmnist"]]}}  # fmt: skip
@@ -77,7 +79,7 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
 def test_deltas_are_paired_over_the_same_items(cfg, tmp_path):
     """Same mean change, different pairing: a model right on a superset of items (+10 items, none lost) is a sure
     gain; one that gains 30 items and loses 20 others has the same +10 points but an interval that includes 0."""
-    from medbridge.artifacts.rq3 import load_metrics
+
 
     paths = _write(tmp_path)
     table = rq3_table(cfg, load_metrics(paths))
@@ -105,7 +107,7 @@ def test_the_rule_asks_for_exactly_the_metrics_the_table_reads(cfg):
 
 
 def test_missing_metrics_or_k_are_named(cfg, tmp_path):
-    from medbridge.artifacts.rq3 import load_metrics
+
 
     values = {k: v for k, v in VALUES.items() if k != ("rq3-sft-octmnist", "pathmnist")}
     with pytest.raises(MedbridgeError, match="rq3-sft-octmnist on pathmnist"):
@@ -159,3 +161,16 @@ def test_scored_metrics_carry_the_per_item_values_the_deltas_pair():
     assert m["per_item"]["pass_at_k"]["1"] == pytest.approx([0.25, 0.0, 1.0])
     for k in ("1", "4"):
         assert sum(m["per_item"]["pass_at_k"][k]) / 3 == pytest.approx(m["pass_at_k"][k])
+
+
+def test_a_role_that_is_the_same_training_stands_in_for_the_grid_model(cfg, tmp_path):
+    assert rq3_model(cfg, "sft", "organamnist") == "rq3-sft-organamnist"  # rl trains on pathmnist (fixture)
+    cfg["models"]["rl"] = {"source": "grpo", "init": "sft", "task": "organamnist"}  # the tiny profile's rl
+    cfg["models"]["rl_oct"] = {"source": "grpo", "init": "sft", "task": "octmnist", "dtype": "float32"}  # not equal
+    assert rq3_model(cfg, "sft", "organamnist") == "rl" and rq3_model(cfg, "sft", "octmnist") == "rq3-sft-octmnist"
+    assert sorted(rq3_models(cfg)) == ["rl", "rq3-base-octmnist", "rq3-base-organamnist", "rq3-sft-octmnist"]
+    assert ("rl", "organamnist") in rq3_inputs(cfg) and ("rq3-sft-organamnist", "organamnist") not in rq3_inputs(cfg)
+    values = {(("rl", "organamnist") if k == ("rq3-sft-organamnist", "organamnist") else k): v for k, v in VALUES.items()}
+    table = rq3_table(cfg, load_metrics(_write(tmp_path, values)))
+    cell = table[(table.init == "sft") & (table.eval_task == "organamnist") & (table.metric == "acc1")].iloc[0]
+    assert (cell.before, cell.after) == (0.30, 0.55)

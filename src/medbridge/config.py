@@ -49,7 +49,8 @@ def coerce_exponent_floats(cfg: dict) -> dict:
 
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    # libyaml's loader where built (10x the pure-Python one): every Snakemake start reads the schema
+    return yaml.load(SCHEMA_PATH.read_text(), getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def validate_config(cfg: dict) -> dict:
