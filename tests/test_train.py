@@ -248,3 +248,22 @@ def test_resume_skips_a_checkpoint_whose_save_was_killed(tmp_path):
     assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-2")
     assert not (tmp_path / "checkpoint-4").exists()
     assert last_checkpoint(tmp_path / "none") is None
+
+
+def test_sgd_momentum_reaches_the_optimizer(tiny_cfg, tmp_path):
+    """train.grpo.momentum becomes torch SGD's momentum (transformers' optim_args); absent, plain SGD has none."""
+    import copy
+
+    from transformers import TrainingArguments
+    from transformers.trainer_optimizer import OptimizerContext, _get_sgd
+
+    from medbridge.train.common import common_args
+
+    section = copy.deepcopy(tiny_cfg["train"]["grpo"])
+    for momentum, want in ((0.9, 0.9), (None, None)):
+        section["momentum"] = momentum
+        args = TrainingArguments(**common_args(tiny_cfg, section, tmp_path))
+        optim_args = dict(kv.split("=") for kv in args.optim_args.split(",")) if args.optim_args else {}
+        _, kwargs = _get_sgd(OptimizerContext(args=args, model=None, optimizer_kwargs={"lr": 0.1},
+                                              adam_kwargs={}, optim_args=optim_args))  # fmt: skip
+        assert args.optim == "sgd" and kwargs.get("momentum") == want

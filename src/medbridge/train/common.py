@@ -73,6 +73,8 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
     default), use_cpu. Everywhere: seeded from the config, no reporting backends, checkpoints every save_steps."""
     on_gpu = device(cfg) == "cuda"
     optim = {"optim": section["optim"]} if "optim" in section else {}  # default: transformers' AdamW
+    if section.get("momentum"):  # SGD's momentum, through transformers' optim_args (plain SGD has none)
+        optim["optim_args"] = f"momentum={section['momentum']}"
     return dict(
         **optim,
         output_dir=str(output_dir),
