@@ -5,7 +5,7 @@ from pathlib import Path
 
 from medbridge.config import freeze_config, validate_config
 from medbridge.artifacts.rq3 import rq3_models
-from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs
+from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
 
 validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
@@ -169,9 +169,7 @@ def source_dir_arg(wildcards, input):
 
 
 def n_samples(evalset):
-    """Samples per item: Pass@K needs n on MedMNIST; Table 3 reports greedy accuracy only (vqa.n_samples, default 0)."""
-    medmnist = dataset_split(evalset, config)
-    return config["evaluate"]["n_samples"] if medmnist else config.get("vqa", {}).get("n_samples", 0)
+    return samples_per_item(evalset, config)
 
 
 # Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's models

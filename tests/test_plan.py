@@ -63,6 +63,22 @@ def test_paper_job_counts_follow_the_config(paper):
     assert any("pmc_label" in n and "assumed" in n for n in result["notes"])
 
 
+def test_generations_are_the_dags_eval_sets(paper):
+    """plan prices exactly the (model, eval set) pairs the DAG generates (medbridge.evalsets), the recipe's
+    validation subsets among them, each sized on its own split."""
+    from medbridge.evalsets import evalset_pairs
+    from medbridge.plan import _Planner
+
+    planner = _Planner(paper, Assumptions(), {"medvlm_r1": 2}, {})
+    jobs = planner.eval_jobs()
+    assert [(m, e) for _, m, e in jobs] == evalset_pairs(paper)
+    recipe = [(m, e) for part, m, e in jobs if part == "recipe"]
+    assert recipe and all(e.endswith("-val") for _, e in recipe)
+    assert len(recipe) == len(paper["evaluate"]["models"]) * len(paper["data"]["datasets"])
+    assert planner.items("bloodmnist-val") == n_items(paper, "bloodmnist", "val", paper["mcq"]["per_class"])
+    assert planner.items("bloodmnist") == n_items(paper, "bloodmnist", "test", paper["mcq"]["per_class"])
+
+
 def test_booked_hours_follow_the_profile(paper, tmp_path):
     """Booked = runtime x GPUs x jobs of the profile; the judge's GPUs come from its one setting there."""
     import yte
@@ -90,7 +106,7 @@ def small_cfg(paper, backend="vllm"):
     cfg = copy.deepcopy(paper)
     cfg["data"]["datasets"] = ["breastmnist"]
     cfg["evaluate"].update(models=["base"], n_samples=4, k=[1, 2, 4], backend=backend)
-    for key in ("rq3", "vqa", "probe"):
+    for key in ("rq3", "vqa", "probe", "recipe"):
         cfg.pop(key)
     cfg["models"] = {"base": cfg["models"]["base"], "judge": cfg["models"]["judge"]}
     return cfg

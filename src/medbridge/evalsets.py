@@ -19,6 +19,14 @@ def dataset_split(evalset: str, cfg: dict) -> tuple[str, str] | None:
     return (evalset, cfg["mcq"]["eval_split"]) if evalset in cfg["data"]["datasets"] else None
 
 
+def samples_per_item(evalset: str, cfg: dict) -> int:
+    """Samples per item besides the greedy answer: Pass@K needs evaluate.n_samples on MedMNIST; Table 3 reports
+    greedy accuracy (vqa.n_samples, default 0)."""
+    if dataset_split(evalset, cfg):
+        return cfg["evaluate"]["n_samples"]
+    return cfg.get("vqa", {}).get("n_samples", 0)
+
+
 def recipe_pairs(cfg: dict) -> list[tuple[str, str]]:
     """(model, eval set) pairs the recipe diagnoses: evaluate.models on every dataset's recipe.split subset."""
     split = cfg.get("recipe", {}).get("split", cfg["mcq"]["eval_split"])

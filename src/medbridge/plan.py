@@ -2,8 +2,9 @@
 their SLURM requests book.
 
 Jobs follow the config the way the DAG makes them: one `generate` and one `score` job per model over all its eval sets
-(RQ2 models x datasets, the RQ3 grid's trained models x their transfer targets, Table 3's models x benchmarks), one
-`features` job per model, one training job per trained model, one `pmc_label` job. Work comes from the config's sizes:
+(medbridge.evalsets: RQ2 models x datasets and their validation subsets for the recipe, the RQ3 grid's trained
+models x their transfer targets, Table 3's models x benchmarks), one `features` job per model, one training job
+per trained model, one `pmc_label` job. Work comes from the config's sizes:
 MCQ items (per_class x the dataset's classes from medmnist's label table, capped by the split's size), samples per
 item, token budgets, image tokens (Qwen2.5-VL's resize under the configured pixel bounds) and model sizes (from the
 hub id, e.g. "7B"). Each job also pays fixed costs: loading its model (and the judge), starting vLLM where the backend
@@ -27,6 +28,7 @@ from pathlib import Path
 
 from medbridge import MedbridgeError
 from medbridge.data.medmnist import dataset_info, medmnist_info
+from medbridge.evalsets import dataset_split, samples_per_item
 
 PATCH = 14  # Qwen2.5-VL: 14 px ViT patches, merged 2x2 into one LLM token (28 px)
 MERGE = 2
@@ -174,19 +176,14 @@ class _Planner:
         return self.a.reference_params_b
 
     def items(self, evalset: str) -> int | None:
-        """Items of an eval set: a MedMNIST dataset's balanced MCQ subset, or a Table 3 benchmark's item cap (its own
-        max_items, else vqa.max_items; an upper bound: a benchmark may have fewer usable rows)."""
+        """Items of an eval set: a MedMNIST dataset's balanced MCQ subset on its split, or a Table 3 benchmark's item
+        cap (its own max_items, else vqa.max_items; an upper bound: a benchmark may have fewer usable rows)."""
         mcq, vqa = self.cfg["mcq"], self.cfg.get("vqa") or {}
-        if evalset in self.cfg["data"]["datasets"]:
-            return n_items(self.cfg, evalset, mcq["eval_split"], mcq["per_class"])
+        where = dataset_split(evalset, self.cfg)
+        if where:
+            return n_items(self.cfg, *where, mcq["per_class"])
         entry = next((b for b in vqa.get("benchmarks", []) if b["name"] == evalset), {})
         return entry.get("max_items", vqa.get("max_items"))
-
-    def n_samples(self, part: str) -> int:
-        """Samples per item besides the greedy answer: Pass@K needs n on MedMNIST; Table 3 reports greedy accuracy."""
-        if part == "Table 3":
-            return (self.cfg.get("vqa") or {}).get("n_samples", 0)
-        return self.cfg["evaluate"]["n_samples"]
 
     def train_prompts(self, task: str) -> int | None:
         """Training items of an RL/SFT task: a MedMNIST train split's items, or the balanced PMC-VQA subset."""
@@ -203,30 +200,35 @@ class _Planner:
         return [(name, spec["task"]) for name, spec in rq3_models(self.cfg).items()]
 
     def eval_jobs(self) -> list[tuple[str, str, str]]:
-        """(part, model, eval set) of every generation: RQ2 (evaluated models x datasets), RQ3 (trained models x the
-        targets of their task's transfer pairs), Table 3 (its models x benchmarks)."""
-        cfg, datasets = self.cfg, self.cfg["data"]["datasets"]
-        jobs = [("RQ2", m, d) for m in cfg["evaluate"]["models"] for d in datasets]
-        pairs = [p for group in (cfg.get("rq3") or {}).get("pairs", {}).values() for p in group]
-        for name, task in self.rq3_models():
-            jobs += [("RQ3", name, t) for t in dict.fromkeys(t for s, t in pairs if s == task and t in datasets)]
-        vqa = cfg.get("vqa") or {}
-        jobs += [("Table 3", m, b["name"]) for m in vqa.get("models", []) for b in vqa.get("benchmarks", [])]
-        return list({(m, e): (part, m, e) for part, m, e in reversed(jobs)}.values())[::-1]  # once each, first part
+        """(part, model, eval set) of every generation, the pairs the DAG generates (medbridge.evalsets), each under
+        the first part that reads it: RQ2 (evaluated models x datasets), the recipe (their validation subsets), RQ3
+        (the grid's trained models x their transfer targets), Table 3 (its models x benchmarks)."""
+        from medbridge.evalsets import evalset_pairs, recipe_pairs
 
-    def sized_eval_jobs(self, part: str) -> list[tuple[str, int, int]]:
-        """(model, items, image tokens/item) of one part's generations whose item count the config fixes."""
-        out, unknown = [], set()
-        for p, model, evalset in self.eval_jobs():
-            if p != part:
-                continue
+        cfg = self.cfg
+        rq2 = {(m, d) for m in cfg["evaluate"]["models"] for d in cfg["data"]["datasets"]}
+        recipe = set(recipe_pairs(cfg)) if cfg.get("recipe") else set()
+
+        def part(model: str, evalset: str) -> str:
+            if dataset_split(evalset, cfg) is None:
+                return "Table 3"
+            return "RQ2" if (model, evalset) in rq2 else "recipe" if (model, evalset) in recipe else "RQ3"
+
+        return [(part(m, e), m, e) for m, e in evalset_pairs(cfg)]
+
+    def by_model(self) -> dict[str, list[tuple[str, int, int, int]]]:
+        """model -> (part, items, image tokens/item, samples/item) of each eval set it answers (one job per model)."""
+        out: dict[str, list] = {}
+        unknown: dict[str, set] = {}
+        for part, model, evalset in self.eval_jobs():
             n = self.items(evalset)
             if n is None:
-                unknown.add(evalset)
+                unknown.setdefault(part, set()).add(evalset)
                 continue
-            out.append((model, n, self.mcq_image_tokens if p != "Table 3" else self.vqa_image_tokens))
-        if unknown:
-            self.notes.append(f"{part}: no item cap (vqa.max_items) for {sorted(unknown)}: those jobs not counted")
+            img = self.vqa_image_tokens if part == "Table 3" else self.mcq_image_tokens
+            out.setdefault(model, []).append((part, n, img, samples_per_item(evalset, self.cfg)))
+        for part, sets in unknown.items():
+            self.notes.append(f"{part}: no item cap (vqa.max_items) for {sorted(sets)}: those jobs not counted")
         return out
 
     # -- GPU time --
@@ -249,14 +251,6 @@ class _Planner:
         """A job whose work is `seconds(completion_tokens)` GPU-seconds, typical and at the full budget."""
         return Job(key, self.gpus.get(rule, 1), seconds(budget * self.a.completion_fraction), seconds(budget),
                    fixed_s, tuple(parts))  # fmt: skip
-
-    def by_model(self) -> dict[str, list[tuple[str, int, int, int]]]:
-        """model -> (part, items, image tokens/item, samples/item) of each eval set it answers (one job per model)."""
-        out: dict[str, list] = {}
-        for part in ("RQ2", "RQ3", "Table 3"):
-            for model, items, img in self.sized_eval_jobs(part):
-                out.setdefault(model, []).append((part, items, img, self.n_samples(part)))
-        return out
 
     # -- the GPU rules: their jobs --
 

@@ -62,10 +62,16 @@ def _ci(lo, hi) -> str:
     return "no CI (evaluate.bootstrap 0)" if lo is None or pd.isna(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pp"
 
 
-def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataFrame) -> pd.DataFrame:
+def required_task(cfg: dict) -> str:
+    """claims_task, or an error saying what the config lacks."""
     task = claims_task(cfg)
     if task is None:
         raise MedbridgeError("the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft")
+    return task
+
+
+def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataFrame) -> pd.DataFrame:
+    task = required_task(cfg)
     k = max(cfg["evaluate"]["k"])
     tau = cfg.get("recipe", {}).get("tau", 0.5)
     n_boot = cfg["evaluate"].get("bootstrap", 1000)
@@ -108,8 +114,7 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
 
 def write_claims(cfg: dict, metric_paths: list[str | Path], fig2_csv: str | Path, csv_path: str | Path,
                  md_path: str | Path) -> pd.DataFrame:  # fmt: skip
-    if claims_task(cfg) is None:
-        raise MedbridgeError("the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft")
+    required_task(cfg)  # before reading any file
     table = claims_table(cfg, load_metrics(metric_paths), pd.read_csv(fig2_csv))
     shown = table.assign(held=table.held.map({True: "held", False: "NOT held"}))[["claim", "numbers", "held"]]
     notes = (f"Seed {cfg['seed']}, {int(table.n_items.iloc[0])} eval items of "

@@ -15,9 +15,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from medbridge.data.mcq import check_items
+from medbridge.fingerprint import model_fingerprint
 from medbridge.generate import SamplingSettings, get_backend
 from medbridge.generate.chat import prompt_hash
 from medbridge.io import read_jsonl, write_json, write_jsonl
+from medbridge.models.registry import resolve
 from medbridge.prompts import prompt_text
 from medbridge.score.extract import extract_choice
 
@@ -59,14 +61,12 @@ def reparse(row: dict, answer_tag: str) -> dict:
                   "samples": [parsed(s["text"], opts, ans, answer_tag) for s in row["samples"]], "answer_tag": answer_tag}  # fmt: skip
 
 
-def shard_key(cfg: dict, model_name: str, settings: SamplingSettings, device: str) -> dict:
-    """Everything a shard's texts depend on besides its items and prompts (those are checked per row)."""
-    from medbridge.fingerprint import model_fingerprint
-    from medbridge.models.registry import resolve
-
+def shard_key(cfg: dict, model: dict, settings: SamplingSettings, device: str) -> dict:
+    """Everything a shard's texts depend on besides its items and prompts (those are checked per row); `model`: the
+    model's fingerprint (medbridge.fingerprint)."""
     ev = cfg["evaluate"]
     return {
-        "model": model_fingerprint(resolve(cfg, model_name)),
+        "model": model,
         "seed": cfg["seed"],
         "backend": ev["backend"],
         "device": "cpu" if device == "cpu" else "gpu",
@@ -117,11 +117,12 @@ def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str 
     backend, written = None, {}
     shard_size = cfg["evaluate"].get("shard_size", 256)
     answer_tag = cfg["evaluate"].get("answer_tag", "first")
+    model = model_fingerprint(resolve(cfg, model_name))  # once for every eval set of the job
     for job in jobs:
         items = check_items(read_jsonl(job.items), job.items)
         settings = SamplingSettings.from_config(cfg, job.n_samples)
         folder = shard_dir(job.out, shard_root)
-        open_shard_dir(folder, shard_key(cfg, model_name, settings, device))
+        open_shard_dir(folder, shard_key(cfg, model, settings, device))
         shards = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
         for s, shard in enumerate(shards):
             path = folder / f"shard-{s:05d}.jsonl"

@@ -56,8 +56,6 @@ class VLMJudge:
 
     def backend(self):
         if self._backend is None:
-            from medbridge.generate import default_device, get_backend
-
             try:
                 self._backend = judge_backend(self.cfg, "judge")
             except OSError as e:

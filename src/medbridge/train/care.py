@@ -114,13 +114,10 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     `eos_ids`: the end-of-sequence ids generation stops at (default: the tokenizer's eos).
 
     `prompts` are TRL's conversational prompts with the images already placed in them, rendered and processed as
-    GRPOTrainer renders them for generation. One batched forward over all rollouts (prompts left-padded, completions
-    right-padded), with logits kept only at the positions that predict answer-span tokens (a 2048-token completion's
-    full logits over a 150k vocabulary would not fit); one forward per call, so under ZeRO-3 every process runs the
-    same number.
+    GRPOTrainer renders them for generation. One forward per rollout, with logits kept only from the first
+    answer-span token on (a 2048-token completion's full logits over a 150k vocabulary would not fit); every rollout
+    gets its forward, so under ZeRO-3 all processes run the same number of them.
     """
-    if not completion_ids:
-        return torch.zeros(0)
     tok = processor.tokenizer
     eos_ids = list(eos_ids) if eos_ids else [tok.eos_token_id]
     device = next(model.parameters()).device
