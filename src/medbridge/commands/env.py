@@ -4,6 +4,7 @@ the container image and its digest), beside the lock it should match. Two users 
 takes any `<output>.provenance.json`, so a run's recorded environment is diffed against the current one."""
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from medbridge import MedbridgeError
-    from medbridge.environment import LOCKS, PROJECT_ROOT, closest_lock, compare_to_lock, diff, lock_problems, report
+    from medbridge.environment import LOCKS, PROJECT_ROOT, closest_lock, compare_to_lock, diff, lock_problems
+    from medbridge.environment import locks_not_carried, report
     from medbridge.io import read_json, write_json
 
     image = None
@@ -30,6 +32,9 @@ def run(args) -> None:
     rec = report(image)
     if args.lock in LOCKS:
         lock = PROJECT_ROOT / LOCKS[args.lock][0]
+        if not lock.is_file():  # an image carries only the lock it was built from
+            raise MedbridgeError(f"--lock {args.lock}: {lock} is not here (an image carries only the lock it was "
+                                 f"built from: {os.environ.get('MEDBRIDGE_IMAGE_LOCK', 'none')}); pass that one")
     elif args.lock:
         lock = Path(args.lock) if Path(args.lock).is_absolute() else Path.cwd() / args.lock
         if not lock.is_file():
@@ -40,6 +45,7 @@ def run(args) -> None:
         lock = closest_lock(rec["packages"])
     rec["lock"] = compare_to_lock(rec["packages"], lock)
     rec["lock_problems"] = lock_problems()
+    rec["locks_not_carried"] = locks_not_carried()
 
     if args.json_out == "-":
         json.dump(rec, sys.stdout, indent=2, sort_keys=True)
@@ -87,6 +93,8 @@ def _print(rec: dict) -> None:
         print(f"  {name}: installed {d['installed']}, locked {d['locked']}")
     for problem in rec["lock_problems"]:
         print(f"  lock: {problem}")
+    for rel in rec["locks_not_carried"]:
+        print(f"  lock: {rel} not carried by this image (not checked here)")
     for name, version in rec["packages"].items():
         print(f"{name}=={version}")
 
