@@ -29,7 +29,7 @@ rule features:
         datasets=DATASETS,
     shell:
         "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {params.datasets} "
-        "--npz {input.npz} --out {output} > {log} 2>&1"
+        "--npz {input.npz} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule probe:

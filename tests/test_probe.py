@@ -241,3 +241,17 @@ def test_authors_augmentation_fresh_features_per_epoch(setup, tmp_path):
     cfg["probe"]["augment"] = "flips"
     with pytest.raises(MedbridgeError, match="probe.augment"):
         feat.augment_settings(cfg)
+
+
+def test_dataloader_workers_give_the_same_features(setup, tmp_path):
+    """Images prepared in 2 DataLoader processes (the job's threads) give exactly the features of 0: each image's
+    random crop is seeded by its position, not by which worker drew it or when."""
+    cfg = copy.deepcopy(setup["cfg"])
+    cfg["probe"] |= {"augment": "authors", "crop_size": 28, "resize_size": 32, "epochs": 2}
+    serial, parallel = _jobs(setup, tmp_path / "w0", ["organamnist"]), _jobs(setup, tmp_path / "w2", ["organamnist"])
+    feat.extract_features(cfg, "base", serial, workers=0)
+    feat.extract_features(cfg, "base", parallel, workers=2)
+    a, _ = feat.load_features(serial[0][2])
+    b, _ = feat.load_features(parallel[0][2])
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    assert not np.allclose(a["train_features"][0], a["train_features"][1])  # the crops still differ by epoch

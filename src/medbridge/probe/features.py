@@ -57,7 +57,9 @@ def augment_settings(cfg: dict) -> dict:
     if mode == "none":
         return {"augment": "none"}
     crop = probe.get("crop_size", cfg["data"]["size"])
-    return {"augment": "authors", "crop_size": crop, "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
+    # "draws": each image's crop seeded by its position (ImageBatches), so features made before that change are redone
+    return {"augment": "authors", "draws": "per image", "crop_size": crop,
+            "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
             "epochs": probe.get("epochs", 20)}  # fmt: skip
 
 
@@ -138,26 +140,53 @@ def vision_tower(model):
     )
 
 
+class ImageBatches:
+    """Batches of images as the tower takes them: uint8 array -> RGB PIL -> `transform` -> the image processor.
+    Map-style, so a DataLoader's worker processes make them while the main process runs the tower. Each image's
+    random transform is seeded from (`seed_parts`, its position): the same crops whatever the number of workers."""
+
+    def __init__(self, images: np.ndarray, image_processor, batch_size: int, size: dict | None = None,
+                 transform=None, seed_parts: list[int] | None = None):  # fmt: skip
+        self.images, self.image_processor, self.batch_size = images, image_processor, batch_size
+        self.kwargs = {"size": size} if size else {}
+        self.transform, self.seed_parts = transform, list(seed_parts or [])
+
+    def __len__(self) -> int:
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, b: int):
+        from PIL import Image
+
+        pil = []
+        for i in range(b * self.batch_size, min((b + 1) * self.batch_size, len(self.images))):
+            image = Image.fromarray(self.images[i]).convert("RGB")
+            if self.transform is not None:
+                with _torch_seed([*self.seed_parts, i]):
+                    image = self.transform(image)
+            pil.append(image)
+        x = self.image_processor(images=pil, return_tensors="pt", **self.kwargs)
+        return x["pixel_values"], x["image_grid_thw"]
+
+
 def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_size: int, device: str = "cpu",
-                 size: dict | None = None, transform=None) -> np.ndarray:  # fmt: skip
+                 size: dict | None = None, transform=None, seed_parts: list[int] | None = None,
+                 workers: int = 0) -> np.ndarray:  # fmt: skip
     """Mean-pooled tower features (N, D) float32 of uint8 images (N,H,W) or (N,H,W,3); `transform` (PIL -> PIL) is
-    applied to each image first, in order, drawing from torch's RNG (seed it around the call)."""
+    applied to each image first, seeded per image from `seed_parts`. With `workers` > 0 the images are decoded,
+    transformed and processed in that many DataLoader processes, in order, while this one runs the tower."""
     import torch
-    from PIL import Image
 
     if mode not in FEATURE_MODES:
         raise MedbridgeError(f"probe.features {mode!r} is unknown; choose one of {list(FEATURE_MODES)}")
-    kwargs = {"size": size} if size else {}
+    batches = ImageBatches(images, image_processor, batch_size, size, transform, seed_parts)
+    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
+                                         prefetch_factor=2 if workers else None)  # fmt: skip
     merge = getattr(tower, "spatial_merge_size", 2) ** 2
     out = []
     with torch.no_grad():
-        for start in range(0, len(images), batch_size):
-            pil = [Image.fromarray(a).convert("RGB") for a in images[start : start + batch_size]]
-            if transform is not None:
-                pil = [transform(im) for im in pil]
-            x = image_processor(images=pil, return_tensors="pt", **kwargs)
-            grid = x["image_grid_thw"].to(device)
-            o = tower(x["pixel_values"].to(device, dtype=tower.dtype), grid_thw=grid)
+        for pixel_values, grid in loader:
+            grid = grid.to(device)
+            o = tower(pixel_values.to(device, dtype=tower.dtype), grid_thw=grid)
             # The ViT tokens are window-permuted only within each image, so per-image means are unaffected.
             tokens, per_image = (o.pooler_output, grid.prod(-1) // merge) if mode == "merger" else (
                 o.last_hidden_state, grid.prod(-1))  # fmt: skip
@@ -176,9 +205,11 @@ def _cached(path: Path, settings: dict) -> bool:
         return False
 
 
-def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, str | Path]]) -> list[Path]:
+def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, str | Path]],
+                     workers: int = 0) -> list[Path]:  # fmt: skip
     """Write features for each (dataset, MedMNIST npz, out npz) of one model; load the model once, and only if some
-    output is missing or was made with other settings. Returns the paths (re)written."""
+    output is missing or was made with other settings. Images are prepared in `workers` DataLoader processes (the
+    job's threads; the features do not depend on it). Returns the paths (re)written."""
     probe = cfg.get("probe", {})
     mode, device = probe.get("features", "merger"), probe.get("device", "cpu")
     loaded, written = None, []
@@ -195,17 +226,15 @@ def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, st
             images, labels = load_split(npz_path, dataset, split)
             idx = split_indices(dataset, labels, split, cfg)
 
-            def embed(transform=None, images=images[idx]):
+            def embed(transform=None, seed_parts=None, images=images[idx]):
                 return embed_images(tower, image_processor, images, mode, probe.get("batch_size", 64), device, size,
-                                    transform)  # fmt: skip
+                                    transform, seed_parts, workers)  # fmt: skip
 
             if aug["augment"] == "none":
                 arrays[f"{split}_features"] = embed()
-            elif split == "train":  # fresh random crops and flips every epoch, seeded per (dataset, epoch)
-                epochs = []
-                for e in range(aug["epochs"]):
-                    with _torch_seed([cfg["seed"], DATASETS.index(dataset), e]):
-                        epochs.append(embed(train_transform(aug)))
+            elif split == "train":  # fresh random crops and flips every epoch, seeded per (dataset, epoch, image)
+                epochs = [embed(train_transform(aug), [cfg["seed"], DATASETS.index(dataset), e])
+                          for e in range(aug["epochs"])]  # fmt: skip
                 arrays["train_features"] = np.stack(epochs)
             else:
                 arrays[f"{split}_features"] = embed(eval_transform(aug))
@@ -225,7 +254,7 @@ def _torch_seed(parts: list[int]):
     after."""
     import torch
 
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]):  # devices=[]: the CPU generator only (the transforms' one)
         torch.manual_seed(int(np.random.SeedSequence(parts).generate_state(1)[0]))
         yield
 
