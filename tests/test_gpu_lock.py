@@ -58,7 +58,7 @@ def test_the_gpu_images_checks_pass_on_its_lock(gpu_python, tmp_path):
     assert "matches envs/requirements-gpu.txt" in check.stdout
     line = run("-c", "import torch, torchvision, transformers, vllm, trl, deepspeed; "
                      "print(torch.__version__, torch.version.cuda, vllm.__version__, trl.__version__)").stdout  # fmt: skip
-    torch_v, cuda, vllm_v, trl_v = line.split()
+    torch_v, cuda, vllm_v, trl_v = line.splitlines()[-1].split()  # the last line: libraries may log before it
     from medbridge.environment import read_lock
 
     _, pins = read_lock(ROOT / GPU_LOCK)
