@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medbridge import MedbridgeError
-from medbridge.models.registry import ModelSource, check_local_dir, resolve
+from medbridge.models.registry import ModelSource, check_local_dir, local_source, resolve
 
 LOG_NAME = "training_log.csv"
 
@@ -43,6 +43,7 @@ def load_weights(src: ModelSource):
 
     if src.local:
         check_local_dir(src.path)
+    src = local_source(src)  # a snapshot folder: TRL's vLLM engine is built from model.name_or_path
     return AutoModelForImageTextToText.from_pretrained(
         src.path, revision=src.revision, dtype=getattr(torch, src.dtype), trust_remote_code=src.trust_remote_code,
         use_safetensors=True,
