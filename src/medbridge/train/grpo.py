@@ -15,8 +15,9 @@ import shutil
 from pathlib import Path
 
 from medbridge.train.care import CareBonus, CareSettings
-from medbridge.train.common import common_args, init_source, last_checkpoint, load_for_training, load_weights
-from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_fingerprint, training_log
+from medbridge.train.common import common_args, init_source, load_for_training, load_weights
+from medbridge.train.common import prepare_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
+from medbridge.train.common import training_log
 from medbridge.train.data import grpo_dataset, load_train_items, with_fitted_images
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
 
@@ -135,7 +136,7 @@ def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) ->
     out = Path(out)
     fingerprint = training_fingerprint(cfg, "grpo", init, train_items)
     work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
-    resume = last_checkpoint(work)  # the CARE reference restarts from the init model's weights
+    resume = resumable(cfg["train"]["grpo"], work)  # the CARE reference restarts from the init model's weights
     trainer, processor = build_trainer(cfg, init, train_items, work, resume)
     trainer.train(resume_from_checkpoint=resume)
     save_model_dir(trainer, processor, out, training_log(trainer))
