@@ -503,7 +503,10 @@ def plan(
         })  # fmt: skip
     booked = [r["booked_gpu_hours"] for r in rows]
     memory, problems, disk = _memory_and_disk(planner, card_gib)
-    plan_memory.refuse(problems)
+    if profile is None:  # GPUs per job unknown: memory shown for 1 GPU each, not enforced
+        planner.notes.append("no profile: per-GPU memory assumes 1 GPU per job and is not checked")
+    else:
+        plan_memory.refuse(problems)
     return {
         "run_name": cfg["run_name"],
         "profile": str(profile) if profile else None,
