@@ -102,6 +102,19 @@ def test_a_large_training_image_gets_one_size_for_loss_and_rollout(tmp_path):
     ds = Dataset.from_list([{"images": [str(path)]}], features=Features({"images": List(ImageFeature())}))
     processor = types.SimpleNamespace(image_processor=trainer)
     assert with_fitted_images(ds, processor)[0]["images"][0].size == fitted.size != big.size
+    # a checkpoint bound below the trainer's: the image fits both
+    small = types.SimpleNamespace(image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 3136,
+                                                                             "longest_edge": 200704}))  # fmt: skip
+    im = with_fitted_images(ds, processor, small)[0]["images"][0]
+    assert im.size[0] * im.size[1] <= 200704 and grid(trainer, im) == grid(small.image_processor, im)
+
+
+def test_rollout_prompts_get_one_placeholder_per_image():
+    from medbridge.train.grpo import collapse_runs
+
+    pad = 7
+    assert collapse_runs([1, 5, pad, pad, pad, 6, 5, pad, pad, 6, 2], pad) == [1, 5, pad, 6, 5, pad, 6, 2]
+    assert collapse_runs([pad, pad], pad) == [pad] and collapse_runs([1, 2], pad) == [1, 2]
 
 
 def test_grpo_gives_trl_the_context(tiny_cfg):

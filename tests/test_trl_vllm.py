@@ -36,6 +36,21 @@ def record(**kw):  # the engine TRL builds, recorded, then started for real on v
 vg.LLM = record
 cfg = json.loads(open(sys.argv[1]).read())
 trainer, processor = grpo.build_trainer(cfg, "base", [sys.argv[2]], sys.argv[3])
+from contextlib import nullcontext
+from PIL import Image
+# what the rollout conditions on: vLLM's own prompt ids for TRL's prompt, next to the ids the loss uses; the image is
+# larger than the trainer's bound (as PMC-VQA's are), and fitted to it as the dataset does
+from medbridge.train.data import fit_to_bounds
+big = fit_to_bounds(Image.new("RGB", (160, 160), (200, 40, 90)), 3136, 6272)
+ids = processor.apply_chat_template([[{"role": "user", "content": [{"type": "image", "image": big},
+    {"type": "text", "text": "Which option?"}]}]], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"][0]
+vllm_ids, *_ = trainer.vllm_generation.generate(prompts=[list(ids)], images=[[big]], num_generations=1,
+                                                profiler=nullcontext())
+seen["loss_prompt"], seen["rollout_prompt"] = list(ids), list(vllm_ids[0])
+from vllm import SamplingParams
+raw = trainer.vllm_generation.llm.generate([{"prompt_token_ids": list(ids), "multi_modal_data": {"image": big}}],
+                                           SamplingParams(max_tokens=1), use_tqdm=False)  # TRL's ids, unfixed
+seen["unfixed_rollout_prompt"] = list(raw[0].prompt_token_ids)
 try:  # TRL's first weight sync: on CPU vLLM packed the linear weights and dropped the parameters it reloads into
     trainer.vllm_generation.sync_weights()
     seen["sync"] = "ok"
@@ -67,8 +82,11 @@ def test_trl_colocated_engine_gets_the_projects_settings(cfg_with_local_model, s
     # one image at 6272 px (8 tokens) + 1024 of text + the completion budget; never the checkpoint's context
     assert seen["max_model_len"] == 8 + 1024 + cfg["train"]["grpo"]["max_completion_length"]
     assert seen["model"] == seen["name_or_path"] == cfg["models"]["base"]["path"]
-    assert seen["image_pixels"] <= 6272  # 64 px images already at the bound: vLLM sees what the loss sees
+    assert seen["image_pixels"] == 3136  # within the trainer's 6272 and the checkpoint's 3136: one size for both
     assert seen["gpu_memory_utilization"] == 0.3
+    # vLLM expanded one placeholder per image itself: the rollout's prompt is the loss's, token for token
+    assert seen["rollout_prompt"] == seen["loss_prompt"]
+    assert len(seen["unfixed_rollout_prompt"]) > len(seen["loss_prompt"])  # without it: stray pads (trl#6294)
     assert seen["engine_max_model_len"] == seen["max_model_len"]  # the started engine took it
     # where CPU stops: vLLM's CPU linear layers pack their weights and drop the parameters TRL's sync_weights reloads
     # into (UnquantizedLinearMethod.process_weights_after_loading -> dispatch_cpu_unquantized_gemm); GPUs keep them

@@ -92,16 +92,27 @@ def fit_to_bounds(image, min_pixels: int, max_pixels: int):
     return image if (w2, h2) == (w, h) else image.convert("RGB").resize((w2, h2), resample=3)  # 3: bicubic, Qwen's
 
 
-def with_fitted_images(dataset, processor):
+def with_fitted_images(dataset, processor, engine_processor=None):
     """The dataset with every image resized to the trainer's processor bounds as it is read. TRL tokenizes a prompt
     with the trainer's processor (train.grpo.max_pixels) but hands vLLM the image itself, which vLLM resizes under
-    the checkpoint's own bound: a larger image (PMC-VQA's, long side ~1024) would get more placeholder tokens in
-    the rollout than in the loss. Resized first, both see one size."""
-    size = processor.image_processor.size
-    lo, hi = size["shortest_edge"], size["longest_edge"]  # Qwen2-VL processors keep min/max pixels here
+    the checkpoint's own bounds (`engine_processor`): a larger image (PMC-VQA's, long side ~1024) would get more
+    placeholder tokens in the rollout than in the loss. Resized first to the bounds both processors accept (the
+    trainer's, within the checkpoint's), both see one size."""
+    lo, hi = _bounds(processor)
+    if engine_processor is not None:
+        elo, ehi = _bounds(engine_processor)
+        lo, hi = max(lo, elo), min(hi, ehi)
+        if lo > hi:
+            raise MedbridgeError(f"the trainer's pixel bounds ({_bounds(processor)}) and the checkpoint's "
+                                 f"({(elo, ehi)}) share no image size; change train.grpo.min_pixels / max_pixels")  # fmt: skip
 
     def fit(batch):
         batch["images"] = [[fit_to_bounds(im, lo, hi) for im in ims] for ims in batch["images"]]
         return batch
 
     return dataset.with_transform(fit)
+
+
+def _bounds(processor) -> tuple[int, int]:
+    size = processor.image_processor.size  # Qwen2-VL processors keep min/max pixels here
+    return size["shortest_edge"], size["longest_edge"]

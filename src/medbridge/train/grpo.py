@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from medbridge.models.registry import load_processor
 from medbridge.train.care import CareBonus, CareSettings
 from medbridge.train.common import common_args, init_source, load_for_training, load_weights
 from medbridge.train.common import prepare_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
@@ -103,11 +104,32 @@ def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
     bonus.bind(trainer, ref)
 
 
+def collapse_runs(ids: list[int], token: int) -> list[int]:
+    """`ids` with every run of `token` cut to its first."""
+    return [t for i, t in enumerate(ids) if t != token or i == 0 or ids[i - 1] != token]
+
+
+def one_placeholder_per_image(trainer, image_token_id: int) -> None:
+    """TRL 1.16 hands its colocated vLLM the prompt ids its processor already expanded (one <|image_pad|> per image
+    token); vLLM expands the first pad of each run again and keeps the rest as text, so every rollout would see
+    stray pad tokens the loss does not (huggingface/trl#6294, open; reproduced on vLLM's CPU build in
+    tests/test_trl_vllm.py). Here each run is cut to one pad before vLLM; the loss keeps TRL's expanded ids (TRL
+    drops the prompt ids vLLM returns)."""
+    original = trainer.vllm_generation.generate
+
+    def generate(prompts, images, *args, **kwargs):
+        if images is not None:
+            prompts = [collapse_runs(list(p), image_token_id) for p in prompts]
+        return original(prompts, images, *args, **kwargs)
+
+    trainer.vllm_generation.generate = generate
+
+
 def rollout_context(cfg: dict, section: dict, src) -> int:
     """max_model_len of TRL's vLLM engine: images at the trainer's pixel bound (the images are resized to it, so
     vLLM sees no larger), the prompt allowance and max_completion_length, within the model's own context."""
     from medbridge.engine import max_model_len, model_context, processor_max_pixels
-    from medbridge.models.registry import load_processor, local_source
+    from medbridge.models.registry import local_source
 
     pixels = section.get("max_pixels") or processor_max_pixels(load_processor(src))
     return max_model_len(cfg, "grpo", pixels, model_context(local_source(src).path))
@@ -125,8 +147,12 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
     args = grpo_args(cfg, section, care, work, None, context)  # before the model (DeepSpeed ZeRO-3 init)
     model, processor = load_for_training(src, section, resume)  # from a snapshot folder: no revision left to pass
     funcs = reward_functions(section, care)
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=with_fitted_images(dataset, processor),
+    engine = load_processor(src) if section.get("use_vllm") else None  # vLLM resizes with the checkpoint's own
+    dataset = with_fitted_images(dataset, processor, engine)
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor)  # fmt: skip
+    if section.get("use_vllm") and args.vllm_mode == "colocate":  # server mode places features by the runs
+        one_placeholder_per_image(trainer, processor.image_token_id)
     if care.enabled:
         attach_care(trainer, funcs[-1], lambda: load_weights(src))
     return trainer, processor
