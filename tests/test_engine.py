@@ -162,3 +162,18 @@ def test_one_card_judge_needs_a_sized_context(paper, tmp_path, monkeypatch):
     monkeypatch.setattr(engine, "max_model_len", lambda cfg, purpose, *a, **k: 128000)
     with pytest.raises(MedbridgeError, match="score judge: vLLM's KV cache"):
         plan(paper, profile=prof)
+
+
+def test_model_sizes_come_from_the_checkpoint_when_it_is_there(tiny_model_dir):
+    import math
+
+    from safetensors import safe_open
+
+    with safe_open(str(tiny_model_dir / "model.safetensors"), "pt") as f:
+        exact = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
+    arch = plan_memory.arch_from_dir(tiny_model_dir, vision_params=0.0)
+    conf = yaml.safe_load((tiny_model_dir / "config.json").read_text())
+    text = conf.get("text_config", conf)
+    assert arch.params == exact
+    layers, kv = text["num_hidden_layers"], text["num_key_value_heads"]
+    assert arch.kv_bytes_per_token == 2 * layers * kv * (text["hidden_size"] // text["num_attention_heads"]) * 2

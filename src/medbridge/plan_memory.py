@@ -59,12 +59,28 @@ def arch_from_dir(path: Path, vision_params: float) -> Arch | None:
         return None
     c = json.loads(conf.read_text())
     text = {**c, **c.get("text_config", {})}  # Qwen2.5-VL keeps the LLM sizes at the top level or in text_config
+    return arch_from_text_config(text, count_params(path), vision_params)
+
+
+def count_params(path: Path) -> float | None:
+    """Parameters of a checkpoint folder: from its safetensors headers (exact), else the index's total_size (bytes,
+    taken as bf16); None when neither is there."""
+    import math
+    import struct
+
+    total = 0
+    for f in sorted(path.glob("*.safetensors")):
+        with open(f, "rb") as fh:  # 8-byte header length, then a JSON header of dtype/shape per tensor
+            (n,) = struct.unpack("<Q", fh.read(8))
+            header = json.loads(fh.read(n))
+        total += sum(math.prod(t["shape"]) for k, t in header.items() if k != "__metadata__")
+    if total:
+        return float(total)
     index = path / "model.safetensors.index.json"
-    total = None
-    if index.is_file():  # metadata.total_size: bytes of every tensor, bf16 checkpoints
+    if index.is_file():
         size = json.loads(index.read_text()).get("metadata", {}).get("total_size")
-        total = size / BF16 if size else None
-    return arch_from_text_config(text, total, vision_params)
+        return size / BF16 if size else None
+    return None
 
 
 def role_dir(cfg: dict, name: str) -> Path | None:
