@@ -147,8 +147,8 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
     args = grpo_args(cfg, section, care, work, None, context)  # before the model (DeepSpeed ZeRO-3 init)
     model, processor = load_for_training(src, section, resume)  # from a snapshot folder: no revision left to pass
     funcs = reward_functions(section, care)
-    engine = load_processor(src) if section.get("use_vllm") else None  # vLLM resizes with the checkpoint's own
-    dataset = with_fitted_images(dataset, processor, engine)
+    if section.get("use_vllm"):  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
+        dataset = with_fitted_images(dataset, processor, load_processor(src))
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor)  # fmt: skip
     if section.get("use_vllm") and args.vllm_mode == "colocate":  # server mode places features by the runs
