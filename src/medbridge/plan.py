@@ -26,7 +26,7 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from medbridge import MedbridgeError
+from medbridge import MedbridgeError, plan_memory
 from medbridge.data.medmnist import dataset_info, medmnist_info
 from medbridge.evalsets import dataset_split, samples_per_item
 
@@ -77,6 +77,15 @@ class Assumptions:
         6.0, "seconds to load one billion parameters (bf16 safetensors from the hub cache on shared storage)"
     )
     vllm_start_s: float = _assumption(90.0, "seconds vLLM needs to start (profiling, KV cache, CUDA graphs)")
+    vllm_overhead_gib: float = _assumption(
+        2.5, "GiB per GPU a vLLM engine holds beside weights and KV cache (its profiling run's activations, CUDA graphs)"
+    )
+    train_activation_gib: float = _assumption(
+        6.0, "GiB per GPU of a training step's activations and logits (gradient checkpointing on)"
+    )
+    zero3_live_params_b: float = _assumption(
+        1.0, "parameters (billions) ZeRO-3 keeps gathered at once (DeepSpeed's stage3_max_live_parameters, 1e9)"
+    )
     pmc_questions: int = _assumption(
         176948, "PMC-VQA training questions the judge labels without vqa.pmc.pool_size (PMC-VQA's train.csv)"
     )
@@ -363,6 +372,19 @@ class _Planner:
         return [self.job("pmc_label", "pmc_label", lambda _: work, 0, self.load(judge, backend == "vllm"), ["Sec. 4"])]
 
 
+def _memory_and_disk(planner: _Planner, card_gib: float):
+    """medbridge.plan_memory over the roles each GPU rule loads."""
+    cfg, pmc = planner.cfg, (planner.cfg.get("vqa") or {}).get("pmc") or {}
+    grpo = [name for name, _ in planner.grpo_runs()]
+    sft = [r for r, s in cfg["models"].items() if s["source"] == "sft"]
+    roles = {"generate": list(planner.by_model()), "sft_model": sft, "grpo_model": grpo,
+             "score": ["judge"] if cfg["evaluate"].get("judge") == "vlm" and "judge" in cfg["models"] else [],
+             "pmc_label": [pmc.get("judge", "judge")] if pmc.get("labeller") == "vlm" else []}  # fmt: skip
+    rows, problems, notes = plan_memory.memory_plan(cfg, planner.a, planner.gpus, card_gib, roles)
+    planner.notes.extend(notes)
+    return rows, problems, plan_memory.disk_plan(cfg, planner.a, {"sft_model": sft, "grpo_model": grpo})
+
+
 # GPU rules in the order they are reported; a rule the config does not use yields no row
 GPU_RULES = ("generate", "score", "features", "sft_model", "grpo_model", "pmc_label")
 
@@ -390,6 +412,24 @@ def profile_requests(profile: str | Path | None) -> dict[str, dict]:
         res = {**default, **(prof.get("set-resources") or {}).get(rule, {})}
         out[rule] = {"gpus": int(value(res.get("gpu")) or 1), "runtime": value(res.get("runtime"))}
     return out
+
+
+DEFAULT_CARD_GIB = 79.0  # an 80 GB A100/H100 as CUDA reports it (79.2 GiB)
+
+
+def card_memory_gib(profile: str | Path | None) -> float:
+    """`__variables__.gpu_memory_gib` of a profile: the memory of one of its GPUs (default an 80 GB card)."""
+    import yaml
+
+    if profile is None:
+        return DEFAULT_CARD_GIB
+    profile_file = Path(profile) / "config.yaml" if Path(profile).is_dir() else Path(profile)
+    with open(profile_file) as f:  # the raw template: YTE consumes __variables__
+        raw = yaml.safe_load(f) or {}
+    value = (raw.get("__variables__") or {}).get("gpu_memory_gib", DEFAULT_CARD_GIB)
+    if not isinstance(value, (int, float)) or value <= 0:
+        raise MedbridgeError(f"{profile_file}: __variables__.gpu_memory_gib must be a positive number of GiB")
+    return float(value)
 
 
 def read_benchmarks(root: str | Path) -> dict[str, dict[str, float]]:
@@ -437,6 +477,7 @@ def plan(
     """Per GPU rule: jobs, GPUs per job, GPU-hours (typical, at budget, of which fixed costs), booked GPU-hours of
     the profile, and calibrated GPU-hours where benchmark files exist; totals; the assumptions and notes."""
     requests = profile_requests(profile)
+    card_gib = card_memory_gib(profile)
     planner = _Planner(cfg, assumptions or Assumptions(), dict(model_sizes or {}),
                        {r: q["gpus"] for r, q in requests.items()})  # fmt: skip
     measured = read_benchmarks(benchmarks) if benchmarks else {}
@@ -461,6 +502,11 @@ def plan(
                                     "fixed_s": j.fixed_s} for j in jobs},  # fmt: skip
         })  # fmt: skip
     booked = [r["booked_gpu_hours"] for r in rows]
+    memory, problems, disk = _memory_and_disk(planner, card_gib)
+    if profile is None:  # GPUs per job unknown: memory shown for 1 GPU each, not enforced
+        planner.notes.append("no profile: per-GPU memory assumes 1 GPU per job and is not checked")
+    else:
+        plan_memory.refuse(problems)
     return {
         "run_name": cfg["run_name"],
         "profile": str(profile) if profile else None,
@@ -469,6 +515,9 @@ def plan(
         "total_gpu_hours": sum(r["gpu_hours"] for r in rows),
         "total_gpu_hours_at_budget": sum(r["gpu_hours_at_budget"] for r in rows),
         "total_booked_gpu_hours": None if None in booked else sum(booked),
+        "gpu_memory_gib": card_gib,
+        "memory": memory,
+        "disk": disk,
         "assumptions": asdict(planner.a),
         "notes": list(dict.fromkeys(planner.notes)),
     }
@@ -494,6 +543,15 @@ def format_plan(result: dict) -> str:
                                       "GPU-h booked", "calibrated", "parts"]), "",
              "Assumptions (override with the flags of `medbridge plan --help`):"]  # fmt: skip
     lines += [f"  {k} = {v:g}: {helps[k]}" for k, v in result["assumptions"].items()]
+    lines += ["", f"GPU memory per GPU of each rule's largest job, on {result['gpu_memory_gib']:g} GiB cards "
+              "(profile __variables__.gpu_memory_gib; medbridge.plan_memory):"]  # fmt: skip
+    lines += [f"  {m['rule']} {m['job']} ({m['gpus']} GPU): {m['needs_gib']:.1f} of {m['has_gib']:.1f} GiB = "
+              + ", ".join(f"{k} {v:.1f}" for k, v in m["parts"].items()) for m in result["memory"]]  # fmt: skip
+    for d in result["disk"]:
+        lines.append(f"Checkpoint disk, {d['rule']}: {d['checkpoint_gb']:.0f} GB each, {d['kept']} kept per run, "
+                     f"{d['runs']} runs: {d['all_runs_gb']:,.0f} GB if all run at once"
+                     + ("" if d["save_only_model"] else "; train.<kind>.save_only_model: weights only (a killed run "
+                        "then starts over)"))  # fmt: skip
     if result["notes"]:
         lines += ["Notes:"] + [f"  {n}" for n in result["notes"]]
     return "\n".join(lines)

@@ -119,7 +119,7 @@ def _vlm_label(cfg: dict, src, pool: list, cats: list[str]) -> tuple[list[dict],
     from medbridge.score.judge import judge_backend
 
     pmc = cfg["vqa"]["pmc"]
-    backend = judge_backend(cfg, pmc.get("judge", "judge"))  # vLLM on the paper's GPUs: one engine, big batches
+    backend = judge_backend(cfg, pmc.get("judge", "judge"), "label")  # vLLM on the paper's GPUs: one engine, big batches
     bs = pmc.get("batch_size", 8)
     rows = []
     for s in tqdm(range(0, len(pool), bs), desc="label modality"):

@@ -9,8 +9,9 @@ from medbridge.models.registry import load
 
 
 class HFBackend:
-    def __init__(self, cfg: dict, model_name: str, device: str = "cpu", tensor_parallel_size: int | None = None):
-        # tensor_parallel_size: vLLM's; transformers puts the model on one device here
+    def __init__(self, cfg: dict, model_name: str, device: str = "cpu", tensor_parallel_size: int | None = None,
+                 purpose: str = "generate"):  # fmt: skip
+        # tensor_parallel_size, purpose: vLLM's engine sizing; transformers puts the model on one device here
         self.model, self.processor, self.source = load(cfg, model_name, device)
         self.model.generation_config = neutral_generation_config(self.model.generation_config,
                                                                  self.processor.tokenizer.pad_token_id)  # fmt: skip

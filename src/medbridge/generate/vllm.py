@@ -16,9 +16,10 @@ import os
 
 from medbridge import MedbridgeError
 from medbridge.data.mcq import load_item_images
+from medbridge.engine import check_images, images_per_prompt, max_model_len, model_context, processor_max_pixels
 from medbridge.generate import Completion, SamplingSettings, item_seed
 from medbridge.generate.chat import chat_prompt, user_turn
-from medbridge.models.registry import load_processor, resolve
+from medbridge.models.registry import load_processor, local_source, resolve
 
 
 def sampling_kwargs(settings: SamplingSettings, sample: bool, seed: int | None) -> dict:
@@ -61,8 +62,10 @@ def configure_cpu_engine(cfg: dict) -> None:
 
 
 class VLLMBackend:
-    def __init__(self, cfg: dict, model_name: str, device: str = "cuda", tensor_parallel_size: int | None = None):
+    def __init__(self, cfg: dict, model_name: str, device: str = "cuda", tensor_parallel_size: int | None = None,
+                 purpose: str = "generate"):  # fmt: skip
         self.cpu = on_cpu(device)
+        self.cfg, self.purpose = cfg, purpose
         if self.cpu:
             configure_cpu_engine(cfg)
         try:
@@ -76,25 +79,29 @@ class VLLMBackend:
         ev = cfg["evaluate"]
         self.source = resolve(cfg, model_name)
         self.processor = load_processor(self.source)
+        files = local_source(self.source)  # a pinned revision's snapshot folder (vLLM would look for refs/main)
         self.pixels = {k: ev[k] for k in ("min_pixels", "max_pixels") if k in ev}
+        # the context this engine's requests need, never the checkpoint's whole one (medbridge.engine)
+        self.max_model_len = max_model_len(cfg, purpose, ev.get("max_pixels") or processor_max_pixels(self.processor),
+                                           model_context(files.path))  # fmt: skip
         self.llm = LLM(
-            model=self.source.path,
-            revision=self.source.revision,
-            tokenizer=self.source.processor_path,
-            tokenizer_revision=self.source.processor_revision,
+            model=files.path,
+            tokenizer=files.processor_path,
             trust_remote_code=self.source.trust_remote_code,
             dtype=self.source.dtype,
             seed=cfg["seed"],
             generation_config="vllm",  # vLLM's neutral defaults, never the checkpoint's generation_config.json
             gpu_memory_utilization=ev.get("gpu_memory_utilization", 0.9),
             tensor_parallel_size=tensor_parallel_size or ev.get("tensor_parallel_size", 1),
-            limit_mm_per_prompt={"image": 8},
+            max_model_len=self.max_model_len,
+            limit_mm_per_prompt={"image": images_per_prompt(cfg, purpose)},
             enforce_eager=self.cpu,  # no CUDA graphs / torch.compile on CPU
         )
 
     def generate(self, items: list[dict], settings: SamplingSettings, seed: int, progress: bool = True):
         from vllm import SamplingParams
 
+        check_images((len(it["images"]) for it in items), self.cfg, self.purpose)
         prompts, params = build_requests(self.processor, items, settings, seed, self.pixels,
                                          per_request_seed=not self.cpu)  # fmt: skip
         outs = self.llm.generate(prompts, [SamplingParams(**p) for p in params], use_tqdm=progress)
@@ -107,6 +114,7 @@ class VLLMBackend:
         modality labeller's questions."""
         from vllm import SamplingParams
 
+        check_images(map(len, images), self.cfg, self.purpose)
         requests = []
         for imgs, text in zip(images, prompts):
             chat = user_turn(self.processor, imgs, text)

@@ -10,7 +10,7 @@ only for ids on the config's allow-list.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from medbridge import MedbridgeError
@@ -60,6 +60,38 @@ def resolve(cfg: dict, name: str) -> ModelSource:
     )
 
 
+def snapshot_dir(repo_id: str, revision: str | None) -> str:
+    """The local folder of a hub repo at a revision: the cache's snapshot (no network), else fetched when the hub
+    may be reached. Loading from the folder, not the id, is what lets a pinned revision reach every loader: vLLM
+    (TRL builds its engine from `model.name_or_path` with no revision) would ask the cache for refs/main, which a
+    cache filled at a pinned commit does not have."""
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    from medbridge.hub import ALLOW_PATTERNS
+
+    try:
+        return snapshot_download(repo_id, revision=revision, local_files_only=True)
+    except LocalEntryNotFoundError as e:
+        if constants.HF_HUB_OFFLINE:
+            raise MedbridgeError(
+                f"{repo_id} (revision {revision or 'main'}) is not in the hub cache {constants.HF_HUB_CACHE} and the "
+                "hub is offline; fetch it first (snakemake runs the download rule; `medbridge download-model --model <role>`)"
+            ) from e
+    return snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS)
+
+
+def local_source(src: ModelSource) -> ModelSource:
+    """`src` with its hub repos replaced by their local snapshot folders (revisions resolved there); local and
+    DAG-made models as they are. Identity (fingerprints, provenance) stays with `resolve`'s id and revision."""
+    if src.local:
+        return src
+    path = snapshot_dir(src.path, src.revision)
+    same = (src.processor_path, src.processor_revision) == (src.path, src.revision)
+    proc = path if same else snapshot_dir(src.processor_path, src.processor_revision)
+    return replace(src, path=path, revision=None, processor_path=proc, processor_revision=None)
+
+
 def check_local_dir(path: str | Path) -> None:
     p = Path(path)
     if not p.is_dir():
@@ -74,6 +106,7 @@ def check_local_dir(path: str | Path) -> None:
 def load_processor(src: ModelSource):
     from transformers import AutoProcessor
 
+    src = local_source(src)
     return AutoProcessor.from_pretrained(
         src.processor_path, revision=src.processor_revision, trust_remote_code=src.trust_remote_code
     )
@@ -85,6 +118,7 @@ def load_model(src: ModelSource, device: str = "cpu"):
 
     if src.local:
         check_local_dir(src.path)
+    src = local_source(src)
     model = AutoModelForImageTextToText.from_pretrained(
         src.path,
         revision=src.revision,

@@ -14,9 +14,10 @@ JUDGE_PROMPT = (
 )
 
 
-def judge_backend(cfg: dict, role: str):
+def judge_backend(cfg: dict, role: str, purpose: str = "judge"):
     """The judge model (the score judge, the PMC-VQA modality labeller) on the configured backend, spread over
-    `evaluate.judge_tensor_parallel_size` GPUs, else over every GPU the job holds (vLLM)."""
+    `evaluate.judge_tensor_parallel_size` GPUs, else over every GPU the job holds (vLLM); its context is sized for
+    `purpose` (judge: text-only verdicts; label: an image question, medbridge.engine)."""
     from medbridge.generate import default_device, get_backend
 
     ev = cfg["evaluate"]
@@ -25,7 +26,7 @@ def judge_backend(cfg: dict, role: str):
         import torch
 
         tp = max(torch.cuda.device_count(), 1)
-    return get_backend(ev["backend"])(cfg, role, default_device(), tensor_parallel_size=tp)
+    return get_backend(ev["backend"])(cfg, role, default_device(), tensor_parallel_size=tp, purpose=purpose)
 
 
 class RuleJudge:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medbridge import MedbridgeError
-from medbridge.models.registry import ModelSource, check_local_dir, resolve
+from medbridge.models.registry import ModelSource, check_local_dir, local_source, resolve
 
 LOG_NAME = "training_log.csv"
 
@@ -43,6 +43,7 @@ def load_weights(src: ModelSource):
 
     if src.local:
         check_local_dir(src.path)
+    src = local_source(src)  # a snapshot folder: TRL's vLLM engine is built from model.name_or_path
     return AutoModelForImageTextToText.from_pretrained(
         src.path, revision=src.revision, dtype=getattr(torch, src.dtype), trust_remote_code=src.trust_remote_code,
         use_safetensors=True,
@@ -90,6 +91,8 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
         save_strategy="steps" if section.get("save_steps") else "no",
         save_steps=section.get("save_steps") or 500,
         save_total_limit=2,
+        # weights only: ~1/7 of a 7B AdamW checkpoint, but nothing to resume the optimizer from (see resumable)
+        save_only_model=bool(section.get("save_only_model", False)),
         disable_tqdm=True,
         learning_rate=section["lr"],
         num_train_epochs=section.get("epochs", 1),
@@ -100,6 +103,12 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
         lr_scheduler_type=section.get("scheduler", "linear"),
         max_grad_norm=section.get("grad_clip", 1.0),
     )
+
+
+def resumable(section: dict, work: Path) -> str | None:
+    """The checkpoint a killed run resumes from; none under save_only_model (its checkpoints hold no optimizer,
+    scheduler or RNG state: the Trainer, under DeepSpeed, cannot load them), so such a run starts over."""
+    return None if section.get("save_only_model", False) else last_checkpoint(work)
 
 
 def training_log(trainer) -> list[dict]:

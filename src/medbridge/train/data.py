@@ -78,3 +78,41 @@ def grpo_dataset(items: list[dict], prompt_kind: str = "rl"):
         for it in items
     ]  # fmt: skip
     return Dataset.from_list(rows, features=_features("grpo"))
+
+
+def fit_to_bounds(image, min_pixels: int, max_pixels: int):
+    """`image` resized as Qwen2-VL's image processor would (transformers' `smart_resize`: sides multiples of 28 px,
+    pixels within the bounds). Such an image passes any processor whose bounds contain its size unchanged."""
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+    from medbridge.engine import PATCH_PX
+
+    w, h = image.size
+    h2, w2 = smart_resize(h, w, factor=PATCH_PX, min_pixels=min_pixels, max_pixels=max_pixels)
+    return image if (w2, h2) == (w, h) else image.convert("RGB").resize((w2, h2), resample=3)  # 3: bicubic, Qwen's
+
+
+def with_fitted_images(dataset, processor, engine_processor=None):
+    """The dataset with every image resized to the trainer's processor bounds as it is read. TRL tokenizes a prompt
+    with the trainer's processor (train.grpo.max_pixels) but hands vLLM the image itself, which vLLM resizes under
+    the checkpoint's own bounds (`engine_processor`): a larger image (PMC-VQA's, long side ~1024) would get more
+    placeholder tokens in the rollout than in the loss. Resized first to the bounds both processors accept (the
+    trainer's, within the checkpoint's), both see one size."""
+    lo, hi = _bounds(processor)
+    if engine_processor is not None:
+        elo, ehi = _bounds(engine_processor)
+        lo, hi = max(lo, elo), min(hi, ehi)
+        if lo > hi:
+            raise MedbridgeError(f"the trainer's pixel bounds ({_bounds(processor)}) and the checkpoint's "
+                                 f"({(elo, ehi)}) share no image size; change train.grpo.min_pixels / max_pixels")  # fmt: skip
+
+    def fit(batch):
+        batch["images"] = [[fit_to_bounds(im, lo, hi) for im in ims] for ims in batch["images"]]
+        return batch
+
+    return dataset.with_transform(fit)
+
+
+def _bounds(processor) -> tuple[int, int]:
+    size = processor.image_processor.size  # Qwen2-VL processors keep min/max pixels here
+    return size["shortest_edge"], size["longest_edge"]

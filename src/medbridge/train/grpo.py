@@ -14,10 +14,12 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from medbridge.models.registry import load_processor
 from medbridge.train.care import CareBonus, CareSettings
-from medbridge.train.common import common_args, init_source, last_checkpoint, load_for_training, load_weights
-from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_fingerprint, training_log
-from medbridge.train.data import grpo_dataset, load_train_items
+from medbridge.train.common import common_args, init_source, load_for_training, load_weights
+from medbridge.train.common import prepare_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
+from medbridge.train.common import training_log
+from medbridge.train.data import grpo_dataset, load_train_items, with_fitted_images
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
 
 
@@ -44,13 +46,17 @@ def rollout_settings(section: dict) -> dict:
     }
 
 
-def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None):
+def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None,
+              max_model_len: int | None = None):  # fmt: skip
+    """GRPOConfig. `max_model_len`: the colocated vLLM engine's context (medbridge.engine); TRL's default None
+    leaves vLLM at the checkpoint's whole context, which cannot start beside the trainer (issue #20)."""
     from trl import GRPOConfig
 
     vllm = {}
     if section.get("use_vllm", False):
         vllm = dict(use_vllm=True, vllm_mode=section.get("vllm_mode", "colocate"),
-                    vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3))  # fmt: skip
+                    vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3),
+                    vllm_max_model_length=max_model_len)  # fmt: skip
     beta = section.get("beta", 0.0)
     return GRPOConfig(
         **common_args(cfg, section, output_dir),
@@ -98,6 +104,37 @@ def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
     bonus.bind(trainer, ref)
 
 
+def collapse_runs(ids: list[int], token: int) -> list[int]:
+    """`ids` with every run of `token` cut to its first."""
+    return [t for i, t in enumerate(ids) if t != token or i == 0 or ids[i - 1] != token]
+
+
+def one_placeholder_per_image(trainer, image_token_id: int) -> None:
+    """TRL 1.16 hands its colocated vLLM the prompt ids its processor already expanded (one <|image_pad|> per image
+    token); vLLM expands the first pad of each run again and keeps the rest as text, so every rollout would see
+    stray pad tokens the loss does not (huggingface/trl#6294, open; reproduced on vLLM's CPU build in
+    tests/test_trl_vllm.py). Here each run is cut to one pad before vLLM; the loss keeps TRL's expanded ids (TRL
+    drops the prompt ids vLLM returns)."""
+    original = trainer.vllm_generation.generate
+
+    def generate(prompts, images, *args, **kwargs):
+        if images is not None:
+            prompts = [collapse_runs(list(p), image_token_id) for p in prompts]
+        return original(prompts, images, *args, **kwargs)
+
+    trainer.vllm_generation.generate = generate
+
+
+def rollout_context(cfg: dict, section: dict, src) -> int:
+    """max_model_len of TRL's vLLM engine: images at the trainer's pixel bound (the images are resized to it, so
+    vLLM sees no larger), the prompt allowance and max_completion_length, within the model's own context."""
+    from medbridge.engine import max_model_len, model_context, processor_max_pixels
+    from medbridge.models.registry import local_source
+
+    pixels = section.get("max_pixels") or processor_max_pixels(load_processor(src))
+    return max_model_len(cfg, "grpo", pixels, model_context(local_source(src).path))
+
+
 def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resume: str | None = None):
     """(GRPOTrainer with the CARE bonus attached when enabled, processor)."""
     from trl import GRPOTrainer
@@ -106,11 +143,16 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
     dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
     src = init_source(cfg, init, train_dtype(cfg, section))
-    args = grpo_args(cfg, section, care, work, src.revision)  # before the model (DeepSpeed ZeRO-3 init)
-    model, processor = load_for_training(src, section, resume)
+    context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
+    args = grpo_args(cfg, section, care, work, None, context)  # before the model (DeepSpeed ZeRO-3 init)
+    model, processor = load_for_training(src, section, resume)  # from a snapshot folder: no revision left to pass
     funcs = reward_functions(section, care)
+    if section.get("use_vllm"):  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
+        dataset = with_fitted_images(dataset, processor, load_processor(src))
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor)  # fmt: skip
+    if section.get("use_vllm") and args.vllm_mode == "colocate":  # server mode places features by the runs
+        one_placeholder_per_image(trainer, processor.image_token_id)
     if care.enabled:
         attach_care(trainer, funcs[-1], lambda: load_weights(src))
     return trainer, processor
@@ -120,7 +162,7 @@ def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) ->
     out = Path(out)
     fingerprint = training_fingerprint(cfg, "grpo", init, train_items)
     work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
-    resume = last_checkpoint(work)  # the CARE reference restarts from the init model's weights
+    resume = resumable(cfg["train"]["grpo"], work)  # the CARE reference restarts from the init model's weights
     trainer, processor = build_trainer(cfg, init, train_items, work, resume)
     trainer.train(resume_from_checkpoint=resume)
     save_model_dir(trainer, processor, out, training_log(trainer))

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from medbridge.train.common import common_args, init_source, load_for_training, save_model_dir, training_log
-from medbridge.train.common import last_checkpoint, prepare_work_dir, train_dtype, training_fingerprint
+from medbridge.train.common import prepare_work_dir, resumable, train_dtype, training_fingerprint
 from medbridge.train.data import load_train_items, sft_dataset
 
 
@@ -42,7 +42,7 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
         completion_only_loss=True,
     )
     src = init_source(cfg, init, train_dtype(cfg, section))
-    resume = last_checkpoint(work)
+    resume = resumable(cfg["train"]["sft"], work)
     model, processor = load_for_training(src, section, resume)
     trainer = SFTTrainer(
         model=model,
