@@ -3,11 +3,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from medbridge.config import freeze_config, validate_config
+from medbridge.config import freeze_config
 from medbridge.artifacts.rq3 import rq3_models
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
-
-validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
 RUN = f"results/{config['run_name']}"
 CFG = f"{RUN}/config.json"  # what every verb reads; rewritten only when the config changes

@@ -1,10 +1,7 @@
 # Section 4: the six medical VQA benchmarks of Table 3 as MCQ items, the modality-balanced PMC-VQA RL subset (the
 # training set of the `ours` model), Table 3, and the boundary-aware recipe's decisions (Eq. 1).
-from medbridge.data.vqa import benchmark_names, check_vqa_config, names as vqa_source_names
-from medbridge.recipe import check_recipe_config
+from medbridge.data.vqa import benchmark_names, names as vqa_source_names
 
-check_vqa_config(config)  # cross-field checks: known benchmarks, defined roles, modality categories
-check_recipe_config(config)
 VQA = config.get("vqa", {})
 BENCHMARKS = benchmark_names(config)
 PMC = VQA.get("pmc", {})
