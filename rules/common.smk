@@ -38,6 +38,11 @@ def npz(dataset):
     return f"{RUN}/data/medmnist/{name}"
 
 
+def npz_checked(dataset):
+    """The record of a cluster job that read the npz back and checked its layout (what jobs reading the npz wait for)."""
+    return f"{npz(dataset)}.check.json"
+
+
 def items(dataset, split):
     return f"{RUN}/mcq/{dataset}/{split}.jsonl"
 

@@ -23,7 +23,7 @@ LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 # The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
 # if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
 GPU_RULES = {"generate", "score", "features", "sft_model", "grpo_model", "pmc_label"}
-CPU_RULES = {"medmnist_npz", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1", "fig2_rq3", "vqa_fixture",
+CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1", "fig2_rq3", "vqa_fixture",
              "vqa_items", "pmc_balance", "table3", "recipe", "comparison", "report"}  # fmt: skip
 # Lints the project accepts on purpose: every rule calls `{MEDBRIDGE} <verb> --config {CFG}` (docs/ARCHITECTURE.md).
 ACCEPTED_LINTS = {
@@ -124,6 +124,7 @@ def test_slurm_profile_is_the_one_command_for_the_paper(slurm_profile):
     assert p["configfile"] == "config/paper.yaml" and p["replace-workflow-config"] is True
     assert p["software-deployment-method"] == "apptainer" and "--nv" in p["apptainer-args"].split()
     assert p["slurm-requeue"] is True
+    assert 1 <= p["local-cores"] <= 4  # local rules (downloads) share the login node: a few at once
     assert p["retries"] >= 1
     # partition and account are the user's, behind documented keys
     assert {"slurm_partition", "slurm_account"} <= set(p["default-resources"])
@@ -165,7 +166,7 @@ def test_retries_stay_within_the_clusters_limits(slurm_profile):
     text = SLURM_PROFILE.read_text().replace(f"max_mem_mb: {caps['max_mem_mb']}", "max_mem_mb: 50000")
     low = yte.process_yaml(io.StringIO(text), require_use_yte=True)
     assert eval(low["set-resources"]["grpo_model"]["mem_mb"]) == 50000
-    assert eval(low["set-resources"]["medmnist_npz"]["mem_mb"], {"attempt": 3}) == 50000
+    assert eval(low["set-resources"]["medmnist_check"]["mem_mb"], {"attempt": 3}) == 50000
 
 
 def test_threads_match_the_booked_cores_and_training_takes_one_node(slurm_profile):

@@ -106,3 +106,41 @@ def test_gpu_verbs_are_offline_and_downloads_are_not(tiny_cfg, tmp_path, monkeyp
         use_cache(cfg, verb)
         assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE, verb
     assert constants.HF_HUB_CACHE == str(tmp_path / "cache")  # libraries already imported see it too
+
+
+def test_a_jobs_caches_are_node_local_and_only_the_hub_cache_is_shared(hub_cfg, tmp_path):
+    """In a SLURM job (or a container), every library cache that would land in the home folder (the checkout under
+    `apptainer --home`) points at the job's own folder under $TMPDIR; a variable the user set stays; the libraries
+    read them; the folder goes when the job ends."""
+    from medbridge.scratch import CACHE_VARS, use_job_scratch
+
+    node = tmp_path / "node-local"
+    node.mkdir()
+    env = {"SLURM_JOB_ID": "4242", "TMPDIR": str(node), "TRITON_CACHE_DIR": str(tmp_path / "mine")}
+    root = use_job_scratch(env)
+    assert root == node / "medbridge-job-4242"
+    assert all(Path(env[v]).is_dir() and Path(env[v]).is_relative_to(root) for v in CACHE_VARS if v != "TRITON_CACHE_DIR")
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "mine")
+    assert use_job_scratch({"TMPDIR": str(node)}) is None  # not a job: nothing changes
+    gone = {"SLURM_JOB_ID": "7", "TMPDIR": str(tmp_path / "not-bound-in-the-container")}
+    assert use_job_scratch(gone) == Path("/tmp/medbridge-job-7")
+    shutil.rmtree("/tmp/medbridge-job-7")
+
+    # a real verb in a job: the libraries see the node-local caches, the hub cache is the shared one; cleaned up
+    probe = ("import json, os; from medbridge.scratch import use_job_scratch; use_job_scratch(); "  # as cli.main
+             "from medbridge.config import load_config; from medbridge.hub import use_cache; "
+             f"use_cache(load_config({str(hub_cfg)!r}), 'generate'); import datasets.config as d; "
+             "from torch._inductor.runtime.cache_dir_utils import cache_dir; "
+             "print(json.dumps({'datasets': str(d.HF_DATASETS_CACHE), 'inductor': cache_dir(), "
+             "'hub': os.environ['HF_HUB_CACHE'], 'vllm': os.environ['VLLM_CACHE_ROOT']}))")  # fmt: skip
+    job = {k: v for k, v in clean_env(tmp_path).items() if k not in CACHE_VARS}  # (torch here set its own)
+    job |= {"SLURM_JOB_ID": "4243", "TMPDIR": str(node)}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=job, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    job_root = node / "medbridge-job-4243"
+    for k in ("datasets", "inductor", "vllm"):
+        assert Path(seen[k]).is_relative_to(job_root), (k, seen[k], job_root)
+    assert seen["hub"] == json.loads(hub_cfg.read_text())["hub_cache"]
+    assert not job_root.exists()  # removed at exit by the process that made it

@@ -17,6 +17,7 @@ VERBS = {
     "validate-config": ("validate_config", "validate a config file (and overrides) against config/schema.yaml"),
     "freeze-config": ("validate_config", "validate a config and write it as the run's frozen config.json"),
     "data": ("data", "make (synthetic) or download (medmnist) one MedMNIST npz file"),
+    "data-check": ("data_check", "read a MedMNIST npz back split by split and check its layout (a cluster job)"),
     "build-tiny": ("build_tiny", "build the tiny Qwen2.5-VL model of the tiny profile"),
     "items": ("items", "turn one MedMNIST split into multiple-choice items (JSONL)"),
     "features": ("features", "frozen vision-tower features of one model on MedMNIST datasets (cached npz)"),
@@ -67,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0], *argv]
     args = build_parser().parse_args(argv)
+    from medbridge.scratch import use_job_scratch
+
+    use_job_scratch()  # a cluster job's caches on node-local scratch, not the shared checkout (before any import)
     try:
         if args._verb != "env":  # in the image: refuse a too-old NVIDIA driver before torch silently uses the CPU
             from medbridge.environment import check_cuda_driver
