@@ -1,12 +1,27 @@
-# Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role into the
-# configured hub cache (`hub_cache`), which the model-loading jobs then read offline; the MedMNIST+ files.
+# Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role and every
+# hub dataset the config reads into the configured hub cache (`hub_cache`), which the jobs then read offline; the
+# MedMNIST+ files. Local rules only download and checksum (the profile caps how many run at once: local-cores).
+import re
 from pathlib import Path
 
+from medbridge.hub import dataset_repos
+
 HUB_CACHE = config.get("hub_cache")
+HUB_DATASETS = dataset_repos(config)  # org--name -> {id, revision}; none without hub_cache or with fixtures
+
+
+def hub_dataset_record(key):
+    return f"{RUN}/hub/datasets/{key}.json"
+
+
+def hub_dataset_input(source):
+    """The download records of the hub datasets a VQA source (benchmark or the PMC-VQA pool) is read from."""
+    return [hub_dataset_record(k) for k in dataset_repos(config, source)]
 
 
 localrules:
     download_model,
+    download_dataset,
     medmnist_npz,
 
 
@@ -30,3 +45,18 @@ rule download_model:
         settings=lambda w: {"model": MODELS[w.model], "hub_cache": HUB_CACHE},
     shell:
         "{MEDBRIDGE} download-model --config {CFG} --model {wildcards.model} --out {output} > {log} 2>&1"
+
+
+rule download_dataset:
+    output:
+        hub_dataset_record("{repo}"),
+    log:
+        log("hub/datasets/{repo}"),
+    benchmark:
+        bench("download_dataset/{repo}")
+    wildcard_constraints:
+        repo="|".join(map(re.escape, HUB_DATASETS)) or "__none__",
+    params:
+        settings=lambda w: {"dataset": HUB_DATASETS[w.repo], "hub_cache": HUB_CACHE},
+    shell:
+        "{MEDBRIDGE} download-dataset --config {CFG} --repo {wildcards.repo} --out {output} > {log} 2>&1"

@@ -26,6 +26,7 @@ rule vqa_fixture:
 rule vqa_items:
     input:
         source=lambda w: vqa_source_input(w.benchmark),
+        hub=lambda w: hub_dataset_input(w.benchmark),  # read offline from the hub cache (rules/download.smk)
     output:
         jsonl=vqa_items("{benchmark}"),
         images=directory(vqa_images("{benchmark}")),
@@ -48,6 +49,7 @@ rule vqa_items:
 rule pmc_label:
     input:
         source=vqa_source_input(PMC_POOL),
+        hub=hub_dataset_input(PMC_POOL),
         model=model_input(PMC.get("judge", "judge")) if PMC.get("labeller") == "vlm" else [],
     output:
         labels=pmc_labels(),
@@ -57,17 +59,20 @@ rule pmc_label:
     benchmark:
         bench("pmc_label/pmc_label")
     params:
-        settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude")} | {"source": VQA.get("source")},
+        settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude", "shard_size")}
+        | {"source": VQA.get("source")},
         src=source_dir_arg,
+        shards=f"{RUN}/shards/pmc_label",  # outside the outputs, which Snakemake removes before a rerun
     shell:
         "{MEDBRIDGE} pmc-label --config {CFG} {params.src} --out {output.labels} --summary {output.summary} "
-        "> {log} 2>&1"
+        "--shards {params.shards} > {log} 2>&1"
 
 
 rule pmc_balance:
     input:
         labels=pmc_labels(),
         source=vqa_source_input(PMC_POOL),
+        hub=hub_dataset_input(PMC_POOL),
     output:
         jsonl=train_items("pmc_vqa_balanced"),
         images=directory(f"{RUN}/vqa/pmc_vqa_balanced/images"),

@@ -37,6 +37,39 @@ def make_hub_cache(root: Path, model_dir: Path) -> Path:
     return root
 
 
+def make_hub_dataset_cache(root: Path, repo_id: str, splits: dict) -> Path:
+    """A dataset repo in the hub cache's layout: {split: datasets.Dataset} as data/<split>-00000-of-00001.parquet
+    (the files the hub serves for a one-config dataset), blobs, snapshots/<commit>/, refs/main."""
+    repo = root / ("datasets--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / COMMIT
+    (repo / "blobs").mkdir(parents=True)
+    (snap / "data").mkdir(parents=True)
+    for split, ds in splits.items():
+        tmp = repo / f"{split}.parquet"
+        ds.to_parquet(str(tmp))
+        blob = repo / "blobs" / sha256_file(tmp)
+        tmp.rename(blob)
+        (snap / "data" / f"{split}-00000-of-00001.parquet").symlink_to(Path("../../../blobs") / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return root
+
+
+def fixture_dataset_cache(root: Path, cfg: dict) -> Path:
+    """The paper's two hub datasets (MedVLThinker-Eval, MedVLThinker-pmc_vqa) made from the fixtures, hub-shaped."""
+    from datasets import load_from_disk
+
+    from medbridge.data.vqa import get_adapter
+    from medbridge.data.vqa.build import write_fixture
+
+    for name, repo_id, split in (("medvlthinker_eval", "UCSC-VLAA/MedVLThinker-Eval", "test"),
+                                 ("pmc_vqa_train", "UCSC-VLAA/MedVLThinker-pmc_vqa", "train")):  # fmt: skip
+        assert get_adapter(name).hub["id"] == repo_id
+        raw = write_fixture(cfg, name, root / "fixtures" / name)
+        make_hub_dataset_cache(root / "hub-cache", repo_id, {split: load_from_disk(str(raw / "default"))[split]})
+    return root / "hub-cache"
+
+
 @pytest.fixture()
 def hub_cfg(tiny_cfg, tiny_model_dir, tmp_path) -> Path:
     cfg = copy.deepcopy(tiny_cfg)
@@ -101,7 +134,7 @@ def test_gpu_verbs_are_offline_and_downloads_are_not(tiny_cfg, tmp_path, monkeyp
     cfg = {**tiny_cfg, "hub_cache": str(tmp_path / "cache")}
     use_cache(cfg, "download-model")
     assert os.environ["HF_HUB_CACHE"] == str(tmp_path / "cache") and "HF_HUB_OFFLINE" not in os.environ
-    for verb in ("generate", "score", "features", "sft", "grpo", "pmc-label"):
+    for verb in ("generate", "score", "features", "sft", "grpo", "pmc-label", "vqa-items", "pmc-balance"):
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         use_cache(cfg, verb)
         assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE, verb

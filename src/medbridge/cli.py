@@ -43,6 +43,7 @@ VERBS = {
     "diagnose": ("diagnose", "Support@K, Acc@1 and gap of a model on an item set -> bridge (SFT) or sharpen (RL)"),
     "recipe": ("recipe", "the boundary-aware recipe's decision for every MedMNIST task x evaluated model (CSV)"),
     "download-model": ("download_model", "fetch a hub model role at its revision into the hub cache (login node)"),
+    "download-dataset": ("download_dataset", "fetch a hub dataset the config reads into the hub cache (login node)"),
     "plan": ("plan", "jobs and estimated GPU-hours per GPU rule of a config, before running it (docs/CLUSTER.md)"),
     "env": ("env", "the exact environment (Python, every package, CUDA, image digest) against the lock; compare two"),
 }
