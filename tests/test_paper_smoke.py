@@ -4,8 +4,12 @@ the tiny ones, so every paper-only setting is read, validated and used by real j
 schedules, CARE and checkpoint settings, and the training launch (`accelerate launch` with one process per GPU the
 job holds: two CPU processes over gloo under CUDA_VISIBLE_DEVICES=0,1, standing in for two GPUs).
 
+The paper's hub datasets (MedVLThinker-Eval, MedVLThinker-pmc_vqa) come from a hub-shaped cache made from the
+fixtures (tests/test_hub.py): the download_dataset local rule records them, and vqa_items, pmc_label and pmc_balance
+read them offline (HF_HUB_OFFLINE=1, an empty default HF home), as on compute nodes without network.
+
 Swapped, and why: hub models -> tiny models made here (no network, no GPU); MedMNIST download -> the synthetic twin;
-hub VQA sources -> the fixtures; sizes (datasets, items, samples, steps, tokens, pixel bounds) -> tiny ones;
+the hub's VQA datasets -> the fixtures in the hub cache's layout; sizes (datasets, items, samples, steps, tokens, pixel bounds) -> tiny ones;
 DeepSpeed ZeRO-3 -> plain data parallel (config/accelerate/ddp.yaml; DeepSpeed needs GPUs); bf16 -> float32 and TRL's
 colocated vLLM rollouts -> HF generate (CPU); the vLLM backend -> HF when vllm is not installed.
 """
@@ -26,6 +30,7 @@ import yaml
 from medbridge.config import ConfigLoader, validate_config
 
 from .conftest import ROOT
+from .test_hub import COMMIT, fixture_dataset_cache
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -38,7 +43,7 @@ def paper_smoke_config() -> dict:
     tiny = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg = copy.deepcopy(paper)
     cfg["run_name"] = "paper-smoke"
-    cfg.pop("hub_cache")  # no hub models left to fetch
+    cfg.pop("hub_cache")  # no hub models left to fetch; the test points it at its hub-shaped dataset cache
     # data: the synthetic twin at the tiny size, two of the paper's datasets
     cfg["data"] = {**tiny["data"], "datasets": ["organamnist", "octmnist"],
                    "synthetic": {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35}}  # fmt: skip
@@ -62,7 +67,7 @@ def paper_smoke_config() -> dict:
     cfg["rq3"] = {"train_tasks": ["organamnist"], "inits": ["base"],
                   "pairs": {"in_domain": [["organamnist", "organamnist"]]}}  # fmt: skip
     vqa = cfg["vqa"]
-    vqa.update(source="fixtures", fixture=tiny["vqa"]["fixture"], max_items=4, models=["base", "ours"],
+    vqa.update(fixture=tiny["vqa"]["fixture"], max_items=4, models=["base", "ours"],  # fixture: the cache's data
                benchmarks=[b for b in vqa["benchmarks"] if b["name"] in ("pmc_vqa", "vqa_rad")],
                reported_rows={"ours": vqa["reported_rows"]["ours"]})  # fmt: skip
     vqa["pmc"].update(subset_size=8, batch_size=8, max_new_tokens=8)  # the labeller runs where the backend finds a device
@@ -74,9 +79,12 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
     cfg = paper_smoke_config()
     assert cfg["train"]["grpo"]["lr"] == 5e-7 and cfg["train"]["sft"]["lr"] == 1e-5
     assert cfg["evaluate"]["judge"] == "vlm" and cfg["vqa"]["pmc"]["labeller"] == "vlm"
+    assert cfg["vqa"]["source"] == "medvlthinker" and cfg["vqa"]["pmc"]["train"]["id"] == "UCSC-VLAA/MedVLThinker-pmc_vqa"
+    cfg["hub_cache"] = str(fixture_dataset_cache(tmp_path / "hub", cfg))
     (tmp_path / "paper-smoke.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     os.symlink(ROOT / "config", tmp_path / "config")  # config/accelerate/ddp.yaml, as in the checkout
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1"}
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1",
+           "HF_HOME": str(tmp_path / "empty-hf-home")}  # fmt: skip
     proc = subprocess.run(
         [str(BIN / "snakemake"), "--cores", "2", "--configfile", "paper-smoke.yaml", "--snakefile",
          str(ROOT / "Snakefile"), *TARGETS],
@@ -97,3 +105,15 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
     summary = json.loads((tmp_path / "results/paper-smoke/vqa/pmc_vqa_balanced/modality_labels.summary.json")
                          .read_text())  # fmt: skip
     assert summary["labeller"] == "vlm" and sum(summary["counts"].values()) > 0  # the judge labelled the pool
+    # every hub dataset fetched once by the local rule, then read from the cache's snapshot by the jobs
+    run = tmp_path / "results/paper-smoke"
+    for repo in ("UCSC-VLAA--MedVLThinker-Eval", "UCSC-VLAA--MedVLThinker-pmc_vqa"):
+        assert json.loads((run / "hub/datasets" / f"{repo}.json").read_text())["commit"] == COMMIT
+    assert summary["source"].startswith(f"hub:UCSC-VLAA/MedVLThinker-pmc_vqa@{COMMIT}")
+    assert summary["shards"]["n"] >= 1 and summary["shards"]["folder"].endswith("shards/pmc_label")
+    for bench in ("pmc_vqa", "vqa_rad"):
+        skipped = json.loads((run / "vqa" / bench / "skipped.json").read_text())
+        assert skipped["source"].startswith(f"hub:UCSC-VLAA/MedVLThinker-Eval@{COMMIT}") and skipped["n_items"] > 0
+    balance = json.loads((run / "vqa/pmc_vqa_balanced/balance.json").read_text())
+    assert balance["n_items"] == 8 and COMMIT in balance["source"]
+    assert not (tmp_path / "empty-hf-home/hub").exists()  # nothing reached for the default cache
