@@ -4,19 +4,7 @@
 import re
 from pathlib import Path
 
-from medbridge.hub import dataset_repos
-
 HUB_CACHE = config.get("hub_cache")
-HUB_DATASETS = dataset_repos(config)  # org--name -> {id, revision}; none without hub_cache or with fixtures
-
-
-def hub_dataset_record(key):
-    return f"{RUN}/hub/datasets/{key}.json"
-
-
-def hub_dataset_input(source):
-    """The download records of the hub datasets a VQA source (benchmark or the PMC-VQA pool) is read from."""
-    return [hub_dataset_record(k) for k in dataset_repos(config, source)]
 
 
 localrules:
