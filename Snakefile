@@ -7,8 +7,8 @@ from snakemake.utils import min_version
 from medbridge import MedbridgeError
 from medbridge.config import SET_KEY, apply_set, coerce_cli_types, validate_config
 from medbridge.data.vqa import check_vqa_config
-from medbridge.recipe import check_recipe_config
 from medbridge.environment import check_image_reference
+from medbridge.recipe import check_recipe_config
 
 min_version("9.0")
 

@@ -177,3 +177,21 @@ def test_a_jobs_caches_are_node_local_and_only_the_hub_cache_is_shared(hub_cfg, 
         assert Path(seen[k]).is_relative_to(job_root), (k, seen[k], job_root)
     assert seen["hub"] == json.loads(hub_cfg.read_text())["hub_cache"]
     assert not job_root.exists()  # removed at exit by the process that made it
+
+
+def test_a_job_reads_hub_datasets_from_the_cache_offline_or_says_how_to_fetch_them(tiny_cfg, tmp_path):
+    """`vqa-items` (a cluster job) with the config's hub cache: offline by itself; a dataset the cache lacks is an
+    error naming the download step, not a silent network fetch (or a hang) on a compute node."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["vqa"]["source"] = "medvlthinker"
+    cfg["hub_cache"] = str(fixture_dataset_cache(tmp_path, cfg))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "vqa" / "slake" / "items.jsonl"
+    proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out.parent / "skipped.json").read_text())["source"].startswith(
+        f"hub:UCSC-VLAA/MedVLThinker-Eval@{COMMIT}")  # fmt: skip
+    shutil.rmtree(Path(cfg["hub_cache"]) / "datasets--UCSC-VLAA--MedVLThinker-Eval")
+    proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
+    assert proc.returncode == 2 and "not in the hub cache" in proc.stderr and "download_dataset" in proc.stderr

@@ -128,8 +128,9 @@ def download_dataset(cfg: dict, key: str) -> dict:
 
 
 def dataset_snapshot(cfg: dict, repo_id: str, revision: str | None) -> Path | None:
-    """The cached snapshot folder of a dataset repo (read offline), or None without a hub cache."""
-    from huggingface_hub import snapshot_download
+    """The cached snapshot folder of a dataset repo (read offline); None without a hub cache, or when it is not
+    cached and this verb may use the network (e.g. `vqa-counts` on the login node): then the hub it is."""
+    from huggingface_hub import constants, snapshot_download
 
     if cache_dir(cfg) is None:
         return None
@@ -137,6 +138,8 @@ def dataset_snapshot(cfg: dict, repo_id: str, revision: str | None) -> Path | No
         return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg),
                                       local_files_only=True))  # fmt: skip
     except Exception as e:
+        if not constants.HF_HUB_OFFLINE:
+            return None
         raise MedbridgeError(f"dataset {repo_id} (revision {revision or 'main'}) is not in the hub cache "
                              f"{cache_dir(cfg)} ({type(e).__name__}); fetch it on the login node first (Snakemake's "
                              f"download_dataset rule, or `medbridge download-dataset --repo {dataset_key(repo_id)}`)"
