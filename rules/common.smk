@@ -40,7 +40,7 @@ def npz(dataset):
 
 
 def npz_checked(dataset):
-    """The record of a cluster job that read the npz back and checked its layout (what jobs reading the npz wait for)."""
+    """The record of the cluster job that read the npz back and checked its layout (jobs reading the npz wait)."""
     return f"{npz(dataset)}.check.json"
 
 

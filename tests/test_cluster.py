@@ -23,8 +23,9 @@ LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 # The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
 # if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
 GPU_RULES = {"generate", "score", "features", "sft_model", "grpo_model", "pmc_label"}
-CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1", "fig2_rq3", "vqa_fixture",
-             "vqa_items", "pmc_balance", "table3", "recipe", "comparison", "report"}  # fmt: skip
+CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1",
+             "fig2_rq3", "vqa_fixture", "vqa_items", "pmc_balance", "table3", "recipe", "comparison",
+             "report"}  # fmt: skip
 # Lints the project accepts on purpose: every rule calls `{MEDBRIDGE} <verb> --config {CFG}` (docs/ARCHITECTURE.md).
 ACCEPTED_LINTS = {
     "Shell command directly uses variable MEDBRIDGE from outside of the rule",

@@ -152,7 +152,8 @@ def test_a_jobs_caches_are_node_local_and_only_the_hub_cache_is_shared(hub_cfg, 
     env = {"SLURM_JOB_ID": "4242", "TMPDIR": str(node), "TRITON_CACHE_DIR": str(tmp_path / "mine")}
     root = use_job_scratch(env)
     assert root == node / "medbridge-job-4242"
-    assert all(Path(env[v]).is_dir() and Path(env[v]).is_relative_to(root) for v in CACHE_VARS if v != "TRITON_CACHE_DIR")
+    made = [v for v in CACHE_VARS if v != "TRITON_CACHE_DIR"]
+    assert all(Path(env[v]).is_dir() and Path(env[v]).is_relative_to(root) for v in made)
     assert env["TRITON_CACHE_DIR"] == str(tmp_path / "mine")
     assert use_job_scratch({"TMPDIR": str(node)}) is None  # not a job: nothing changes
     gone = {"SLURM_JOB_ID": "7", "TMPDIR": str(tmp_path / "not-bound-in-the-container")}

@@ -11,9 +11,9 @@ fixtures (tests/test_hub.py): the download_dataset local rule records them, and 
 read them offline (HF_HUB_OFFLINE=1, an empty default HF home), as on compute nodes without network.
 
 Swapped, and why: hub models -> tiny models made here (no network, no GPU); MedMNIST download -> the synthetic twin;
-the hub's VQA datasets -> the fixtures in the hub cache's layout; sizes (datasets, items, samples, steps, tokens, pixel bounds) -> tiny ones;
-DeepSpeed ZeRO-3 -> plain data parallel (config/accelerate/ddp.yaml; DeepSpeed needs GPUs); bf16 -> float32 and TRL's
-colocated vLLM rollouts -> HF generate (CPU); the vLLM backend -> HF when vllm is not installed.
+the hub's VQA datasets -> the fixtures in the hub cache's layout; sizes (items, samples, steps, tokens, pixel bounds)
+-> tiny ones; DeepSpeed ZeRO-3 -> plain data parallel (config/accelerate/ddp.yaml; DeepSpeed needs GPUs); bf16 ->
+float32 and TRL's colocated vLLM rollouts -> HF generate (CPU); the vLLM backend -> HF when vllm is not installed.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
     cfg = paper_smoke_config()
     assert cfg["train"]["grpo"]["lr"] == 5e-7 and cfg["train"]["sft"]["lr"] == 1e-5
     assert cfg["evaluate"]["judge"] == "vlm" and cfg["vqa"]["pmc"]["labeller"] == "vlm"
-    assert cfg["vqa"]["source"] == "medvlthinker" and cfg["vqa"]["pmc"]["train"]["id"] == "UCSC-VLAA/MedVLThinker-pmc_vqa"
+    assert cfg["vqa"]["source"] == "medvlthinker"  # the paper's: MedVLThinker-Eval and MedVLThinker-pmc_vqa
     cfg["hub_cache"] = str(fixture_dataset_cache(tmp_path / "hub", cfg))
     (tmp_path / "paper-smoke.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     os.symlink(ROOT / "config", tmp_path / "config")  # config/accelerate/ddp.yaml, as in the checkout

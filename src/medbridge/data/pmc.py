@@ -141,7 +141,8 @@ def label_key(cfg: dict, src, cats: list[str], device: str) -> dict:
 
     pmc, ev = cfg["vqa"]["pmc"], labeller_config(cfg)["evaluate"]
     return {"model": model_fingerprint(resolve(cfg, pmc.get("judge", "judge"))), "backend": ev["backend"],
-            "device": "cpu" if device == "cpu" else "gpu", "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
+            "device": "cpu" if device == "cpu" else "gpu",
+            "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
             "max_new_tokens": pmc.get("max_new_tokens", 16), "prompt": vlm_prompt("{question}", cats),
             "categories": cats, "source": src.where}  # fmt: skip
 
