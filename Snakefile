@@ -4,8 +4,11 @@
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import min_version
 
-from medbridge.config import coerce_exponent_floats
+from medbridge import MedbridgeError
+from medbridge.config import SET_KEY, apply_set, coerce_cli_types, validate_config
+from medbridge.data.vqa import check_vqa_config
 from medbridge.environment import check_image_reference
+from medbridge.recipe import check_recipe_config
 
 min_version("9.0")
 
@@ -16,8 +19,18 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-coerce_exponent_floats(config)  # Snakemake reads YAML 1.1, where `lr: 3e-5` is a string
-# config/schema.yaml is checked by validate_config (rules/common.smk), which names the offending key and what is allowed
+# One nested key from the command line: `--config set="evaluate.n_samples=4 seed=1"` (README), typed by the schema.
+# `lr: 3e-5` (YAML 1.1) and nested --config values ('4') are strings to Snakemake: read as the schema's types.
+# A bad key or value stops here in one line naming it (config/schema.yaml, and cross-field checks), not a traceback.
+try:
+    if SET_KEY in config:
+        apply_set(config, config.pop(SET_KEY))
+    validate_config(coerce_cli_types(config))
+    check_vqa_config(config)  # cross-field checks: known benchmarks, defined roles, modality categories
+    check_recipe_config(config)
+except MedbridgeError as e:
+    first, *rest = str(e).splitlines()
+    raise SystemExit(" ".join(["medbridge: config:", first, "; ".join(line.strip() for line in rest)]).strip())
 
 # Software of every rule: under --sdm apptainer (profiles/slurm) the image named by the config (containers/); under
 # --sdm conda the env envs/medbridge.yaml (set for each rule at the end of this file); otherwise the current env.

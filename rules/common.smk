@@ -3,11 +3,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from medbridge.config import freeze_config, validate_config
+from medbridge.config import freeze_config
 from medbridge.artifacts.rq3 import rq3_models
+from medbridge.hub import dataset_repos
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
-
-validate_config(config)  # cross-field checks the JSON Schema cannot express (roles, k <= n)
 
 RUN = f"results/{config['run_name']}"
 CFG = f"{RUN}/config.json"  # what every verb reads; rewritten only when the config changes
@@ -40,6 +39,11 @@ def npz(dataset):
     return f"{RUN}/data/medmnist/{name}"
 
 
+def npz_checked(dataset):
+    """The record of the cluster job that read the npz back and checked its layout (jobs reading the npz wait)."""
+    return f"{npz(dataset)}.check.json"
+
+
 def items(dataset, split):
     return f"{RUN}/mcq/{dataset}/{split}.jsonl"
 
@@ -51,6 +55,19 @@ def model_dir(name):
 def hub_record(name):
     """What rules/download.smk fetched for a hub model role (the model itself sits in the hub cache)."""
     return f"{RUN}/hub/{name}.json"
+
+
+HUB_DATASETS = dataset_repos(config)  # org--name -> {id, revision}; none without hub_cache or with fixtures
+
+
+def hub_dataset_record(key):
+    """What rules/download.smk fetched for a hub dataset repo (the data itself sits in the hub cache)."""
+    return f"{RUN}/hub/datasets/{key}.json"
+
+
+def hub_dataset_input(source):
+    """The download records of the hub datasets a VQA source (a benchmark or the PMC-VQA pool) is read from."""
+    return [hub_dataset_record(k) for k in dataset_repos(config, source)]
 
 
 def model_input(name):

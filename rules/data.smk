@@ -1,4 +1,6 @@
 # MedMNIST files (synthetic twin in the tiny profile, the real download in the paper's) and MCQ items.
+# medmnist_npz is a local rule (rules/download.smk): it only downloads and checks the MD5; reading the file back and
+# checking its layout (a 224 px train split is up to 13.5 GB in memory) is medmnist_check, a cluster job.
 
 
 rule medmnist_npz:
@@ -14,9 +16,23 @@ rule medmnist_npz:
         "{MEDBRIDGE} data --config {CFG} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
-rule mcq_items:
+rule medmnist_check:
     input:
         lambda w: npz(w.dataset),
+    output:
+        npz_checked("{dataset}"),
+    log:
+        log("data/{dataset}_check"),
+    benchmark:
+        bench("medmnist_check/{dataset}")
+    shell:
+        "{MEDBRIDGE} data-check --config {CFG} --dataset {wildcards.dataset} --npz {input} --out {output} > {log} 2>&1"
+
+
+rule mcq_items:
+    input:
+        npz=lambda w: npz(w.dataset),
+        checked=lambda w: npz_checked(w.dataset),
     output:
         items("{dataset}", "{split}"),
     log:
@@ -26,7 +42,7 @@ rule mcq_items:
     params:
         settings=config["mcq"],
     shell:
-        "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input} "
+        "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input.npz} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"
 
 

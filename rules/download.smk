@@ -1,5 +1,7 @@
-# Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role into the
-# configured hub cache (`hub_cache`), which the model-loading jobs then read offline; the MedMNIST+ files.
+# Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role and every
+# hub dataset the config reads into the configured hub cache (`hub_cache`), which the jobs then read offline; the
+# MedMNIST+ files. Local rules only download and checksum (the profile caps how many run at once: local-cores).
+import re
 from pathlib import Path
 
 HUB_CACHE = config.get("hub_cache")
@@ -7,6 +9,7 @@ HUB_CACHE = config.get("hub_cache")
 
 localrules:
     download_model,
+    download_dataset,
     medmnist_npz,
 
 
@@ -30,3 +33,18 @@ rule download_model:
         settings=lambda w: {"model": MODELS[w.model], "hub_cache": HUB_CACHE},
     shell:
         "{MEDBRIDGE} download-model --config {CFG} --model {wildcards.model} --out {output} > {log} 2>&1"
+
+
+rule download_dataset:
+    output:
+        hub_dataset_record("{repo}"),
+    log:
+        log("hub/datasets/{repo}"),
+    benchmark:
+        bench("download_dataset/{repo}")
+    wildcard_constraints:
+        repo="|".join(map(re.escape, HUB_DATASETS)) or "__none__",
+    params:
+        settings=lambda w: {"dataset": HUB_DATASETS[w.repo], "hub_cache": HUB_CACHE},
+    shell:
+        "{MEDBRIDGE} download-dataset --config {CFG} --repo {wildcards.repo} --out {output} > {log} 2>&1"

@@ -17,6 +17,7 @@ PROBE_FEATURE_SETTINGS = {
 rule features:
     input:
         npz=[npz(d) for d in DATASETS],
+        checked=[npz_checked(d) for d in DATASETS],
         model=lambda w: model_input(w.model),
     output:
         [features_npz("{model}", d) for d in DATASETS],

@@ -1,10 +1,7 @@
 # Section 4: the six medical VQA benchmarks of Table 3 as MCQ items, the modality-balanced PMC-VQA RL subset (the
 # training set of the `ours` model), Table 3, and the boundary-aware recipe's decisions (Eq. 1).
-from medbridge.data.vqa import benchmark_names, check_vqa_config, names as vqa_source_names
-from medbridge.recipe import check_recipe_config
+from medbridge.data.vqa import benchmark_names, names as vqa_source_names
 
-check_vqa_config(config)  # cross-field checks: known benchmarks, defined roles, modality categories
-check_recipe_config(config)
 VQA = config.get("vqa", {})
 BENCHMARKS = benchmark_names(config)
 PMC = VQA.get("pmc", {})
@@ -29,6 +26,7 @@ rule vqa_fixture:
 rule vqa_items:
     input:
         source=lambda w: vqa_source_input(w.benchmark),
+        hub=lambda w: hub_dataset_input(w.benchmark),  # read offline from the hub cache (rules/download.smk)
     output:
         jsonl=vqa_items("{benchmark}"),
         images=directory(vqa_images("{benchmark}")),
@@ -51,6 +49,7 @@ rule vqa_items:
 rule pmc_label:
     input:
         source=vqa_source_input(PMC_POOL),
+        hub=hub_dataset_input(PMC_POOL),
         model=model_input(PMC.get("judge", "judge")) if PMC.get("labeller") == "vlm" else [],
     output:
         labels=pmc_labels(),
@@ -60,17 +59,20 @@ rule pmc_label:
     benchmark:
         bench("pmc_label/pmc_label")
     params:
-        settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude")} | {"source": VQA.get("source")},
+        settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude", "shard_size")}
+        | {"source": VQA.get("source")},
         src=source_dir_arg,
+        shards=f"{RUN}/shards/pmc_label",  # outside the outputs, which Snakemake removes before a rerun
     shell:
         "{MEDBRIDGE} pmc-label --config {CFG} {params.src} --out {output.labels} --summary {output.summary} "
-        "> {log} 2>&1"
+        "--shards {params.shards} > {log} 2>&1"
 
 
 rule pmc_balance:
     input:
         labels=pmc_labels(),
         source=vqa_source_input(PMC_POOL),
+        hub=hub_dataset_input(PMC_POOL),
     output:
         jsonl=train_items("pmc_vqa_balanced"),
         images=directory(f"{RUN}/vqa/pmc_vqa_balanced/images"),

@@ -23,8 +23,9 @@ LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 # The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
 # if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
 GPU_RULES = {"generate", "score", "features", "sft_model", "grpo_model", "pmc_label"}
-CPU_RULES = {"medmnist_npz", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1", "fig2_rq3", "vqa_fixture",
-             "vqa_items", "pmc_balance", "table3", "recipe", "comparison", "report"}  # fmt: skip
+CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1",
+             "fig2_rq3", "vqa_fixture", "vqa_items", "pmc_balance", "table3", "recipe", "comparison",
+             "report"}  # fmt: skip
 # Lints the project accepts on purpose: every rule calls `{MEDBRIDGE} <verb> --config {CFG}` (docs/ARCHITECTURE.md).
 ACCEPTED_LINTS = {
     "Shell command directly uses variable MEDBRIDGE from outside of the rule",
@@ -124,6 +125,7 @@ def test_slurm_profile_is_the_one_command_for_the_paper(slurm_profile):
     assert p["configfile"] == "config/paper.yaml" and p["replace-workflow-config"] is True
     assert p["software-deployment-method"] == "apptainer" and "--nv" in p["apptainer-args"].split()
     assert p["slurm-requeue"] is True
+    assert 1 <= p["local-cores"] <= 4  # local rules (downloads) share the login node: a few at once
     assert p["retries"] >= 1
     # partition and account are the user's, behind documented keys
     assert {"slurm_partition", "slurm_account"} <= set(p["default-resources"])
@@ -165,7 +167,7 @@ def test_retries_stay_within_the_clusters_limits(slurm_profile):
     text = SLURM_PROFILE.read_text().replace(f"max_mem_mb: {caps['max_mem_mb']}", "max_mem_mb: 50000")
     low = yte.process_yaml(io.StringIO(text), require_use_yte=True)
     assert eval(low["set-resources"]["grpo_model"]["mem_mb"]) == 50000
-    assert eval(low["set-resources"]["medmnist_npz"]["mem_mb"], {"attempt": 3}) == 50000
+    assert eval(low["set-resources"]["medmnist_check"]["mem_mb"], {"attempt": 3}) == 50000
 
 
 def test_threads_match_the_booked_cores_and_training_takes_one_node(slurm_profile):
@@ -201,6 +203,11 @@ def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile,
     assert len(paper_jobs["download_model"]) == 2
     for role in ("base", "judge"):
         assert f"output: results/paper/hub/{role}.json" in paper_dry_run
+    # so are the hub datasets of base's Table 3 eval sets, once (not by each of the 6 vqa_items jobs)
+    assert len(paper_jobs["vqa_items"]) == 6 and len(paper_jobs["download_dataset"]) == 1
+    assert "output: results/paper/hub/datasets/UCSC-VLAA--MedVLThinker-Eval.json" in paper_dry_run
+    # MedMNIST files are read back by cluster jobs with the memory a 224 px train split needs (local rules: below)
+    assert paper_jobs["medmnist_check"] and all(int(r["mem_mb"]) >= 32000 for r in paper_jobs["medmnist_check"])
 
 
 def test_jobs_call_the_medbridge_of_their_environment(paper_dry_run):
@@ -264,7 +271,8 @@ def test_every_rule_names_the_image_and_the_conda_env(tmp_path):
             assert image == "docker://example.org/medbridge:1", name
             assert env == str(ROOT / "envs" / "medbridge.yaml"), name
     # downloads run once on the login node (local rules), before the jobs that load what they fetched
-    assert {name for name, *_, local in rows if local == "True"} == {"download_model", "medmnist_npz"}
+    assert {name for name, *_, local in rows if local == "True"} == {"download_model", "download_dataset",
+                                                                      "medmnist_npz"}  # fmt: skip
 
 
 def test_configs_name_an_image():

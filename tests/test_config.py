@@ -107,3 +107,37 @@ def test_snakemake_configfile_with_exponent_floats(tmp_path, tiny_cfg):
                           text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "grpo_model" in proc.stdout
+
+
+def test_one_nested_key_from_the_command_line_is_typed_by_the_schema(tiny_cfg):
+    """`--config set="..."`: each dotted key changes that key only, its value typed as the schema wants it."""
+    from medbridge.config import apply_set, coerce_cli_types
+
+    text = "evaluate.n_samples=4 evaluate.k=[1,2,4] train.grpo.lr=3e-5 run_name=123 models.base.dtype=float32"
+    cfg = apply_set(copy.deepcopy(tiny_cfg), text + " 'vqa.pmc.categories=[CT, none]'")
+    ev = cfg["evaluate"]
+    assert ev["n_samples"] == 4 and ev["k"] == [1, 2, 4] and ev["temperature"] == tiny_cfg["evaluate"]["temperature"]
+    assert cfg["train"]["grpo"]["lr"] == 3e-5 and cfg["run_name"] == "123"  # a string where the schema wants one
+    assert cfg["models"]["base"] == {"source": "tiny", "dtype": "float32"}
+    assert cfg["vqa"]["pmc"]["categories"] == ["CT", "none"]
+    validate_config(mutate(cfg, ("recipe", "k"), 4))
+    for bad, named in [("evaluate.n_sample=4", "'evaluate.n_sample'"), ("evaluat.n_samples=4", "'evaluat'"),
+                       ("seed", "not key=value")]:  # fmt: skip
+        with pytest.raises(MedbridgeError, match=re.escape(named)):
+            apply_set(copy.deepcopy(tiny_cfg), bad)
+    # Snakemake's `--config 'evaluate={"n_samples": 4}'` hands nested values over as strings
+    nested = mutate(mutate(tiny_cfg, ("evaluate", "n_samples"), "16"), ("evaluate", "dtype"), "float32")
+    nested = mutate(mutate(nested, ("train", "sft", "lora"), "false"), ("evaluate", "temperature"), "0.5")
+    coerce_cli_types(nested)
+    assert (nested["evaluate"]["n_samples"], nested["evaluate"]["temperature"]) == (16, 0.5)
+    assert nested["train"]["sft"]["lora"] is False
+
+
+def test_snakemake_answers_a_bad_override_in_one_line():
+    snakemake = Path(sys.executable).with_name("snakemake")
+    bad = "set=evaluate.n_samples=4 evaluate.backend=ollama"
+    proc = subprocess.run([str(snakemake), "--list-rules", "--config", bad], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    (line,) = [ln for ln in proc.stderr.splitlines() if "medbridge: config:" in ln]
+    assert "evaluate.backend: 'ollama' is not allowed" in line and "Traceback" not in proc.stderr, proc.stderr

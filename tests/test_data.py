@@ -62,3 +62,46 @@ def test_loader_rejects_missing_corrupt_and_mismatched(tmp_path, synthetic_dir):
 def test_unknown_dataset_is_named():
     with pytest.raises(MedbridgeError, match="unknown dataset 'mnist'"):
         dataset_info("mnist")
+
+
+def test_the_download_only_downloads_and_the_check_is_a_job(tmp_path, synthetic_dir, tiny_cfg, monkeypatch):
+    """`medbridge data` (a local rule, the login node) fetches and MD5-checks the file without loading it;
+    `medbridge data-check` (a cluster job) reads every split back; a corrupt file fails the check, naming it."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from medbridge.data import medmnist
+
+    src = synthetic_dir / npz_name("breastmnist", 64)
+    info = {"breastmnist": {**medmnist.medmnist_info()["breastmnist"], "url_64": src.as_uri(),
+                            "MD5_64": hashlib.md5(src.read_bytes()).hexdigest()}}  # fmt: skip
+    monkeypatch.setattr(medmnist, "medmnist_info", lambda: info)
+    import shutil
+
+    import torchvision.datasets.utils as tv  # the transfer itself (no network here): a copy of the local file
+
+    monkeypatch.setattr(tv, "_urlretrieve", lambda url, path, *a: shutil.copyfile(url.removeprefix("file://"), path))
+    monkeypatch.setattr(np, "load", lambda *a, **k: pytest.fail("the download step loaded the file"))
+    got = medmnist.download("breastmnist", 64, tmp_path / "dl")
+    assert got.read_bytes() == src.read_bytes()
+    info["breastmnist"]["MD5_64"] = "0" * 32  # a transfer that does not match medmnist's MD5
+    with pytest.raises(MedbridgeError, match="MD5|integrity|could not download"):
+        medmnist.download("breastmnist", 64, tmp_path / "dl2")
+    monkeypatch.undo()
+
+    cfg = tmp_path / "config.json"
+    cfg.write_text(json.dumps(tiny_cfg))
+    check = [sys.executable, "-m", "medbridge.cli", "data-check", "--config", str(cfg), "--dataset", "breastmnist"]
+    proc = subprocess.run([*check, "--npz", str(got), "--out", str(tmp_path / "ok.json")], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads((tmp_path / "ok.json").read_text())["splits"]["train"]["n"] == 40
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(got.read_bytes()[:5000])
+    proc = subprocess.run([*check, "--npz", str(bad), "--out", str(tmp_path / "bad.json")], capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 2 and "corrupt or truncated" in proc.stderr and not (tmp_path / "bad.json").exists()

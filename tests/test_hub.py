@@ -37,6 +37,39 @@ def make_hub_cache(root: Path, model_dir: Path) -> Path:
     return root
 
 
+def make_hub_dataset_cache(root: Path, repo_id: str, splits: dict) -> Path:
+    """A dataset repo in the hub cache's layout: {split: datasets.Dataset} as data/<split>-00000-of-00001.parquet
+    (the files the hub serves for a one-config dataset), blobs, snapshots/<commit>/, refs/main."""
+    repo = root / ("datasets--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / COMMIT
+    (repo / "blobs").mkdir(parents=True)
+    (snap / "data").mkdir(parents=True)
+    for split, ds in splits.items():
+        tmp = repo / f"{split}.parquet"
+        ds.to_parquet(str(tmp))
+        blob = repo / "blobs" / sha256_file(tmp)
+        tmp.rename(blob)
+        (snap / "data" / f"{split}-00000-of-00001.parquet").symlink_to(Path("../../../blobs") / blob.name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(COMMIT)
+    return root
+
+
+def fixture_dataset_cache(root: Path, cfg: dict) -> Path:
+    """The paper's two hub datasets (MedVLThinker-Eval, MedVLThinker-pmc_vqa) made from the fixtures, hub-shaped."""
+    from datasets import load_from_disk
+
+    from medbridge.data.vqa import get_adapter
+    from medbridge.data.vqa.build import write_fixture
+
+    for name, repo_id, split in (("medvlthinker_eval", "UCSC-VLAA/MedVLThinker-Eval", "test"),
+                                 ("pmc_vqa_train", "UCSC-VLAA/MedVLThinker-pmc_vqa", "train")):  # fmt: skip
+        assert get_adapter(name).hub["id"] == repo_id
+        raw = write_fixture(cfg, name, root / "fixtures" / name)
+        make_hub_dataset_cache(root / "hub-cache", repo_id, {split: load_from_disk(str(raw / "default"))[split]})
+    return root / "hub-cache"
+
+
 @pytest.fixture()
 def hub_cfg(tiny_cfg, tiny_model_dir, tmp_path) -> Path:
     cfg = copy.deepcopy(tiny_cfg)
@@ -101,8 +134,65 @@ def test_gpu_verbs_are_offline_and_downloads_are_not(tiny_cfg, tmp_path, monkeyp
     cfg = {**tiny_cfg, "hub_cache": str(tmp_path / "cache")}
     use_cache(cfg, "download-model")
     assert os.environ["HF_HUB_CACHE"] == str(tmp_path / "cache") and "HF_HUB_OFFLINE" not in os.environ
-    for verb in ("generate", "score", "features", "sft", "grpo", "pmc-label"):
+    for verb in ("generate", "score", "features", "sft", "grpo", "pmc-label", "vqa-items", "pmc-balance"):
         monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
         use_cache(cfg, verb)
         assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE, verb
     assert constants.HF_HUB_CACHE == str(tmp_path / "cache")  # libraries already imported see it too
+
+
+def test_a_jobs_caches_are_node_local_and_only_the_hub_cache_is_shared(hub_cfg, tmp_path):
+    """In a SLURM job (or a container), every library cache that would land in the home folder (the checkout under
+    `apptainer --home`) points at the job's own folder under $TMPDIR; a variable the user set stays; the libraries
+    read them; the folder goes when the job ends."""
+    from medbridge.scratch import CACHE_VARS, use_job_scratch
+
+    node = tmp_path / "node-local"
+    node.mkdir()
+    env = {"SLURM_JOB_ID": "4242", "TMPDIR": str(node), "TRITON_CACHE_DIR": str(tmp_path / "mine")}
+    root = use_job_scratch(env)
+    assert root == node / "medbridge-job-4242"
+    made = [v for v in CACHE_VARS if v != "TRITON_CACHE_DIR"]
+    assert all(Path(env[v]).is_dir() and Path(env[v]).is_relative_to(root) for v in made)
+    assert env["TRITON_CACHE_DIR"] == str(tmp_path / "mine")
+    assert use_job_scratch({"TMPDIR": str(node)}) is None  # not a job: nothing changes
+    gone = {"SLURM_JOB_ID": "7", "TMPDIR": str(tmp_path / "not-bound-in-the-container")}
+    assert use_job_scratch(gone) == Path("/tmp/medbridge-job-7")
+    shutil.rmtree("/tmp/medbridge-job-7")
+
+    # a real verb in a job: the libraries see the node-local caches, the hub cache is the shared one; cleaned up
+    probe = ("import json, os; from medbridge.scratch import use_job_scratch; use_job_scratch(); "  # as cli.main
+             "from medbridge.config import load_config; from medbridge.hub import use_cache; "
+             f"use_cache(load_config({str(hub_cfg)!r}), 'generate'); import datasets.config as d; "
+             "from torch._inductor.runtime.cache_dir_utils import cache_dir; "
+             "print(json.dumps({'datasets': str(d.HF_DATASETS_CACHE), 'inductor': cache_dir(), "
+             "'hub': os.environ['HF_HUB_CACHE'], 'vllm': os.environ['VLLM_CACHE_ROOT']}))")  # fmt: skip
+    job = {k: v for k, v in clean_env(tmp_path).items() if k not in CACHE_VARS}  # (torch here set its own)
+    job |= {"SLURM_JOB_ID": "4243", "TMPDIR": str(node)}
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=job, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    seen = json.loads(proc.stdout.strip().splitlines()[-1])
+    job_root = node / "medbridge-job-4243"
+    for k in ("datasets", "inductor", "vllm"):
+        assert Path(seen[k]).is_relative_to(job_root), (k, seen[k], job_root)
+    assert seen["hub"] == json.loads(hub_cfg.read_text())["hub_cache"]
+    assert not job_root.exists()  # removed at exit by the process that made it
+
+
+def test_a_job_reads_hub_datasets_from_the_cache_offline_or_says_how_to_fetch_them(tiny_cfg, tmp_path):
+    """`vqa-items` (a cluster job) with the config's hub cache: offline by itself; a dataset the cache lacks is an
+    error naming the download step, not a silent network fetch (or a hang) on a compute node."""
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["vqa"]["source"] = "medvlthinker"
+    cfg["hub_cache"] = str(fixture_dataset_cache(tmp_path, cfg))
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(cfg))
+    out = tmp_path / "vqa" / "slake" / "items.jsonl"
+    proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((out.parent / "skipped.json").read_text())["source"].startswith(
+        f"hub:UCSC-VLAA/MedVLThinker-Eval@{COMMIT}")  # fmt: skip
+    shutil.rmtree(Path(cfg["hub_cache"]) / "datasets--UCSC-VLAA--MedVLThinker-Eval")
+    proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
+    assert proc.returncode == 2 and "not in the hub cache" in proc.stderr and "download_dataset" in proc.stderr

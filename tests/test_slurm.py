@@ -5,6 +5,7 @@ resources of profiles/slurm (a 2-GPU training job among them), and the cluster g
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import re
@@ -96,7 +97,12 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
     cfg["data"]["synthetic"] = {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     targets = ["results/slurm/mcq/pneumoniamnist/test.jsonl", "results/slurm/models/base"]  # a CPU chain, a "GPU" job
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    node = tmp_path / "node-local"  # the jobs' $TMPDIR (node-local scratch on a real cluster)
+    node.mkdir()
+    from medbridge.scratch import CACHE_VARS
+
+    env = {k: v for k, v in os.environ.items() if k not in CACHE_VARS}  # (torch, imported by other tests, sets one)
+    env |= {"PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "TMPDIR": str(node)}
     proc = subprocess.run(
         [str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), "--configfile", "config.yaml",
          "--snakefile", str(ROOT / "Snakefile"), "--verbose", *targets],
@@ -113,6 +119,14 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
         submitted.setdefault(rule, []).append(jobid)
     assert {"mcq_items", "build_tiny"} <= set(submitted), submitted
     assert "medmnist_npz" not in submitted  # a download: a local rule, run once by Snakemake on the login node
+    assert "medmnist_check" in submitted  # reading the file back is a cluster job
+    # a job's caches went to its own folder under $TMPDIR (not the checkout), removed when it ended
+    side = json.loads((tmp_path / "results/slurm/data/medmnist/pneumoniamnist_64.npz.check.json.provenance.json")
+                      .read_text())  # fmt: skip
+    job_dir = node / f"medbridge-job-{side['slurm_job_id']}"
+    assert side["slurm_job_id"] in submitted["medmnist_check"] and side["caches"], side
+    assert all(Path(v).is_relative_to(job_dir) for v in side["caches"].values()), side["caches"]
+    assert not job_dir.exists()
 
     sbatch_calls = re.findall(r"sbatch call: (.*)", log)
     gpu_calls = [c for c in sbatch_calls if "rule_build_tiny" in c]

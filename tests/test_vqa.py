@@ -272,6 +272,48 @@ def test_vlm_labeller_runs_the_judge_model_batched(cfg, fixtures, tiny_model_dir
     assert summary["n_unparsed"] == sum(not r["parsed"] for r in rows)
 
 
+def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtures, tiny_model_dir, tmp_path,
+                                                                      monkeypatch):  # fmt: skip
+    """A labelling job killed at its time limit keeps its whole shards; the next attempt labels only the rest, and
+    gives the same labels as one uninterrupted run. Shards made under another key (pixel bounds) are discarded. The
+    backend gets the labeller's own pixel bounds, not the evaluation's."""
+    from medbridge.data import pmc
+    from medbridge.score import judge
+
+    cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
+    cfg["evaluate"].update(min_pixels=1003520, max_pixels=12845056)  # the paper's evaluation bounds
+    cfg["vqa"]["pmc"].update(labeller="vlm", judge="judge", batch_size=4, shard_size=8, pool_size=20,
+                             min_pixels=3136, max_pixels=200704)  # fmt: skip
+    calls, real = [], judge.judge_backend
+
+    class Dies:  # the real tiny judge, killed (as by SLURM's time limit) during its `die_at`-th call
+        def __init__(self, c, role, die_at):
+            self.inner, self.die_at = real(c, role), die_at
+            calls.append({k: c["evaluate"].get(k) for k in ("min_pixels", "max_pixels")})
+
+        def complete(self, images, prompts, n):
+            self.die_at -= 1
+            if self.die_at == 0:
+                raise KeyboardInterrupt("time limit")
+            return self.inner.complete(images, prompts, n)
+
+    shards = tmp_path / "shards"
+    monkeypatch.setattr(judge, "judge_backend", lambda c, role: Dies(c, role, die_at=5))  # in the 3rd shard (2 calls each)
+    with pytest.raises(KeyboardInterrupt):
+        pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
+    assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
+    assert calls == [{"min_pixels": 3136, "max_pixels": 200704}]
+    monkeypatch.setattr(judge, "judge_backend", lambda c, role: Dies(c, role, die_at=0))
+    rows, summary = pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
+    assert summary["shards"] | {"folder": None} == {"folder": None, "n": 3, "reused": 2, "shard_size": 8}
+    monkeypatch.setattr(judge, "judge_backend", real)
+    fresh, _ = pmc.label_pool(cfg, fixtures / "pmc_vqa_train")  # uninterrupted, no shards kept
+    assert rows == fresh and len(rows) == 20
+    cfg["vqa"]["pmc"]["max_pixels"] = 401408  # other bounds, other labels: nothing reused
+    _, again = pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
+    assert again["shards"]["reused"] == 0
+
+
 # --- Table 3 ---
 
 

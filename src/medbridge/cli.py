@@ -17,6 +17,7 @@ VERBS = {
     "validate-config": ("validate_config", "validate a config file (and overrides) against config/schema.yaml"),
     "freeze-config": ("validate_config", "validate a config and write it as the run's frozen config.json"),
     "data": ("data", "make (synthetic) or download (medmnist) one MedMNIST npz file"),
+    "data-check": ("data_check", "read a MedMNIST npz back split by split and check its layout (a cluster job)"),
     "build-tiny": ("build_tiny", "build the tiny Qwen2.5-VL model of the tiny profile"),
     "items": ("items", "turn one MedMNIST split into multiple-choice items (JSONL)"),
     "features": ("features", "frozen vision-tower features of one model on MedMNIST datasets (cached npz)"),
@@ -42,6 +43,7 @@ VERBS = {
     "diagnose": ("diagnose", "Support@K, Acc@1 and gap of a model on an item set -> bridge (SFT) or sharpen (RL)"),
     "recipe": ("recipe", "the boundary-aware recipe's decision for every MedMNIST task x evaluated model (CSV)"),
     "download-model": ("download_model", "fetch a hub model role at its revision into the hub cache (login node)"),
+    "download-dataset": ("download_dataset", "fetch a hub dataset the config reads into the hub cache (login node)"),
     "plan": ("plan", "jobs and estimated GPU-hours per GPU rule of a config, before running it (docs/CLUSTER.md)"),
     "env": ("env", "the exact environment (Python, every package, CUDA, image digest) against the lock; compare two"),
 }
@@ -67,6 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     sys.argv = [sys.argv[0], *argv]
     args = build_parser().parse_args(argv)
+    from medbridge.scratch import use_job_scratch
+
+    use_job_scratch()  # a cluster job's caches on node-local scratch, not the shared checkout (before any import)
     try:
         if args._verb != "env":  # in the image: refuse a too-old NVIDIA driver before torch silently uses the CPU
             from medbridge.environment import check_cuda_driver

@@ -47,6 +47,94 @@ def coerce_exponent_floats(cfg: dict) -> dict:
     return cfg
 
 
+def coerce_cli_types(cfg: dict) -> dict:
+    """In place: strings where the schema wants an integer, number or boolean become one, if they read as one.
+    Snakemake's `--config key=<yaml>` parses nested values with YAML's BaseLoader, where every scalar is a string
+    (`'evaluate={"n_samples": 4}'` gives '4'); anything else is left for validate_config to name."""
+    import jsonschema
+
+    coerce_exponent_floats(cfg)
+    validator = jsonschema.Draft202012Validator(load_schema())
+    for err in list(validator.iter_errors(cfg)):
+        path = list(err.absolute_path)
+        if err.validator != "type" or not path or not isinstance(err.instance, str):
+            continue
+        value = yaml.load(err.instance, ConfigLoader) if err.instance.strip() else None
+        wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        if any(_is_type(value, t) for t in wanted):
+            parent = cfg
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = value
+    return cfg
+
+
+def _is_type(value, name: str) -> bool:
+    if isinstance(value, bool):
+        return name == "boolean"
+    return {"integer": isinstance(value, int), "number": isinstance(value, int | float)}.get(name, False)
+
+
+SET_KEY = "set"  # `--config set="evaluate.n_samples=4 seed=1"` (Snakemake's --config accepts no dotted keys)
+
+
+def apply_set(cfg: dict, text: str) -> dict:
+    """In place: each `dotted.key=value` of `text` (space separated; quote a value with spaces) sets that one nested
+    key, the rest of its section kept. Values are read as YAML (`k=[1,2]`, `lr=3e-5`) unless the schema wants a
+    string there; a key the schema does not know is refused, naming it and the keys allowed beside it."""
+    import shlex
+
+    for pair in shlex.split(str(text)):
+        key, eq, raw = pair.partition("=")
+        if not eq or not key:
+            raise MedbridgeError(f"--config set: {pair!r} is not key=value; e.g. set=\"evaluate.n_samples=4 seed=1\"")
+        path = key.split(".")
+        node = _schema_at(path)
+        try:
+            value = raw if _wants_string(node) else yaml.load(raw, ConfigLoader)
+        except yaml.YAMLError as e:
+            raise MedbridgeError(f"--config set: value of {key} is not valid YAML ({raw!r}): {e}") from e
+        parent = cfg
+        for part in path[:-1]:
+            if not isinstance(parent.get(part), dict):
+                parent[part] = {}
+            parent = parent[part]
+        parent[path[-1]] = value
+    return cfg
+
+
+def _resolve(node: dict) -> dict:
+    schema = load_schema()
+    while "$ref" in node:
+        target = schema
+        for part in node["$ref"].lstrip("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def _schema_at(path: list[str]) -> dict:
+    node = load_schema()
+    for i, part in enumerate(path):
+        node = _resolve(node)
+        props = node.get("properties", {})
+        if part in props:
+            node = props[part]
+        elif isinstance(node.get("additionalProperties"), dict):  # e.g. models.<role>
+            node = node["additionalProperties"]
+        else:
+            where = ".".join(path[:i]) or "the top level"
+            raise MedbridgeError(f"--config set: unknown key {'.'.join(path[: i + 1])!r}; allowed keys under {where}: "
+                                 f"{sorted(props)} (config/schema.yaml)")  # fmt: skip
+    return _resolve(node)
+
+
+def _wants_string(node: dict) -> bool:
+    if "enum" in node:
+        return all(isinstance(v, str) for v in node["enum"])
+    return node.get("type") == "string"
+
+
 @lru_cache(maxsize=1)
 def load_schema() -> dict:
     # libyaml's loader where built (10x the pure-Python one): every Snakemake start reads the schema

@@ -1,6 +1,6 @@
-"""Hub models: fetched once, by one localrule on the login node, into one configured cache; the jobs that load
-models (the GPU rules) read that cache with HF_HUB_OFFLINE=1, so parallel jobs never download the same 7B at once
-and a compute node needs no network.
+"""Hub models and datasets: fetched once, by localrules on the login node, into one configured cache; the jobs that
+load them (the GPU rules, the VQA items, the PMC-VQA labelling and draw) read that cache with HF_HUB_OFFLINE=1, so
+parallel jobs never download the same 7B (or the same eval set) at once and a compute node needs no network.
 
 `hub_cache` (config) names the cache directory (relative paths are relative to the checkout, the jobs' working
 directory; the Snakefile binds an outside path into the container). Without it, huggingface_hub's own cache and
@@ -15,8 +15,10 @@ from pathlib import Path
 
 from medbridge import MedbridgeError
 
-# Verbs that load models (the GPU rules): offline when a hub cache is configured.
-OFFLINE_VERBS = frozenset({"generate", "score", "features", "sft", "grpo", "pmc-label", "diagnose"})
+# Verbs that read the hub cache (models: the GPU rules; datasets: the VQA items and the PMC-VQA pool): offline when a
+# hub cache is configured. Only the download verbs (local rules, the login node) reach the network.
+OFFLINE_VERBS = frozenset({"generate", "score", "features", "sft", "grpo", "pmc-label", "diagnose", "vqa-items",
+                           "pmc-balance"})  # fmt: skip
 # What a model directory needs: weights as safetensors, configs, tokenizer and chat template (no pickles).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken", "*.py"]
 
@@ -72,3 +74,73 @@ def download(cfg: dict, role: str) -> dict:
         fetched.append({"id": repo_id, "revision": revision, "commit": path.name, "path": str(path),
                         "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())})  # fmt: skip
     return {"role": role, "cache": str(cache) if cache else None, "repos": fetched}
+
+
+def dataset_key(repo_id: str) -> str:
+    """A dataset repo as a file name (as the hub cache spells it: org--name)."""
+    return repo_id.replace("/", "--")
+
+
+def dataset_repos(cfg: dict, source: str | None = None) -> dict[str, dict]:
+    """{key: {id, revision}} of the hub datasets the config reads (those of one VQA `source` name: a benchmark, or
+    the PMC-VQA pool), when a hub cache is configured; none for fixtures or a source with its own `path`."""
+    from medbridge.data.vqa import get_adapter, source_entry
+
+    vqa = cfg.get("vqa") or {}
+    if cache_dir(cfg) is None or vqa.get("source", "hub") == "fixtures":
+        return {}
+    names = [b["name"] for b in vqa.get("benchmarks", [])]
+    if vqa.get("pmc"):
+        names.append(vqa["pmc"].get("train", {}).get("name", "pmc_vqa_train"))
+    out = {}
+    for name in names if source is None else [source]:
+        adapter, entry = get_adapter(name), source_entry(cfg, name)
+        if entry.get("path"):
+            continue
+        if vqa.get("source") == "medvlthinker" and adapter.kind == "benchmark":
+            cons = vqa.get("consolidated", {})
+            if cons.get("path"):
+                continue
+            repo = (cons.get("id", get_adapter("medvlthinker_eval").hub["id"]), cons.get("revision"))
+        else:
+            repo = (entry.get("id", adapter.hub["id"]), entry.get("revision"))
+        out[dataset_key(repo[0])] = {"id": repo[0], "revision": repo[1]}
+    return out
+
+
+def download_dataset(cfg: dict, key: str) -> dict:
+    """snapshot_download one dataset repo the config reads, at its revision, into the hub cache: what was fetched."""
+    from huggingface_hub import snapshot_download
+
+    repos = dataset_repos(cfg)
+    if key not in repos:
+        raise MedbridgeError(f"{key!r} is not a hub dataset this config reads (with hub_cache set): "
+                             f"{sorted(repos) or 'none'}")  # fmt: skip
+    repo_id, revision = repos[key]["id"], repos[key]["revision"]
+    try:
+        path = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg)))
+    except Exception as e:  # network, auth, unknown id or revision
+        raise MedbridgeError(f"could not fetch dataset {repo_id} (revision {revision or 'main'}): {type(e).__name__}: "
+                             f"{e}. Check the id/revision in the vqa config, network on this node, and HF_TOKEN "
+                             "for gated datasets") from e  # fmt: skip
+    return {"id": repo_id, "revision": revision, "commit": path.name, "cache": str(cache_dir(cfg)), "path": str(path),
+            "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())}  # fmt: skip
+
+
+def dataset_snapshot(cfg: dict, repo_id: str, revision: str | None) -> Path | None:
+    """The cached snapshot folder of a dataset repo (read offline); None without a hub cache, or when it is not
+    cached and this verb may use the network (e.g. `vqa-counts` on the login node): then the hub it is."""
+    from huggingface_hub import constants, snapshot_download
+
+    if cache_dir(cfg) is None:
+        return None
+    try:
+        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg),
+                                      local_files_only=True))  # fmt: skip
+    except Exception as e:
+        if not constants.HF_HUB_OFFLINE:
+            return None
+        raise MedbridgeError(f"dataset {repo_id} (revision {revision or 'main'}) is not in the hub cache "
+                             f"{cache_dir(cfg)} ({type(e).__name__}); fetch it on the login node first (Snakemake's "
+                             f"download_dataset rule, or `medbridge download-dataset --repo {dataset_key(repo_id)}`)"
+                             ) from e  # fmt: skip

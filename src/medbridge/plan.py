@@ -363,11 +363,17 @@ class _Planner:
         if pmc.get("labeller") != "vlm":
             return []
         questions = pmc.get("pool_size") or self.a.pmc_questions  # pool_size: only a seeded pool is labelled
-        if not pmc.get("pool_size"):
-            self.notes.append(f"pmc_label: {questions} PMC-VQA training questions assumed (--pmc-questions)")
+        self.notes.append(f"pmc_label: {questions} PMC-VQA training questions "
+                          + ("(vqa.pmc.pool_size, a seeded pool)" if pmc.get("pool_size") else
+                             "assumed (--pmc-questions; vqa.pmc.pool_size labels a seeded pool instead)")
+                          + f", in resumable shards of {pmc.get('shard_size', 4096)}")  # fmt: skip
         judge, a, backend = self.params_b(pmc.get("judge", "judge")), self.a, self.cfg["evaluate"].get("backend", "hf")
         tokens = pmc.get("max_new_tokens", a.judge_output_tokens)
-        work = (self.forward(questions * (self.vqa_image_tokens + a.prompt_tokens), judge)
+        img = self.vqa_image_tokens
+        if {"min_pixels", "max_pixels"} & set(pmc):  # the labeller's own bounds; images assumed at the upper one
+            side = int(pmc["max_pixels"] ** 0.5) if pmc.get("max_pixels") else self.cfg["data"]["size"]
+            img = image_tokens(side, pmc.get("min_pixels"), pmc.get("max_pixels"))
+        work = (self.forward(questions * (img + a.prompt_tokens), judge)
                 + self.decode(questions * tokens, judge, backend))  # fmt: skip
         return [self.job("pmc_label", "pmc_label", lambda _: work, 0, self.load(judge, backend == "vllm"), ["Sec. 4"])]
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from medbridge.config import PROJECT_ROOT, config_hash
 from medbridge.environment import container_info
 from medbridge.io import read_json, sha256_file, sha256_text, write_json
+from medbridge.scratch import CACHE_VARS
 
 STARTED = _dt.datetime.now(_dt.timezone.utc)  # the verb's start: this module is imported when the verb starts
 PACKAGES = ("medbridge", "torch", "torchvision", "transformers", "trl", "accelerate", "peft", "datasets", "numpy",
@@ -134,6 +135,7 @@ def write_sidecar(output: str | Path, cfg: dict, sections: list[str], inputs=(),
         "container": container_info(cfg.get("container_image")),  # None outside a container
         "environment": environment(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        "caches": {v: os.environ.get(v) for v in CACHE_VARS},  # node-local in a job (medbridge.scratch)
         "started": STARTED.isoformat(),
         "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
         "inputs": [file_digest(p) for p in inputs],

@@ -24,6 +24,4 @@ def run(args) -> None:
         got = medmnist.download(args.dataset, data["size"], Path(args.out).parent)
         if got != Path(args.out):
             raise SystemExit(f"downloaded {got}, expected {args.out}")
-    for split in medmnist.SPLITS:  # read back through the loader: the file must pass its own checks
-        medmnist.load_split(args.out, args.dataset, split)
-    print(f"wrote {args.out}")
+    print(f"wrote {args.out} (`medbridge data-check` reads it back)")

@@ -6,6 +6,7 @@ def add_arguments(p) -> None:
     p.add_argument("--source-dir", help="local copy of the PMC-VQA training pool (the fixture in the tiny profile)")
     p.add_argument("--out", required=True, help="labels JSONL to write (one row per labelled question)")
     p.add_argument("--summary", required=True, help="JSON summary to write (counts per modality, skipped rows)")
+    p.add_argument("--shards", help="folder of resumable label shards (kept across attempts; the VLM labeller)")
 
 
 def run(args) -> None:
@@ -15,7 +16,7 @@ def run(args) -> None:
     from medbridge.provenance import write_sidecar
 
     cfg = config_from(args)
-    rows, summary = label_pool(cfg, args.source_dir)
+    rows, summary = label_pool(cfg, args.source_dir, args.shards)
     write_json(args.summary, summary)
     write_jsonl(args.out, rows)
     pmc = cfg["vqa"]["pmc"]

@@ -4,7 +4,11 @@ modality-balanced draw (8,000 questions in the paper), saved as MCQ training ite
 Labellers (`vqa.pmc.labeller`):
   vlm      the paper's: a VLM (model role `vqa.pmc.judge`, Qwen2.5-VL-32B-Instruct) sees the image and the
            question and names one category; greedy decoding through the configured generation backend (vLLM on
-           the paper's GPUs, `evaluate.judge_tensor_parallel_size`), one model load for the whole pool.
+           the paper's GPUs, `evaluate.judge_tensor_parallel_size`), one model load for the whole pool. Images at
+           the labeller's own pixel bounds (`vqa.pmc.min_pixels`/`max_pixels`: naming a modality needs no
+           evaluation-size image). Resumable like `generate`: `vqa.pmc.shard_size` questions per shard, written
+           atomically with a key of everything that made it (model files, backend, device, pixel bounds, prompt,
+           categories, source); a rerun after a time limit reuses the shards whose key and question ids match.
   keyword  the tiny profile's documented stand-in: the first category (in KEYWORDS order) whose pattern occurs in
            the question, options or answer; none if no pattern does. Text-only, so it cannot see the image.
 The labels file keeps every labelled question (id, label, raw answer); the balanced subset keeps the draw.
@@ -86,8 +90,9 @@ def parse_label(text: str, categories: list[str]) -> str | None:
     return min(hits)[2] if hits else None
 
 
-def label_pool(cfg: dict, source_dir=None) -> tuple[list[dict], dict]:
-    """Label every usable PMC-VQA training question (or a seeded pool of `pool_size`): (rows, summary)."""
+def label_pool(cfg: dict, source_dir=None, shard_root=None) -> tuple[list[dict], dict]:
+    """Label every usable PMC-VQA training question (or a seeded pool of `pool_size`): (rows, summary). The VLM
+    labeller keeps its shards under `shard_root` (default: none kept, a crash starts over)."""
     from medbridge.data.vqa.build import draw, open_source, text_pass
 
     pmc = cfg["vqa"]["pmc"]
@@ -101,38 +106,88 @@ def label_pool(cfg: dict, source_dir=None) -> tuple[list[dict], dict]:
             f = c.fields
             label, raw = keyword_label(" ".join([f["question"], *f["options"].values()]), cats)
             rows.append({"id": c.id, "table": c.table, "index": c.index, "label": label, "raw": raw, "parsed": True})
-        judge = None
+        judge, shards = None, None
     else:
-        rows, judge = _vlm_label(cfg, src, pool, cats)
+        rows, judge, shards = _vlm_label(cfg, src, pool, cats, shard_root)
     counts = Counter(r["label"] for r in rows)
     summary = {"source": src.where, "labeller": pmc.get("labeller", "keyword"), "judge": judge,
                "n_rows": tp.n_rows, "n_usable": len(tp.candidates), "n_labelled": len(rows),
                "pool_size": pmc.get("pool_size"), "counts": {c: counts.get(c, 0) for c in cats},
-               "n_unparsed": sum(not r["parsed"] for r in rows),
+               "n_unparsed": sum(not r["parsed"] for r in rows), "shards": shards,
                "skipped": {r: {"count": len(ids), "ids": ids} for r, ids in sorted(tp.skipped.items())}}  # fmt: skip
     return rows, summary
 
 
-def _vlm_label(cfg: dict, src, pool: list, cats: list[str]) -> tuple[list[dict], str]:
+def labeller_config(cfg: dict) -> dict:
+    """The config the labeller's backend reads: the evaluation's, with the labeller's own pixel bounds where
+    `vqa.pmc` sets any (a bound it leaves out is the processor's own)."""
+    import copy
+
+    pmc = cfg["vqa"]["pmc"]
+    if not {"min_pixels", "max_pixels"} & set(pmc):
+        return cfg
+    out = copy.deepcopy(cfg)
+    for k in ("min_pixels", "max_pixels"):
+        out["evaluate"].pop(k, None)
+        if k in pmc:
+            out["evaluate"][k] = pmc[k]
+    return out
+
+
+def label_key(cfg: dict, src, cats: list[str], device: str) -> dict:
+    """Everything a shard of labels depends on besides its question ids (checked per shard)."""
+    from medbridge.fingerprint import model_fingerprint
+    from medbridge.models.registry import resolve
+
+    pmc, ev = cfg["vqa"]["pmc"], labeller_config(cfg)["evaluate"]
+    return {"model": model_fingerprint(resolve(cfg, pmc.get("judge", "judge"))), "backend": ev["backend"],
+            "device": "cpu" if device == "cpu" else "gpu",
+            "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
+            "max_new_tokens": pmc.get("max_new_tokens", 16), "prompt": vlm_prompt("{question}", cats),
+            "categories": cats, "source": src.where}  # fmt: skip
+
+
+def _vlm_label(cfg: dict, src, pool: list, cats: list[str], shard_root=None) -> tuple[list[dict], str, dict]:
+    import contextlib
+    import tempfile
+    from pathlib import Path
+
     from tqdm import tqdm
 
+    from medbridge.generate import default_device
+    from medbridge.generate.run import open_shard_dir
+    from medbridge.io import read_jsonl, write_jsonl
     from medbridge.score.judge import judge_backend
 
     pmc = cfg["vqa"]["pmc"]
-    backend = judge_backend(cfg, pmc.get("judge", "judge"), "label")  # vLLM on the paper's GPUs: one engine, big batches
-    bs = pmc.get("batch_size", 8)
-    rows = []
-    for s in tqdm(range(0, len(pool), bs), desc="label modality"):
-        batch = pool[s : s + bs]
-        images = [src.adapter.images(src.tables[c.table].ds[c.index], src.ctx) for c in batch]
-        prompts = [vlm_prompt(c.fields["question"], cats) for c in batch]
-        answers = backend.complete(images, prompts, pmc.get("max_new_tokens", 16))
-        for c, text in zip(batch, answers):
-            label = parse_label(text, cats)
-            # An answer naming no category counts as none, flagged (parsed: false) and counted in the summary.
-            rows.append({"id": c.id, "table": c.table, "index": c.index, "label": label or "none", "raw": text,
-                         "parsed": label is not None})  # fmt: skip
-    return rows, backend.source.path
+    bs, size = pmc.get("batch_size", 8), pmc.get("shard_size", 4096)
+    key = label_key(cfg, src, cats, default_device())
+    backend, reused, shards = None, 0, [pool[i : i + size] for i in range(0, len(pool), size)]
+    with contextlib.nullcontext(shard_root) if shard_root else tempfile.TemporaryDirectory() as root:
+        folder = Path(root)
+        open_shard_dir(folder, key)
+        for n, shard in enumerate(tqdm(shards, desc="label modality (shards)")):
+            path = folder / f"shard-{n:05d}.jsonl"
+            if path.exists() and [r["id"] for r in read_jsonl(path)] == [c.id for c in shard]:
+                reused += 1  # labelled by an earlier attempt under the same key
+                continue
+            if backend is None:  # vLLM on the paper's GPUs: one engine, big batches; loaded only if work is left
+                backend = judge_backend(labeller_config(cfg), pmc.get("judge", "judge"), "label")
+            rows = []
+            for s in range(0, len(shard), bs):
+                batch = shard[s : s + bs]
+                images = [src.adapter.images(src.tables[c.table].ds[c.index], src.ctx) for c in batch]
+                prompts = [vlm_prompt(c.fields["question"], cats) for c in batch]
+                answers = backend.complete(images, prompts, pmc.get("max_new_tokens", 16))
+                for c, text in zip(batch, answers):
+                    label = parse_label(text, cats)
+                    # An answer naming no category counts as none, flagged (parsed: false) and counted.
+                    rows.append({"id": c.id, "table": c.table, "index": c.index, "label": label or "none",
+                                 "raw": text, "parsed": label is not None})  # fmt: skip
+            write_jsonl(path, rows)  # atomic: a killed attempt leaves whole shards only
+        rows = [r for n in range(len(shards)) for r in read_jsonl(folder / f"shard-{n:05d}.jsonl")]
+    return rows, key["model"]["path"], {"folder": str(shard_root) if shard_root else None, "n": len(shards),
+                                        "reused": reused, "shard_size": size}  # fmt: skip
 
 
 def quotas(available: dict[str, int], size: int, rng: np.random.Generator) -> dict[str, int]:

@@ -88,14 +88,13 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, imag
             tables, where = _load_local(Path(cons["path"]), [None], [split]), f"local:{cons['path']}"
         else:
             cid = cons.get("id", consolidated.hub["id"])
-            tables, where = _load_hub(cid, [None], [split], cons.get("revision")), f"hub:{cid}"
+            tables, where = _load_hub(cfg, cid, [None], [split], cons.get("revision"))
         return Source(name, consolidated, tables, Context(), f"{where} (dataset_name={target.consolidated_name})",
                       target.consolidated_name)  # fmt: skip
     else:
         root = None
         hid = entry.get("id", target.hub["id"])
-        tables = _load_hub(hid, configs, splits, entry.get("revision"))
-        where = f"hub:{hid}@{entry.get('revision', 'main')}"
+        tables, where = _load_hub(cfg, hid, configs, splits, entry.get("revision"))
     ctx = Context(images_dir=_images_dir(cfg, target, entry, root) if images else None)
     return Source(name, target, tables, ctx, f"{where} configs={configs} splits={splits}")
 
@@ -279,20 +278,27 @@ def _load_local(root: Path, configs: list, splits: list) -> list[Table]:
     return tables
 
 
-def _load_hub(dataset_id: str, configs: list, splits: list, revision: str | None) -> list[Table]:
+def _load_hub(cfg: dict, dataset_id: str, configs: list, splits: list, revision: str | None) -> tuple[list, str]:
+    """The tables of a hub dataset and where they came from: with `hub_cache` configured, its snapshot there (fetched
+    on the login node by the download_dataset rule), read offline; else from the hub (network)."""
     from datasets import load_dataset
 
+    from medbridge.hub import dataset_snapshot
+
+    snapshot = dataset_snapshot(cfg, dataset_id, revision)
+    where = f"hub:{dataset_id}@{snapshot.name if snapshot else revision or 'main'}"
     tables = []
     for config in configs:
         for split in splits:
-            try:
-                ds = load_dataset(dataset_id, config, split=split, revision=revision)
+            try:  # a cached snapshot is a local dataset folder: the same files and README configs as on the hub
+                ds = (load_dataset(str(snapshot), config, split=split) if snapshot
+                      else load_dataset(dataset_id, config, split=split, revision=revision))  # fmt: skip
             except Exception as e:  # network, auth, a renamed config: say which dataset and how to fix it
                 raise MedbridgeError(f"could not load {dataset_id} (config {config}, split {split}): "
                                      f"{type(e).__name__}: {e}. Check network/HF token, or download it and set "
                                      "the entry's `path`")  # fmt: skip
             tables.append(Table(config, split, ds))
-    return tables
+    return tables, where
 
 
 def _images_dir(cfg: dict, adapter: Adapter, entry: dict, root: Path | None) -> Path | None:
