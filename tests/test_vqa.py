@@ -287,9 +287,9 @@ def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtu
     calls, real = [], judge.judge_backend
 
     class Dies:  # the real tiny judge, killed (as by SLURM's time limit) during its `die_at`-th call
-        def __init__(self, c, role, die_at):
-            self.inner, self.die_at = real(c, role), die_at
-            calls.append({k: c["evaluate"].get(k) for k in ("min_pixels", "max_pixels")})
+        def __init__(self, c, role, purpose, die_at):
+            self.inner, self.die_at = real(c, role, purpose), die_at
+            calls.append({k: c["evaluate"].get(k) for k in ("min_pixels", "max_pixels")} | {"purpose": purpose})
 
         def complete(self, images, prompts, n):
             self.die_at -= 1
@@ -298,12 +298,12 @@ def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtu
             return self.inner.complete(images, prompts, n)
 
     shards = tmp_path / "shards"
-    monkeypatch.setattr(judge, "judge_backend", lambda c, role: Dies(c, role, die_at=5))  # in the 3rd shard (2 calls each)
+    monkeypatch.setattr(judge, "judge_backend", lambda c, role, purpose: Dies(c, role, purpose, die_at=5))  # in the 3rd shard (2 calls each)
     with pytest.raises(KeyboardInterrupt):
         pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
     assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
-    assert calls == [{"min_pixels": 3136, "max_pixels": 200704}]
-    monkeypatch.setattr(judge, "judge_backend", lambda c, role: Dies(c, role, die_at=0))
+    assert calls == [{"min_pixels": 3136, "max_pixels": 200704, "purpose": "label"}]  # its own bounds and context
+    monkeypatch.setattr(judge, "judge_backend", lambda c, role, purpose: Dies(c, role, purpose, die_at=0))
     rows, summary = pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
     assert summary["shards"] | {"folder": None} == {"folder": None, "n": 3, "reused": 2, "shard_size": 8}
     monkeypatch.setattr(judge, "judge_backend", real)
