@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test test-container
+.PHONY: tiny test test-container test-zero3
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -19,3 +19,8 @@ test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM,
 test-container:  ## opt-in: build the CPU variant of containers/Dockerfile and run a tiny rule in it (root, podman)
 	bash scripts/bootstrap.sh test
 	MEDBRIDGE_TEST_CONTAINER=1 .venv/bin/python -m pytest -m container tests/test_container.py $(PYTEST_ARGS)
+
+DEEPSPEED_PYTHON ?= $(CURDIR)/.venv-gpu/bin/python
+test-zero3:  ## opt-in: DeepSpeed ZeRO-3 over 2 CPU processes; DEEPSPEED_PYTHON: a venv of envs/requirements-gpu.txt
+	bash scripts/bootstrap.sh test
+	MEDBRIDGE_DEEPSPEED_PYTHON=$(DEEPSPEED_PYTHON) .venv/bin/python -m pytest -m zero3 tests/test_zero3.py $(PYTEST_ARGS)

@@ -248,9 +248,10 @@ def test_ema_callback_moves_the_reference_every_n_steps():
 
 
 def test_ema_under_zero3_gathers_one_pair_at_a_time_and_keeps_rank_0s_update(monkeypatch):
-    """Under ZeRO-3 (parameters carrying ds_id) each gather holds one (policy, reference) pair, with modifier_rank 0
-    so DeepSpeed broadcasts the update instead of discarding it; only rank 0 computes it. DeepSpeed's own
-    GatheredParameters runs in the opt-in tests/test_zero3.py; here a stand-in records how it is called."""
+    """Under ZeRO-3 (parameters carrying ds_id) each gather holds one parameter: the policy's without a broadcast
+    back, the reference's with modifier_rank 0 so DeepSpeed broadcasts the update instead of discarding it; only rank
+    0 computes it. DeepSpeed's own GatheredParameters runs in the opt-in tests/test_zero3.py; here a stand-in records
+    how it is called."""
     gathers = []
 
     class Gathered:
@@ -273,7 +274,7 @@ def test_ema_under_zero3_gathers_one_pair_at_a_time_and_keeps_rank_0s_update(mon
         ref0 = [p.detach().clone() for p in ref.parameters()]
         gathers.clear()
         ema_update(policy, ref, 0.5)
-        assert gathers == [(2, 0)] * len(ref0)
+        assert gathers == [(1, None), (1, 0)] * len(ref0)
         assert all(torch.equal(r, r0) != moves for r, r0 in zip(ref.parameters(), ref0))
 
 

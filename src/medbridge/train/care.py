@@ -187,9 +187,10 @@ def ema_update(policy, ref, decay: float) -> None:
 
     TRL's SyncRefModelCallback formula (alpha = 1 - decay, the same in-place ops), not its gathering: under ZeRO-3
     TRL gathers every parameter of both models at once, two more whole models per GPU (+30.9 GiB at step 10 for
-    Qwen2.5-VL-7B: out of memory on 80 GB cards). Here each pair is gathered, updated on rank 0 and scattered back
-    (modifier_rank=0: without it DeepSpeed discards the change), pair by pair as the authors' moving_average. A
-    reference parameter not partitioned by ZeRO-3 is whole on every rank and updated there."""
+    Qwen2.5-VL-7B: out of memory on 80 GB cards). Here one pair at a time is gathered, as in the authors'
+    moving_average, the reference's parameter updated on rank 0 and broadcast back (modifier_rank=0: without it
+    DeepSpeed discards the change). A reference parameter not partitioned by ZeRO-3 is whole on every rank and is
+    updated there."""
     alpha = 1.0 - decay
     with torch.no_grad():
         for param, target in zip(policy.parameters(), ref.parameters(), strict=True):
@@ -198,7 +199,10 @@ def ema_update(policy, ref, decay: float) -> None:
                 continue
             import deepspeed
 
-            with deepspeed.zero.GatheredParameters([param, target], modifier_rank=0):
+            gathered = deepspeed.zero.GatheredParameters
+            # the policy's parameter is only read (no broadcast back); the reference's is written on rank 0 and
+            # broadcast on exit. A parameter without ds_id makes its context a no-op.
+            with gathered([param]), gathered([target], modifier_rank=0):
                 if not hasattr(target, "ds_id") or deepspeed.comm.get_rank() == 0:
                     target.data.mul_(1.0 - alpha).add_(param.data, alpha=alpha)
 
