@@ -175,7 +175,7 @@ def on_main_process(fn: Callable[..., T], *args) -> T:
     if state.is_main_process:
         try:
             box[0] = fn(*args)
-        except Exception as e:  # noqa: BLE001 -- re-raised below, after the other ranks are told
+        except Exception as e:  # re-raised below, once the other ranks are told
             failure, box[1] = e, f"{type(e).__name__}: {e}"
     broadcast_object_list(box)  # the other ranks block here until the main process has finished fn
     if failure is not None:
