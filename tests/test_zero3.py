@@ -21,8 +21,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 DS_PYTHON = os.environ.get("MEDBRIDGE_DEEPSPEED_PYTHON")
 
-pytestmark = [pytest.mark.zero3,
-              pytest.mark.skipif(not DS_PYTHON, reason="opt-in: `make test-zero3` (a venv of the GPU lock)")]  # fmt: skip
+pytestmark = [pytest.mark.zero3, pytest.mark.skipif(not DS_PYTHON, reason="opt-in: `make test-zero3` (GPU-lock venv)")]
 
 # Run by each rank, on medbridge's own GRPO trainer (CARE with EMA) built under ZeRO-3.
 DRIVER = textwrap.dedent("""
@@ -113,7 +112,8 @@ def zero3_run(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
         pytest.fail(f"MEDBRIDGE_DEEPSPEED_PYTHON={DS_PYTHON} does not exist: make a venv of envs/requirements-gpu.txt")
     root = tmp_path_factory.mktemp("zero3")
     items = root / "items.jsonl"
-    write_jsonl(items, make_items("pneumoniamnist", synthetic_dir / npz_name("pneumoniamnist", 64), "train", 10, seed=0))
+    npz = synthetic_dir / npz_name("pneumoniamnist", 64)
+    write_jsonl(items, make_items("pneumoniamnist", npz, "train", 10, seed=0))
     cfg = copy.deepcopy(tiny_cfg)
     cfg["run_name"] = "zero3"
     cfg["models"] = {"base": {"source": "local", "path": str(tiny_model_dir)}}
