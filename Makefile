@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test test-container test-gpu-lock
+.PHONY: tiny test test-container test-gpu-lock test-zero3
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -24,3 +24,8 @@ test-container:  ## build the CPU variant of containers/Dockerfile and run a tin
 test-gpu-lock:  ## opt-in: the GPU image's checks against envs/requirements-gpu.txt installed here (~11 GB, no GPU)
 	bash scripts/bootstrap.sh test
 	MEDBRIDGE_TEST_GPU_LOCK=1 .venv/bin/python -m pytest tests/test_gpu_lock.py $(PYTEST_ARGS)
+
+DEEPSPEED_PYTHON ?= $(CURDIR)/.venv-gpu/bin/python
+test-zero3:  ## opt-in: DeepSpeed ZeRO-3 over 2 CPU processes; DEEPSPEED_PYTHON: a venv of envs/requirements-gpu.txt
+	bash scripts/bootstrap.sh test
+	MEDBRIDGE_DEEPSPEED_PYTHON=$(DEEPSPEED_PYTHON) .venv/bin/python -m pytest -m zero3 tests/test_zero3.py $(PYTEST_ARGS)

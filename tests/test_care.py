@@ -1,6 +1,8 @@
 """The CARE consistency bonus: who is accurate, who is confident, the bonus; the answer span; the EMA update."""
 
+import copy
 import math
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -9,10 +11,12 @@ import torch
 from medbridge.train.care import (
     CareBonus,
     CareSettings,
+    EmaReferenceCallback,
     answer_confidence,
     answer_token_mask,
     authors_token_mask,
     care_bonus,
+    ema_update,
     span_mean_logprob,
 )
 
@@ -176,20 +180,106 @@ def test_care_reward_function_gives_the_bonus_of_its_group(tiny):
     assert not model.training
 
 
-def test_ema_update_is_lerp_toward_the_policy_every_n_steps():
-    """The reference update TRL's SyncRefModelCallback performs with alpha = 1 - ema_decay (what grpo.py wires)."""
-    from accelerate import Accelerator
+def test_one_reference_forward_for_all_rollouts_equals_one_per_rollout(tiny):
+    """Rollouts of different prompt lengths (image sizes, a text-only prompt) and completion lengths, in one padded
+    forward, give each rollout the p it gets alone (the former one-forward-per-rollout computation)."""
+    from PIL import Image
+
+    model, processor = tiny
+    text_only = [{"role": "user", "content": [{"type": "text", "text": "Which? A or B, and why"}]}]
+    prompts = [_prompt(Image.new("RGB", (56, 56), (120, 30, 200))), _prompt(Image.new("RGB", (112, 84), (9, 200, 40))),
+               text_only, _prompt(Image.new("RGB", (84, 56), (200, 200, 0)))]  # fmt: skip
+    texts = ["<think>x</think><answer>B</answer>", "<think>a much longer thought here</think><answer>A</answer>",
+             "<answer></answer>", "<think>no answer tag at all"]  # fmt: skip
+    comp = _rollouts(processor, texts)
+    calls = []
+    hook = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        for span in ("authors", "content"):
+            calls.clear()
+            together = answer_confidence(model, processor, prompts, comp, clamp=1.0, span=span)
+            assert len(calls) == 1  # one forward (one ZeRO-3 gather of the reference) for the 4 rollouts
+            alone = torch.cat([answer_confidence(model, processor, [p], [c], clamp=1.0, span=span)
+                               for p, c in zip(prompts, comp)])  # fmt: skip
+            assert together.shape == (4,) and len(calls) == 5
+            assert torch.allclose(together, alone, rtol=1e-5, atol=1e-6), (span, together, alone)
+            # no <answer> tag: the authors' span is empty (mean log-prob 0); `content` reads the whole completion
+            assert (together[3] == 1.0) == (span == "authors")
+            assert 0 < together[0] < 1 and 0 < together[1] < 1
+    finally:
+        hook.remove()
+    assert answer_confidence(model, processor, [], [], clamp=0.95).numel() == 0
+
+
+def _pair():
+    torch.manual_seed(0)
+    policy, ref = (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
+                   for _ in range(2))  # fmt: skip
+    with torch.no_grad():  # LayerNorm starts at ones and zeros in both: make every pair differ
+        for p in policy.parameters():
+            p.add_(torch.randn_like(p))
+    return policy, ref
+
+
+def test_ema_update_equals_trls_formula():
+    """ema_update is TRL's SyncRefModelCallback update with alpha = 1 - decay, bit for bit, and the authors' lerp."""
     from trl.trainer.callbacks import SyncRefModelCallback
 
-    Accelerator(cpu=True)  # the callback asks the accelerate state whether DeepSpeed ZeRO-3 is on
-    policy, ref = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    policy, ref = _pair()
+    theirs = copy.deepcopy(ref)
     ref0 = [p.detach().clone() for p in ref.parameters()]
-    decay, every = 0.9, 10
-    cb = SyncRefModelCallback(ref_model=ref, accelerator=None)
-    args = SimpleNamespace(ref_model_sync_steps=every, ref_model_mixup_alpha=1 - decay)
-    cb.on_step_end(args, SimpleNamespace(global_step=7), None, model=policy)  # not a multiple of 10: unchanged
+    ema_update(policy, ref, 0.9)
+    SyncRefModelCallback._sync_target_model(policy, theirs, 1 - 0.9)
+    for mine, trl, r0, w in zip(ref.parameters(), theirs.parameters(), ref0, policy.parameters()):
+        assert torch.equal(mine, trl)
+        assert torch.allclose(mine, torch.lerp(w.detach(), r0, 0.9))  # the authors' form
+        assert not torch.equal(mine, r0)
+
+
+def test_ema_callback_moves_the_reference_every_n_steps():
+    policy, ref = _pair()
+    ref0 = [p.detach().clone() for p in ref.parameters()]
+    cb = EmaReferenceCallback(ref, None, CareSettings(ema="ema", ema_decay=0.5, ema_every=10))
+    cb.on_step_end(None, SimpleNamespace(global_step=7), None, model=policy)  # not a multiple of 10: unchanged
     assert all(torch.equal(a, b) for a, b in zip(ref.parameters(), ref0))
-    cb.on_step_end(args, SimpleNamespace(global_step=10), None, model=policy)
+    cb.on_step_end(None, SimpleNamespace(global_step=10), None, model=policy)
     for r, r0, w in zip(ref.parameters(), ref0, policy.parameters()):
-        assert torch.allclose(r, decay * r0 + (1 - decay) * w.detach())
-        assert torch.allclose(r, torch.lerp(w.detach(), r0, decay))  # the authors' form
+        assert torch.allclose(r, 0.5 * r0 + 0.5 * w.detach())
+
+
+def test_ema_under_zero3_gathers_one_pair_at_a_time_and_keeps_rank_0s_update(monkeypatch):
+    """Under ZeRO-3 (parameters carrying ds_id) each gather holds one parameter: the policy's without a broadcast
+    back, the reference's with modifier_rank 0 so DeepSpeed broadcasts the update instead of discarding it; only rank
+    0 computes it. DeepSpeed's own GatheredParameters runs in the opt-in tests/test_zero3.py; here a stand-in records
+    how it is called."""
+    gathers = []
+
+    class Gathered:
+        def __init__(self, params, modifier_rank=None):
+            gathers.append((len(params), modifier_rank))
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    for rank, moves in ((0, True), (1, False)):
+        fake = SimpleNamespace(zero=SimpleNamespace(GatheredParameters=Gathered),
+                               comm=SimpleNamespace(get_rank=lambda rank=rank: rank))  # fmt: skip
+        monkeypatch.setitem(sys.modules, "deepspeed", fake)
+        policy, ref = _pair()
+        for i, p in enumerate([*policy.parameters(), *ref.parameters()]):
+            p.ds_id = i
+        ref0 = [p.detach().clone() for p in ref.parameters()]
+        gathers.clear()
+        ema_update(policy, ref, 0.5)
+        assert gathers == [(1, None), (1, 0)] * len(ref0)
+        assert all(torch.equal(r, r0) != moves for r, r0 in zip(ref.parameters(), ref0))
+
+
+def test_the_reference_is_frozen_by_default_and_ema_is_a_choice():
+    assert CareSettings().ema == "frozen" == CareSettings.from_config({"enabled": True}).ema
+    assert CareSettings.from_config({"ema": "ema"}).ema == "ema"
+    with pytest.raises(ValueError, match="ema"):
+        CareSettings.from_config({"ema": "lerp"})

@@ -148,6 +148,8 @@ def test_plan_refuses_the_reverted_fixes(paper, monkeypatch):
     with pytest.raises(MedbridgeError, match="128000-token request.*train.grpo.vllm_gpu_memory_utilization"):
         plan(paper, profile=PROFILE)
     monkeypatch.setattr(engine, "max_model_len", real)
+    paper["train"]["grpo"]["care"]["ema"] = "ema"  # the paper's described EMA (the authors' was frozen: no update)
+    plan(paper, profile=PROFILE)  # one pair at a time fits
     monkeypatch.setattr(plan_memory, "CARE_EMA_GATHER", "model")
     with pytest.raises(MedbridgeError, match="EMA update gathers both whole models"):
         plan(paper, profile=PROFILE)

@@ -98,10 +98,7 @@ def test_trl_runs_with_the_authors_rollout_settings(cfg_with_local_model, synthe
 
 
 def test_plan_shows_the_cost_of_the_authors_probe_augmentation(monkeypatch):
-    import medbridge.plan_memory
     from medbridge.plan import plan
-
-    monkeypatch.setattr(medbridge.plan_memory, "CARE_EMA_GATHER", "parameter")  # issue #20 item 2 (test_plan.py)
 
     paper = _paper()
     cheap = copy.deepcopy(paper)

@@ -18,16 +18,6 @@ from medbridge.plan import Assumptions, image_tokens, n_items, plan
 from .conftest import ROOT
 
 
-@pytest.fixture(autouse=True)
-def ema_one_pair_at_a_time(monkeypatch):
-    """The CARE EMA update as issue #20 item 2 makes it (one parameter pair gathered at a time): with TRL's callback
-    (both whole models) the paper's GRPO does not fit its cards and plan refuses (test_engine.py). Drop this fixture
-    when medbridge.plan_memory.CARE_EMA_GATHER says "parameter"."""
-    import medbridge.plan_memory
-
-    monkeypatch.setattr(medbridge.plan_memory, "CARE_EMA_GATHER", "parameter")
-
-
 @pytest.fixture(scope="module")
 def paper() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))

@@ -40,8 +40,8 @@ def train_cfg(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     write_jsonl(items, make_items("pneumoniamnist", npz, "train", 10, seed=0))
     cfg["train"]["sft"].update(max_steps=60, batch_size=4, lr=5e-3, prompts=["eval", "rl"], warmup_ratio=0.0)
     cfg["train"]["grpo"].update(num_generations=4, batch_size=8, max_steps=3, max_completion_length=20, lr=5e-3,
-                                care={**cfg["train"]["grpo"]["care"], "enabled": True, "ema_every": 1,
-                                      "ema_decay": 0.5})  # fmt: skip
+                                care={**cfg["train"]["grpo"]["care"], "enabled": True, "ema": "ema",
+                                      "ema_every": 1, "ema_decay": 0.5})  # fmt: skip
     return cfg, root, items
 
 
@@ -120,17 +120,36 @@ def test_grpo_settings_follow_the_authors_and_care_switches_off(tiny_cfg):
     assert (args.loss_type, args.scale_rewards, args.beta) == ("grpo", "group", 0.0)
     # every rollout knob explicit (a checkpoint's generation_config must not fill any): the authors' sampling
     assert (args.temperature, args.top_p, args.top_k, args.repetition_penalty) == (1.0, 1.0, 50, 1.0)
-    assert not args.sync_ref_model  # beta 0: CARE loads its own EMA reference
-    assert args.ref_model_mixup_alpha == pytest.approx(1 - care.ema_decay)
-    assert args.ref_model_sync_steps == care.ema_every
     assert not args.bf16 and not args.gradient_checkpointing and args.use_cpu and args.report_to == []
-    with_kl = grpo_args(tiny_cfg, {**section, "beta": 0.04}, care, "/tmp/unused", None)
-    assert with_kl.sync_ref_model  # beta > 0: TRL's KL reference is the EMA reference (one model, as the authors)
+    # never TRL's reference sync: under ZeRO-3 it gathers both whole models at once (CARE's own callback instead)
+    with_kl = grpo_args(tiny_cfg, {**section, "beta": 0.04}, CareSettings(ema="ema"), "/tmp/unused", None)
+    assert not args.sync_ref_model and not with_kl.sync_ref_model
     names = [getattr(f, "__name__", "") for f in reward_functions(section, care)]
     assert names == ["accuracy_reward", "format_reward", "care_bonus"]
     vanilla = CareSettings.from_config({**section["care"], "enabled": False})
     assert [f.__name__ for f in reward_functions({**section, "length_bonus": True}, vanilla)] == [
         "accuracy_reward", "format_reward", "length_bonus"]  # fmt: skip
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.04])
+def test_care_reference_is_frozen_unless_ema_is_asked_for(train_cfg, tiny_model_dir, beta):
+    """care.ema frozen (the default): no callback moves the CARE reference; ema: CARE's one-pair-at-a-time callback,
+    never TRL's. With beta > 0 the CARE reference is TRL's KL reference."""
+    from trl.trainer.callbacks import SyncRefModelCallback
+
+    from medbridge.train.care import EmaReferenceCallback
+    from medbridge.train.grpo import build_trainer
+
+    cfg, root, items = train_cfg
+    for ema in ("frozen", "ema"):
+        c = copy.deepcopy(cfg)
+        c["train"]["grpo"].update(beta=beta, care={**c["train"]["grpo"]["care"], "ema": ema})
+        trainer, _ = build_trainer(c, "base", [str(items)], root / f"ref-{ema}.work")
+        kinds = [type(cb) for cb in trainer.callback_handler.callbacks]
+        assert SyncRefModelCallback not in kinds
+        assert (EmaReferenceCallback in kinds) == (ema == "ema")
+        ref = trainer.reward_funcs[-1].ref_model
+        assert (ref is trainer.ref_model) == (beta > 0) and ref is not trainer.model
 
 
 def test_init_model_is_a_role_or_a_directory(train_cfg, tiny_model_dir, tmp_path):
@@ -217,7 +236,7 @@ def test_config_files_carry_the_training_launch(tmp_path):
     assert "zero_stage: 3" in text and "\nnum_processes:" not in text
     assert paper["train"]["sft"]["save_steps"] and paper["train"]["grpo"]["save_steps"]  # a requeued job resumes
     assert json.dumps(paper["train"]["grpo"]["care"], sort_keys=True) == json.dumps(
-        {"enabled": True, "span": "authors", "ema_decay": 0.995, "ema_every": 10, "conf_clamp": 0.95,
+        {"enabled": True, "span": "authors", "ema": "frozen", "ema_decay": 0.995, "ema_every": 10, "conf_clamp": 0.95,
          "conf_margin": 0.01, "bonus_weight": 0.5}, sort_keys=True)  # fmt: skip
 
 

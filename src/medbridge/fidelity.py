@@ -177,9 +177,23 @@ LEDGER: tuple[Row, ...] = (
         "Silent.",
         f"{CARE_TRAINER} `compute_loss`: accurate / confident means over one device's batch (one prompt's 8 "
         "rollouts); clamp 0.95, margin 0.01, bonus 0.5, EMA 0.995 every 10 steps (scripts/octomed_7b_pmcvqa8k.sh).",
-        "Means per group of num_generations, the same values; EMA by TRL's SyncRefModelCallback.",
+        "Means per group of num_generations, the same values; the reference's update: row care-ema.",
         (Key("train.grpo.care.conf_clamp", 0.95, 0.95), Key("train.grpo.care.conf_margin", 0.01, 0.01),
          Key("train.grpo.care.bonus_weight", 0.5, 0.5)), touches=("RQ3", "T2", "T3"), trained="grpo"),  # fmt: skip
+    Row("care-ema", "CARE reference update",
+        "GRPO-CARE: the confidence p is read from an EMA copy of the policy.",
+        f"{CARE_TRAINER} via trainer/ema_trainer.py `moving_average`: ref = lerp(param, ref, 0.995) every 10 steps, "
+        "written inside ZeRO-3 `GatheredParameters` without `modifier_rank`, which DeepSpeed discards on exit: every "
+        "partitioned weight of the reference stayed the initial model's; only the small tensors ZeRO-3 keeps whole "
+        "on every rank (at most stage3_param_persistence_threshold elements: norms, biases), not gathered there, "
+        "moved.",
+        "Frozen (the initial model throughout) by default: the reported numbers were made with that (nearly) "
+        "initial reference, so the authors' effective behaviour is the faithful one, not the text's; frozen also "
+        "keeps the norms and biases that moved in theirs. `ema` moves the whole reference as the paper describes "
+        "(TRL's SyncRefModelCallback formula, one parameter pair gathered at a time and kept with modifier_rank=0; "
+        "train/care.py `ema_update`).",
+        (Key("train.grpo.care.ema", "frozen", "frozen"), Key("train.grpo.care.ema_decay", 0.995, 0.995),
+         Key("train.grpo.care.ema_every", 10, 10)), touches=("RQ3", "T2", "T3"), trained="grpo"),  # fmt: skip
     Row("trl-knobs", "TRL defaults the authors did not have",
         "Silent.",
         f"{CARE_TRAINER} `__init__`: rollouts from HF `generate` with a fresh GenerationConfig (top_k 50 and "

@@ -23,10 +23,11 @@ from medbridge import MedbridgeError
 
 GIB = 2**30
 BF16 = 2
-# What the CARE reference's EMA update gathers at once under ZeRO-3 (medbridge.train.grpo.attach_care): TRL's
-# SyncRefModelCallback gathers the policy and the reference whole ("model"); an update one parameter pair at a time
-# ("parameter") gathers two copies of the largest tensor. Keep equal to what the code does (issue #20, item 2).
-CARE_EMA_GATHER = "model"
+# What the CARE reference's EMA update gathers at once under ZeRO-3 (medbridge.train.care.EmaReferenceCallback): one
+# parameter pair at a time ("parameter": two copies of the largest tensor); TRL's SyncRefModelCallback, which the
+# code used before, gathers the policy and the reference whole ("model"). Keep equal to what the code does (issue
+# #20, item 2); under care.ema: frozen there is no update at all.
+CARE_EMA_GATHER = "parameter"
 # Optimizer state bytes per parameter (fp32 master weights and moments) by train.<kind>.optim, under bf16 training
 OPTIMIZER_BYTES = {"adamw_torch": 12, "adamw_torch_fused": 12, "sgd": 4}
 
@@ -229,8 +230,9 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
                 continue
             n = gpus.get(rule, 1) if train.get("accelerate_config") else 1
             care = kind == "grpo" and (section.get("care") or {}).get("enabled", False)
+            ema = care and (section.get("care") or {}).get("ema", "frozen") == "ema"  # frozen: never updated
             refs = int(care or (kind == "grpo" and section.get("beta", 0) > 0))
-            parts = training(m, section, n, refs, CARE_EMA_GATHER if care else None, a.train_activation_gib,
+            parts = training(m, section, n, refs, CARE_EMA_GATHER if ema else None, a.train_activation_gib,
                              a.zero3_live_params_b)  # fmt: skip
             has, vllm_key = card_gib, None
             if kind == "grpo" and section.get("use_vllm") and section.get("vllm_mode", "colocate") == "colocate":
@@ -245,7 +247,7 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
                 keys = [f"train.{kind}.optim (sgd)", "more GPUs (ZeRO-3 shards the states)"]
                 if vllm_key:
                     keys.insert(0, f"lower {vllm_key}")
-                if care and CARE_EMA_GATHER == "model":
+                if ema and CARE_EMA_GATHER == "model":
                     keys.insert(0, "the CARE EMA update gathers both whole models (update one parameter pair at a "
                                    "time: medbridge.train.grpo)")  # fmt: skip
                 problems.append((rule, name, f"{need:.1f} GiB per GPU ({', '.join(f'{k} {v:.1f}' for k, v in parts.items())}) "

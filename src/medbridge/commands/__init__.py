@@ -24,17 +24,16 @@ def add_training_arguments(parser) -> None:
 def run_training(args, method: str) -> None:
     """Train with `method` (sft | grpo) here, or through `accelerate launch` when the config asks for it."""
     import importlib
-    import os
     import sys
 
-    from medbridge.train.common import write_model_sidecar
+    from medbridge.train.common import on_main_process, write_model_sidecar
     from medbridge.train.launch import relaunch
 
     cfg = config_from(args)
-    if not relaunch(cfg, sys.argv[1:]):  # with train.accelerate_config, launched workers train instead
-        train = getattr(importlib.import_module(f"medbridge.train.{method}"), f"train_{method}")
-        train(cfg, args.init_model, args.train_items, args.out)
-        if "LOCAL_RANK" in os.environ:  # a launched worker: the launching process writes the sidecar
-            return
-    write_model_sidecar(cfg, method, args.init_model, args.train_items, args.out)
-    print(f"wrote {args.out}")
+    if relaunch(cfg, sys.argv[1:]):  # with train.accelerate_config: the launched processes trained and wrote it all
+        print(f"wrote {args.out}")
+        return
+    train = getattr(importlib.import_module(f"medbridge.train.{method}"), f"train_{method}")
+    train(cfg, args.init_model, args.train_items, args.out)
+    on_main_process(write_model_sidecar, cfg, method, args.init_model, args.train_items, args.out)
+    on_main_process(print, f"wrote {args.out}")

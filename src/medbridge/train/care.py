@@ -7,8 +7,11 @@ one prompt's rollouts per device and computes these statistics per device, i.e. 
   confident = p >= (mean p over the group's accurate rollouts) - conf_margin
   bonus     = bonus_weight * acc for rollouts both accurate and confident, else 0.
 The bonus is added to the summed reward before the group-relative advantage. The reference starts as the initial
-policy and is updated every `ema_every` optimizer steps as ref = decay * ref + (1 - decay) * param (torch.lerp(param,
-ref, decay)); that update is TRL's own SyncRefModelCallback with mixup alpha 1 - decay (ZeRO-3 aware).
+policy. With `ema: ema` it is updated every `ema_every` optimizer steps as ref = decay * ref + (1 - decay) * param
+(torch.lerp(param, ref, decay); TRL's SyncRefModelCallback formula with alpha = 1 - decay), one parameter pair at a
+time (`ema_update`). With `ema: frozen` (the default) it stays the initial policy, as it effectively did in the
+authors' runs: their update ran inside ZeRO-3's GatheredParameters without modifier_rank, and DeepSpeed discards such
+changes (docs/FIDELITY.md, row `care-ema`).
 
 Answer span (`care.span`):
   authors  (default) GRPO-CARE's own mask (grpo_trainer_ref_ema.py, `get_thinking_answer_masks`): find the last
@@ -26,17 +29,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from transformers import TrainerCallback
 
 from medbridge.train.rewards import accuracy_reward, answer_span
 
 
 SPANS = ("authors", "content")
+EMA_MODES = ("frozen", "ema")
+PER_TOKEN = ("token_type_ids", "mm_token_type_ids")  # processor outputs with one value per input token
 
 
 @dataclass(frozen=True)
 class CareSettings:
     enabled: bool = True
     span: str = "authors"
+    ema: str = "frozen"
     ema_decay: float = 0.995
     ema_every: int = 10
     conf_clamp: float = 0.95
@@ -48,6 +55,8 @@ class CareSettings:
         out = cls(**{k: care[k] for k in cls.__dataclass_fields__ if k in care})
         if out.span not in SPANS:
             raise ValueError(f"train.grpo.care.span {out.span!r} is not one of {SPANS}")
+        if out.ema not in EMA_MODES:
+            raise ValueError(f"train.grpo.care.ema {out.ema!r} is not one of {EMA_MODES}")
         return out
 
 
@@ -114,14 +123,19 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     `eos_ids`: the end-of-sequence ids generation stops at (default: the tokenizer's eos).
 
     `prompts` are TRL's conversational prompts with the images already placed in them, rendered and processed as
-    GRPOTrainer renders them for generation. One forward per rollout, with logits kept only from the first
-    answer-span token on (a 2048-token completion's full logits over a 150k vocabulary would not fit); every rollout
-    gets its forward, so under ZeRO-3 all processes run the same number of them.
+    GRPOTrainer renders them for generation. One forward for all the rollouts, whatever their number: under ZeRO-3
+    every forward all-gathers the whole reference, so one per rollout gathered it 8 times per step. Each row is its
+    prompt + completion, left-padded (padding masked; Qwen2.5-VL's rope positions skip it) so every completion ends
+    at the last position; logits are kept from the earliest answer-span token of any row on (TRL's own policy forward
+    over the same rollouts keeps every completion position, so this is no larger), and turned into log-probs one row
+    at a time.
     """
+    if not completion_ids:
+        return torch.zeros(0)
     tok = processor.tokenizer
     eos_ids = list(eos_ids) if eos_ids else [tok.eos_token_id]
     device = next(model.parameters()).device
-    out = []
+    rows, masks, firsts, extras = [], [], [], {}
     for prompt, ids in zip(prompts, completion_ids, strict=True):
         text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
         images = [part["image"] for m in prompt if isinstance(m["content"], list)
@@ -129,20 +143,80 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
         enc = processor(text=[text], images=[images] if images else None, return_tensors="pt")
         pieces = [tok.decode([t], skip_special_tokens=True) for t in ids]
         mask = torch.tensor(span_token_mask(pieces, ids, eos_ids, span), dtype=torch.bool)
-        first = int(mask.nonzero()[0]) if mask.any() else len(ids)  # no span: keep one position, mean is 0
-        comp = torch.tensor([ids], dtype=torch.long)
-        inputs = {k: v for k, v in enc.items() if k not in ("input_ids", "attention_mask")}
-        for key in ("token_type_ids", "mm_token_type_ids"):  # per-token fields: completion tokens are text (0)
-            if key in inputs:
-                inputs[key] = torch.cat([inputs[key], torch.zeros_like(comp)], dim=1)
-        input_ids = torch.cat([enc["input_ids"], comp], dim=1)
-        with torch.no_grad():
-            logits = model(input_ids=input_ids.to(device), attention_mask=torch.ones_like(input_ids).to(device),
-                           logits_to_keep=len(ids) - first + 1, **{k: v.to(device) for k, v in inputs.items()}).logits
-        # logits[0, j] predicts completion token first + j; the last position predicts past the completion
-        logps = logits[0, :-1].float().log_softmax(-1).gather(-1, comp[0, first:, None].to(device))[:, 0].cpu()
+        masks.append(mask)
+        firsts.append(int(mask.nonzero()[0]) if mask.any() else len(ids))  # no span: no logits needed, mean is 0
+        comp = torch.tensor(ids, dtype=torch.long)
+        rows.append(torch.cat([enc["input_ids"][0], comp]))
+        for key, value in enc.items():
+            if key in PER_TOKEN:  # completion tokens are text (0)
+                value = torch.cat([value[0], torch.zeros_like(comp)])
+            if key not in ("input_ids", "attention_mask"):
+                extras.setdefault(key, []).append(value)
+    width = max(len(r) for r in rows)
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else eos_ids[0]
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, width - len(r):] = r
+        attention[i, width - len(r):] = 1
+    inputs = {}
+    for key, values in extras.items():
+        if key in PER_TOKEN:
+            padded = torch.zeros((len(rows), width), dtype=values[0].dtype)
+            for i, v in enumerate(values):
+                padded[i, width - len(v):] = v
+            inputs[key] = padded
+        else:  # pixel_values, image_grid_thw: one block per image, in row order
+            inputs[key] = torch.cat(values, dim=0)
+    keep = max(len(ids) - first for ids, first in zip(completion_ids, firsts, strict=True)) + 1
+    with torch.no_grad():
+        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), logits_to_keep=keep,
+                       **{k: v.to(device) for k, v in inputs.items()}).logits
+    out = []
+    for i, (ids, first, mask) in enumerate(zip(completion_ids, firsts, masks, strict=True)):
+        # logits[i, t] is position width - keep + t, which predicts completion token t - keep + n + 1 (n = len(ids))
+        start = keep - len(ids) + first - 1
+        target = torch.tensor(ids[first:], dtype=torch.long, device=logits.device)
+        logps = logits[i, start : keep - 1].float().log_softmax(-1).gather(-1, target[:, None])[:, 0].cpu()
         out.append(span_mean_logprob(logps[None], mask[first:][None].float()).exp())
-    return torch.cat(out).clamp(max=clamp) if out else torch.zeros(0)
+    return torch.cat(out).clamp(max=clamp)
+
+
+def ema_update(policy, ref, decay: float) -> None:
+    """ref <- decay * ref + (1 - decay) * param for every parameter pair, one pair at a time.
+
+    TRL's SyncRefModelCallback formula (alpha = 1 - decay, the same in-place ops), not its gathering: under ZeRO-3
+    TRL gathers every parameter of both models at once, two more whole models per GPU (+30.9 GiB at step 10 for
+    Qwen2.5-VL-7B: out of memory on 80 GB cards). Here one pair at a time is gathered, as in the authors'
+    moving_average, the reference's parameter updated on rank 0 and broadcast back (modifier_rank=0: without it
+    DeepSpeed discards the change). A reference parameter not partitioned by ZeRO-3 is whole on every rank and is
+    updated there."""
+    alpha = 1.0 - decay
+    with torch.no_grad():
+        for param, target in zip(policy.parameters(), ref.parameters(), strict=True):
+            if not (hasattr(param, "ds_id") or hasattr(target, "ds_id")):
+                target.data.mul_(1.0 - alpha).add_(param.data, alpha=alpha)
+                continue
+            import deepspeed
+
+            gathered = deepspeed.zero.GatheredParameters
+            # the policy's parameter is only read (no broadcast back); the reference's is written on rank 0 and
+            # broadcast on exit. A parameter without ds_id makes its context a no-op.
+            with gathered([param]), gathered([target], modifier_rank=0):
+                if not hasattr(target, "ds_id") or deepspeed.comm.get_rank() == 0:
+                    target.data.mul_(1.0 - alpha).add_(param.data, alpha=alpha)
+
+
+class EmaReferenceCallback(TrainerCallback):
+    """Moves the CARE reference toward the policy every `ema_every` optimizer steps (`ema_update`)."""
+
+    def __init__(self, ref_model, accelerator, settings: CareSettings):
+        self.ref_model, self.accelerator, self.settings = ref_model, accelerator, settings
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.settings.ema_every == 0:
+            policy = self.accelerator.unwrap_model(model) if self.accelerator is not None else model
+            ema_update(policy, self.ref_model, self.settings.ema_decay)
 
 
 class CareBonus:

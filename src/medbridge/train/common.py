@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import TypeVar
 
 from medbridge import MedbridgeError
 from medbridge.models.registry import ModelSource, check_local_dir, local_source, resolve
 
 LOG_NAME = "training_log.csv"
+T = TypeVar("T")
 
 
 def init_source(cfg: dict, name_or_dir: str, dtype: str) -> ModelSource:
@@ -119,25 +122,26 @@ def training_log(trainer) -> list[dict]:
 
 def save_model_dir(trainer, processor, out: str | Path, log_rows: list[dict]) -> Path:
     """save_pretrained model (safetensors) + processor + training_log.csv into `out`, atomically: written to a
-    sibling temp directory and renamed, so a crash never leaves a directory the registry would take for a model."""
-    import pandas as pd
-
+    sibling temp directory and renamed, so a crash never leaves a directory the registry would take for a model.
+    Every process takes part in the save (it gathers ZeRO-3 shards); only the main process touches the directories."""
     out = Path(out)
     tmp = out.parent / f".{out.name}.tmp"
-    if trainer.accelerator.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    trainer.accelerator.wait_for_everyone()
+    on_main_process(shutil.rmtree, tmp, True)
     trainer.save_model(str(tmp))  # gathers ZeRO-3 shards; writes on the main process
-    if trainer.accelerator.is_main_process:
-        processor.save_pretrained(tmp)
-        (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the frozen config records the settings
-        pd.DataFrame(log_rows).to_csv(tmp / LOG_NAME, index=False)
-        check_local_dir(tmp)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    trainer.accelerator.wait_for_everyone()
+    on_main_process(_finish_model_dir, processor, tmp, out, log_rows)
     return out
+
+
+def _finish_model_dir(processor, tmp: Path, out: Path, log_rows: list[dict]) -> None:
+    import pandas as pd
+
+    processor.save_pretrained(tmp)
+    (tmp / "training_args.bin").unlink(missing_ok=True)  # a pickle; the frozen config records the settings
+    pd.DataFrame(log_rows).to_csv(tmp / LOG_NAME, index=False)
+    check_local_dir(tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)
 
 
 def write_model_sidecar(cfg: dict, kind: str, init: str, train_items: list[str], out: str | Path) -> None:
@@ -160,34 +164,76 @@ def training_fingerprint(cfg: dict, kind: str, init: str, train_items: list[str]
             "items": [sha256_file(p) for p in train_items]}  # fmt: skip
 
 
-def prepare_work_dir(work: Path, fingerprint: dict) -> Path:
-    """The Trainer's output_dir, kept between attempts: its checkpoints are resumed only if they were made with the
-    same settings, init model and training items (a changed config starts over)."""
-    import json
+def on_main_process(fn: Callable[..., T], *args) -> T:
+    """fn(*args) on the main process alone; every other process waits until it is done and gets its result.
 
+    Under `accelerate launch` every rank runs this code, so a file-system side effect done by each (removing a stale
+    work dir, writing its stamp, deleting a broken checkpoint, renaming the model folder) races: one rank removes
+    what another is writing or loading. The process state is the one the TrainingArguments set up (build them
+    first: they set the process group's timeout); alone, a CPU-only job joins over gloo, as TrainingArguments'
+    use_cpu would. A failure on the main process is raised on every rank, so none waits for it forever."""
+    import torch
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # no effect once initialised (the shared state)
+    if state.num_processes == 1:
+        return fn(*args)
+    box: list = [None, None]  # [result, error message]
+    failure = None
+    if state.is_main_process:
+        try:
+            box[0] = fn(*args)
+        except Exception as e:  # re-raised below, once the other ranks are told
+            failure, box[1] = e, f"{type(e).__name__}: {e}"
+    broadcast_object_list(box)  # the other ranks block here until the main process has finished fn
+    if failure is not None:
+        raise failure
+    if box[1] is not None:
+        raise MedbridgeError(f"the main process failed ({box[1]}); see its log above")
+    return box[0]
+
+
+def prepare_work_dir(work: Path, fingerprint: Callable[[], dict]) -> Path:
+    """The Trainer's output_dir, kept between attempts: its checkpoints are resumed only if they were made with the
+    same settings, init model and training items (a changed config starts over). Done by the main process alone,
+    which also computes the fingerprint (it hashes the init model's files)."""
+    on_main_process(_reset_work_dir, Path(work), fingerprint)
+    return Path(work)
+
+
+def _reset_work_dir(work: Path, fingerprint: Callable[[], dict]) -> None:
     from medbridge.config import config_hash
     from medbridge.io import write_text
 
     stamp = work / "medbridge-fingerprint.txt"
-    want = config_hash(fingerprint)
+    want = config_hash(fingerprint())
     if work.exists() and (not stamp.exists() or stamp.read_text().strip() != want):
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
     write_text(stamp, want + "\n")
-    return work
+
+
+def remove_work_dir(work: Path) -> None:
+    """Drop the checkpoints once the model is saved (main process)."""
+    on_main_process(shutil.rmtree, work, True)
 
 
 def last_checkpoint(work: Path) -> str | None:
-    """The newest complete checkpoint a killed attempt left in `work`, or None. A kill during a save leaves a
-    checkpoint without `trainer_state.json` (the Trainer writes it last): such a one is skipped, and removed by the
-    main process, so the resumed run saves that step again."""
-    steps = sorted((p for p in Path(work).glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
+    """The newest complete checkpoint a killed attempt left in `work`, or None; the main process decides and removes
+    the incomplete ones, and every rank resumes the one it chose. A kill during a save leaves a checkpoint without
+    `trainer_state.json` (the Trainer writes it last): such a one is skipped and removed, so the resumed run saves
+    that step again."""
+    return on_main_process(_newest_complete_checkpoint, Path(work))
+
+
+def _newest_complete_checkpoint(work: Path) -> str | None:
+    steps = sorted((p for p in work.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
                    key=lambda p: int(p.name[11:]))  # fmt: skip
     complete = [p for p in steps if (p / "trainer_state.json").is_file()]
     for p in set(steps) - set(complete):
         print(f"{p}: an interrupted save (no trainer_state.json); not resumed from", flush=True)
-        if os.environ.get("LOCAL_RANK", "0") == "0":
-            shutil.rmtree(p, ignore_errors=True)
+        shutil.rmtree(p, ignore_errors=True)
     if complete:
         print(f"resuming from {complete[-1]}", flush=True)
         return str(complete[-1])

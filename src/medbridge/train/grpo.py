@@ -3,21 +3,21 @@
 Settings as the authors run GRPO-CARE: rewards accuracy + format (+ optional length bonus) + the CARE consistency
 bonus; advantage (r - mean) / (std + 1e-4) within each prompt's group (TRL scale_rewards="group"); per-sequence token
 mean then batch mean (TRL loss_type="grpo"); KL weight beta. The CARE pieces plug into TRL's extension points: the
-bonus is a reward function (medbridge.train.care.CareBonus) and the EMA update of its reference model is TRL's
-SyncRefModelCallback. With beta > 0 the EMA reference is TRL's own KL reference (as in the authors' trainer: one
+bonus is a reward function (medbridge.train.care.CareBonus) and the EMA update of its reference model, when
+`care.ema` is `ema`, a TrainerCallback (care.EmaReferenceCallback: TRL's SyncRefModelCallback formula, one parameter
+pair gathered at a time). With beta > 0 the CARE reference is TRL's own KL reference (as in the authors' trainer: one
 reference model for both); with beta = 0 a separate reference copy of the initial model is loaded here.
 care.enabled false gives vanilla GRPO.
 """
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from medbridge.models.registry import load_processor
-from medbridge.train.care import CareBonus, CareSettings
-from medbridge.train.common import common_args, init_source, load_for_training, load_weights
-from medbridge.train.common import prepare_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
+from medbridge.train.care import CareBonus, CareSettings, EmaReferenceCallback
+from medbridge.train.common import common_args, init_source, load_for_training, load_weights, prepare_work_dir
+from medbridge.train.common import remove_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
 from medbridge.train.common import training_log
 from medbridge.train.data import grpo_dataset, load_train_items, with_fitted_images
 from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
@@ -67,9 +67,7 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         loss_type="grpo",
         scale_rewards="group",
         remove_unused_columns=False,  # the reward functions read the `answer` column
-        sync_ref_model=care.enabled and beta > 0,  # TRL's KL reference becomes the EMA reference
-        ref_model_mixup_alpha=1.0 - care.ema_decay,
-        ref_model_sync_steps=care.ema_every,
+        sync_ref_model=False,  # TRL's sync gathers both whole models under ZeRO-3; CARE's EMA callback replaces it
         model_init_kwargs={"revision": revision} if revision and beta > 0 else None,  # TRL loads its KL reference
         **vllm,
     )
@@ -85,11 +83,10 @@ def reward_functions(section: dict, care: CareSettings) -> list:
 
 
 def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
-    """Give the CARE bonus its EMA reference: TRL's reference model if it keeps one (beta > 0, already EMA-synced
-    by TRL), else a fresh copy of the initial model, prepared like TRL prepares its own and EMA-synced by
-    TRL's SyncRefModelCallback every ema_every steps."""
+    """Give the CARE bonus its reference: TRL's KL reference model if it keeps one (beta > 0), else a fresh copy of
+    the initial model, prepared as TRL prepares its own; with `ema: ema`, moved toward the policy every ema_every
+    steps (care.EmaReferenceCallback)."""
     from trl.models import prepare_deepspeed, prepare_fsdp
-    from trl.trainer.callbacks import SyncRefModelCallback
 
     ref = trainer.ref_model
     if ref is None:
@@ -100,7 +97,8 @@ def attach_care(trainer, bonus: CareBonus, load_reference) -> None:
             ref = prepare_fsdp(ref, trainer.accelerator)
         else:
             ref = trainer.accelerator.prepare_model(ref, evaluation_mode=True)
-        trainer.add_callback(SyncRefModelCallback(ref_model=ref, accelerator=trainer.accelerator))
+    if bonus.settings.ema == "ema":
+        trainer.add_callback(EmaReferenceCallback(ref, trainer.accelerator, bonus.settings))
     bonus.bind(trainer, ref)
 
 
@@ -135,17 +133,17 @@ def rollout_context(cfg: dict, section: dict, src) -> int:
     return max_model_len(cfg, "grpo", pixels, model_context(local_source(src).path))
 
 
-def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resume: str | None = None):
-    """(GRPOTrainer with the CARE bonus attached when enabled, processor)."""
+def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resume: str | None = None, args=None):
+    """(GRPOTrainer with the CARE bonus attached when enabled, processor). `args`: the GRPOConfig if already built
+    (grpo_config)."""
     from trl import GRPOTrainer
 
     section = cfg["train"]["grpo"]
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
     dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
     src = init_source(cfg, init, train_dtype(cfg, section))
-    context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
-    args = grpo_args(cfg, section, care, work, None, context)  # before the model (DeepSpeed ZeRO-3 init)
-    model, processor = load_for_training(src, section, resume)  # from a snapshot folder: no revision left to pass
+    args = args or grpo_config(cfg, init, work)  # before the model (DeepSpeed ZeRO-3 init)
+    model, processor = load_for_training(src, section, resume)
     funcs = reward_functions(section, care)
     if section.get("use_vllm"):  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
         dataset = with_fitted_images(dataset, processor, load_processor(src))
@@ -158,13 +156,23 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
     return trainer, processor
 
 
+def grpo_config(cfg: dict, init: str, work: Path):
+    """The run's GRPOConfig (its TrainingArguments), output_dir `work`, with the colocated engine's context."""
+    section = cfg["train"]["grpo"]
+    care = CareSettings.from_config(section.get("care", {"enabled": False}))
+    src = init_source(cfg, init, train_dtype(cfg, section))
+    context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
+    return grpo_args(cfg, section, care, work, None, context)  # a snapshot folder: no revision left to pass
+
+
 def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
     out = Path(out)
-    fingerprint = training_fingerprint(cfg, "grpo", init, train_items)
-    work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
+    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir: checkpoints
+    args = grpo_config(cfg, init, work)  # first: they join the process group the work dir's barrier uses
+    prepare_work_dir(work, lambda: training_fingerprint(cfg, "grpo", init, train_items))
     resume = resumable(cfg["train"]["grpo"], work)  # the CARE reference restarts from the init model's weights
-    trainer, processor = build_trainer(cfg, init, train_items, work, resume)
+    trainer, processor = build_trainer(cfg, init, train_items, work, resume, args)
     trainer.train(resume_from_checkpoint=resume)
     save_model_dir(trainer, processor, out, training_log(trainer))
-    shutil.rmtree(work, ignore_errors=True)
+    remove_work_dir(work)
     return out

@@ -7,11 +7,10 @@ the result loads like any other model directory.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from medbridge.train.common import common_args, init_source, load_for_training, save_model_dir, training_log
-from medbridge.train.common import prepare_work_dir, resumable, train_dtype, training_fingerprint
+from medbridge.train.common import prepare_work_dir, remove_work_dir, resumable, train_dtype, training_fingerprint
 from medbridge.train.data import load_train_items, sft_dataset
 
 
@@ -32,15 +31,16 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
 
     section = cfg["train"]["sft"]
     out = Path(out)
-    fingerprint = training_fingerprint(cfg, "sft", init, train_items)
-    work = prepare_work_dir(out.parent / f".{out.name}.work", fingerprint)  # the Trainer's output_dir: checkpoints
-    dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
-    # TrainingArguments before the model: under DeepSpeed ZeRO-3 from_pretrained then loads partitioned.
+    work = out.parent / f".{out.name}.work"  # the Trainer's output_dir: checkpoints
+    # TrainingArguments first: they join the process group the work dir's barrier uses, and under DeepSpeed ZeRO-3
+    # from_pretrained then loads partitioned.
     args = SFTConfig(
         **common_args(cfg, section, work),
         max_length=None,  # never truncate: a cut through the image tokens breaks the VLM input
         completion_only_loss=True,
     )
+    prepare_work_dir(work, lambda: training_fingerprint(cfg, "sft", init, train_items))
+    dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
     src = init_source(cfg, init, train_dtype(cfg, section))
     resume = resumable(cfg["train"]["sft"], work)
     model, processor = load_for_training(src, section, resume)
@@ -55,5 +55,5 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
     if section.get("lora"):
         trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     save_model_dir(trainer, processor, out, training_log(trainer))
-    shutil.rmtree(work, ignore_errors=True)
+    remove_work_dir(work)
     return out
