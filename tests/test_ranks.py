@@ -48,6 +48,7 @@ WORKER = textwrap.dedent("""
         failure = type(e).__name__
     Path(base, f"rank{{rank}}.json").write_text(json.dumps(
         {{"writes": writes, "errors": errors, "resumed": resumed, "failure": failure}}))
+    common.end_processes()  # as the training verbs end: without it gloo's threads may abort the exit (SIGABRT)
 """).format(rounds=ROUNDS)
 
 

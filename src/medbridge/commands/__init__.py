@@ -26,7 +26,7 @@ def run_training(args, method: str) -> None:
     import importlib
     import sys
 
-    from medbridge.train.common import on_main_process, write_model_sidecar
+    from medbridge.train.common import end_processes, on_main_process, write_model_sidecar
     from medbridge.train.launch import relaunch
 
     cfg = config_from(args)
@@ -37,3 +37,4 @@ def run_training(args, method: str) -> None:
     train(cfg, args.init_model, args.train_items, args.out)
     on_main_process(write_model_sidecar, cfg, method, args.init_model, args.train_items, args.out)
     on_main_process(print, f"wrote {args.out}")
+    end_processes()

@@ -194,6 +194,16 @@ def on_main_process(fn: Callable[..., T], *args) -> T:
     return box[0]
 
 
+def end_processes() -> None:
+    """Every rank done, then the process group destroyed: a rank that exits with gloo's threads still running can
+    die in `terminate called without an active exception` (SIGABRT), failing a job whose work is done."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def prepare_work_dir(work: Path, fingerprint: Callable[[], dict]) -> Path:
     """The Trainer's output_dir, kept between attempts: its checkpoints are resumed only if they were made with the
     same settings, init model and training items (a changed config starts over). Done by the main process alone,
