@@ -56,3 +56,106 @@ def test_the_runs_acc1_flows_into_table2_rq3_and_the_recipe(tmp_path):
     d = from_metrics(m, 16)
     assert d.acc1 == pytest.approx(17 / 32) and d.gap == pytest.approx(1.0 - 17 / 32)
     assert d.acc1_definition == "sampled"
+
+
+# ---- balanced subsets: all of the smallest class --------------------------------------------------------------------
+
+
+def test_without_per_class_a_subset_holds_all_of_the_smallest_class():
+    from medbridge.data.mcq import balanced_indices
+
+    classes = np.array([0] * 42 + [1] * 114 + [-1] * 5)  # BreastMNIST's test split: 42 malignant, 114 others
+    idx = balanced_indices(classes, None, np.random.default_rng(0))
+    assert len(idx) == 84 and set(np.flatnonzero(classes == 0)) <= set(idx)  # every malignant image
+    assert len(balanced_indices(classes, 30, np.random.default_rng(0))) == 60  # per_class still caps
+    assert len(balanced_indices(classes, None, np.random.default_rng(0), "capped")) == 156  # capped: every image
+    with pytest.raises(MedbridgeError, match="per_class must be a positive integer"):
+        balanced_indices(classes, 0, np.random.default_rng(0))
+
+
+@pytest.fixture(scope="module")
+def paper() -> dict:
+    import yaml
+
+    from medbridge.config import validate_config
+
+    from .conftest import ROOT
+
+    return validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+
+
+@pytest.mark.parametrize("flag,classes,smallest", [
+    ("breastmnist", 2, 42), ("dermamnist", 7, 23), ("retinamnist", 5, 20), ("octmnist", 4, 250),
+    ("bloodmnist", 8, 243), ("pathmnist", 9, 339), ("pneumoniamnist", 2, 234), ("chestmnist", 15, 21)])  # fmt: skip
+def test_plan_prices_the_papers_denominators(paper, flag, classes, smallest):
+    """The paper config's subsets are Table 1's denominators (Breast 84, OCT 1000, Chest 315, ...); `medbridge plan`
+    prices those items. The old per_class 100 gave OCT 400."""
+    import copy
+
+    from medbridge.plan import Assumptions, _Planner
+
+    assert "per_class" not in paper["mcq"]
+    cfg = copy.deepcopy(paper)
+    cfg["data"]["root"] = "/nonexistent"  # price without data files
+    assert _Planner(cfg, Assumptions(), {}, {}).items(flag) == classes * smallest
+    cfg["mcq"]["per_class"] = 100
+    assert _Planner(cfg, Assumptions(), {}, {}).items(flag) == classes * min(100, smallest)
+
+
+def test_plan_counts_the_subset_from_the_data_file(tiny_cfg, tmp_path):
+    """With the data file present, the smallest class is counted, under the configured ChestMNIST rule."""
+    import copy
+
+    from medbridge.data.medmnist import npz_name
+    from medbridge.io import save_npz
+    from medbridge.plan import eval_items
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["data"] |= {"source": "medmnist", "root": str(tmp_path)}
+    cfg["mcq"].pop("per_class")
+    labels = np.zeros((10, 14), dtype=np.uint8)
+    labels[[0, 1, 2], 0] = 1  # 3 single-finding "atelectasis"
+    labels[[3, 4], 1] = 1  # 2 single-finding "cardiomegaly"
+    labels[5, [0, 1]] = 1  # two findings: never an item
+    # rows 6..9: no finding (4 images)
+    images = np.zeros((10, 64, 64), dtype=np.uint8)
+    save_npz(tmp_path / npz_name("chestmnist", 64), **{f"{s}_{k}": v for s in ("train", "val", "test")
+                                                          for k, v in (("images", images), ("labels", labels))})
+    cfg["mcq"]["chestmnist"] = "with_no_finding"
+    assert eval_items(cfg, "chestmnist", "test") == (15 * 2, "counted")
+    cfg["mcq"]["chestmnist"] = "findings_only"
+    assert eval_items(cfg, "chestmnist", "test") == (14 * 2, "counted")
+
+
+# ---- ChestMNIST: 14 findings, or 15 with "no finding" ----------------------------------------------------------------
+
+
+def test_chestmnist_with_no_finding_adds_a_fifteenth_class(tmp_path):
+    """Images with no finding become class 14 ("no finding", option O); several findings never an item. Balanced
+    without per_class, 15 classes x the smallest (21 each in the paper's test split: 315)."""
+    from medbridge.data.mcq import class_of, class_names, make_items
+    from medbridge.io import save_npz
+
+    assert 315 == 15 * 21 and 315 % 14 != 0  # the paper's denominator: 15 classes fit, 14 cannot
+    labels = np.zeros((14 * 3 + 5 + 2, 14), dtype=np.uint8)
+    for c in range(14):
+        labels[3 * c : 3 * c + 3, c] = 1  # 3 single-finding images of each finding
+    labels[42:44, [0, 5]] = 1  # 2 with two findings
+    # rows 44..48: 5 images with no finding
+    classes = class_of("chestmnist", labels)
+    assert (classes[:42] == np.repeat(np.arange(14), 3)).all() and (classes[42:44] == -1).all()
+    assert (classes[44:] == 14).all()
+    assert (class_of("chestmnist", labels, "findings_only")[44:] == -1).all()
+    assert class_names("chestmnist")[-1] == "no finding" and len(class_names("chestmnist", "findings_only")) == 14
+
+    images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
+    save_npz(tmp_path / "chestmnist.npz", **{f"{s}_{k}": v for s in ("train", "val", "test")
+                                              for k, v in (("images", images), ("labels", labels))})  # fmt: skip
+    items = make_items("chestmnist", tmp_path / "chestmnist.npz", "test", None, seed=0)
+    assert len(items) == 15 * 3 and len(items[0]["options"]) == 15
+    none = [it for it in items if it["label"] == 14]
+    assert len(none) == 3 and {it["answer"] for it in none} == {"O"} and none[0]["answer_text"] == "no finding"
+    only = make_items("chestmnist", tmp_path / "chestmnist.npz", "test", None, seed=0, chest="findings_only")
+    assert len(only) == 14 * 3 and len(only[0]["options"]) == 14
+    with pytest.raises(MedbridgeError, match="mcq.chestmnist 'fourteen' is unknown"):
+        class_names("chestmnist", "fourteen")

@@ -113,14 +113,22 @@ LEDGER: tuple[Row, ...] = (
     Row("balanced-subsets", "Balanced test subsets",
         "\"we evaluate on balanced subsets of the official test splits\" (size unstated).",
         "Not in the public code.",
-        "The same count for every class: min(mcq.per_class, the smallest class), seeded; 100 per class in the "
-        "paper config (a choice). The probe's test set is the same images.",
+        "All of the smallest class and as many of each other class, seeded (no `mcq.per_class`: the paper config). "
+        "The paper's numbers say so: every Table 1 cell is k/N with N = classes x the smallest test class "
+        "(BreastMNIST 68/84, 84 = 2 x 42; DermaMNIST 161 = 7 x 23; RetinaMNIST 100 = 5 x 20; OCTMNIST 1000 = "
+        "4 x 250; BloodMNIST 1944 = 8 x 243; PathMNIST 3051 = 9 x 339; PneumoniaMNIST 468 = 2 x 234), and Table 2's "
+        "cells fit the same N x 16. The same subsets serve Tables 1, 2 and Figure 1 (the probe's test set is the MCQ "
+        "images). `mcq.per_class` caps each class (the tiny profile; 100 gave OCTMNIST 400, not 1000).",
         (Key("mcq.balance", "equal", "equal"), Key("mcq.per_class", None)), touches=("T1", *MCQ)),
     Row("chestmnist-rule", "ChestMNIST as one answer",
         "Silent (ChestMNIST is multi-label).",
         "Not in the public code.",
-        "Only images with exactly one finding; 14 findings as options; the probe is 14-way on the same images.",
-        touches=("T1", *MCQ), only=("chestmnist",)),
+        "Images with exactly one finding, plus images with no finding as a 15th class \"no finding\" "
+        "(`with_no_finding`): inferred from Table 1's ChestMNIST denominator 315 = 15 x 21, which 15 classes of 21 "
+        "fit and 14 classes cannot (315 / 14 = 22.5), an inference, not a statement; `findings_only` keeps the 14 "
+        "single findings (the tiny profile: its synthetic twin has no image without a finding). Images with several "
+        "findings are never items; the probe is 15- (or 14-) way on the same images.",
+        (Key("mcq.chestmnist", "with_no_finding", "with_no_finding"),), touches=("T1", *MCQ), only=("chestmnist",)),
     Row("options", "Option texts and order",
         "C-option MCQ from the class labels.",
         "Not in the public code (inference.py reads options from the JSONL, letters in list order).",
