@@ -159,3 +159,45 @@ def test_chestmnist_with_no_finding_adds_a_fifteenth_class(tmp_path):
     assert len(only) == 14 * 3 and len(only[0]["options"]) == 14
     with pytest.raises(MedbridgeError, match="mcq.chestmnist 'fourteen' is unknown"):
         class_names("chestmnist", "fourteen")
+
+
+# ---- the probe as the authors ran it -----------------------------------------------------------------------------------
+
+
+def test_probe_batchnorm_momentum_is_the_authors_unless_cumulative_is_asked():
+    import torch
+
+    from medbridge.probe.linear import probe_head
+
+    x = torch.full((8, 3), 100.0) + torch.randn(8, 3)
+    for momentum, want in ((0.1, 10.0), (None, 100.0)):  # one step: 0.9 x 0 + 0.1 x 100, or the plain mean
+        head = probe_head(3, 2, momentum).train()
+        head(x)
+        assert head[0].running_mean.mean().item() == pytest.approx(want, rel=0.05)
+
+
+def _probe_arrays(seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat([0, 1], 40)
+    x = rng.normal(size=(80, 6)).astype(np.float32) + y[:, None] * 0.8  # learnable, imperfectly
+    yv = np.repeat([0, 1], 10)
+    xv = rng.normal(size=(20, 6)).astype(np.float32) + yv[:, None] * 0.8
+    return {"train_features": x, "train_labels": y, "val_features": xv, "val_labels": yv,
+            "test_features": xv[::-1].copy() + 0.3, "test_labels": yv[::-1].copy()}  # fmt: skip
+
+
+def test_probe_reports_the_last_epochs_test_accuracy_or_the_best_val_epochs():
+    from medbridge.probe.linear import run_probe
+
+    arrays = _probe_arrays()
+    cfg = {"seed": 0, "probe": {"epochs": 7, "probe_batch_size": 16}}
+    last = run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)  # the defaults: the authors'
+    assert last["settings"]["select"] == "last" and last["settings"]["bn_momentum"] == 0.1
+    assert last["epoch"] == 7 and last["accuracy"] == pytest.approx(last["test_curve"][-1])
+    cfg["probe"] |= {"select": "best_val", "bn_momentum": None}
+    best = run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)
+    assert best["epoch"] == 1 + int(np.argmax(best["val_curve"]))
+    assert best["accuracy"] == pytest.approx(best["test_curve"][best["epoch"] - 1])
+    cfg["probe"]["select"] = "best"
+    with pytest.raises(MedbridgeError, match="probe.select 'best' is unknown"):
+        run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)
