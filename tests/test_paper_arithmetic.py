@@ -201,3 +201,26 @@ def test_probe_reports_the_last_epochs_test_accuracy_or_the_best_val_epochs():
     cfg["probe"]["select"] = "best"
     with pytest.raises(MedbridgeError, match="probe.select 'best' is unknown"):
         run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)
+
+
+# ---- noise beside every comparison -------------------------------------------------------------------------------------
+
+
+def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_noise():
+    from medbridge.artifacts.comparison import comparison_frame
+
+    vqa_rows = {"base": "Qwen/Qwen2.5-VL-7B-Instruct"}  # reported PathVQA 65.00 over 200 items
+    near = {"model": "base", "evalset": "pathvqa", "acc1": 0.62, "acc1_ci": [0.55, 0.69], "n_items": 200}
+    far = {"model": "base", "evalset": "pathvqa", "acc1": 0.40, "acc1_ci": [0.33, 0.47], "n_items": 200}
+    rows = [comparison_frame([], [m], vqa_rows).iloc[0] for m in (near, far)]
+    for r in rows:
+        assert r.paper_n == 200 and r.paper_se == pytest.approx(100 * np.sqrt(0.65 * 0.35 / 200))  # ~3.4 points
+        assert r.noise_95 == pytest.approx(1.959964 * np.hypot(r.paper_se, 100 * 0.14 / (2 * 1.959964)))
+    assert rows[0].within_noise and not rows[1].within_noise  # -3 points is noise, -25 a miss
+    # Table 1 and 2 cells: over classes x the smallest test class (Breast 84), the probe's CI from Wilson
+    probe = {"model": "base", "dataset": "breastmnist", "accuracy": 68 / 84, "n": 84}
+    m = {"model": "base", "evalset": "breastmnist", "acc1": 0.5499, "acc1_ci": [0.5, 0.6], "n_items": 84,
+         "acc1_definition": "sampled"}  # fmt: skip
+    df = comparison_frame([probe], [m], {}).set_index("table")
+    assert df.loc["Table 1 (linear probe)", "paper_n"] == df.loc["Table 2 (Acc@1)", "paper_n"] == 84
+    assert df.loc["Table 1 (linear probe)", "within_noise"] and df.loc["Table 2 (Acc@1)", "acc1_definition"] == "sampled"

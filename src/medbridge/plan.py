@@ -121,19 +121,13 @@ def n_items(cfg: dict, flag: str, split: str, per_class: int | None) -> int:
     return size if per_class is None else min(per_class * dataset_info(flag).n_classes, size)
 
 
-# The smallest class of MedMNIST test splits, from the paper's Table 1 denominators (N / classes: BreastMNIST 84 / 2,
-# OCTMNIST 1000 / 4, ...; ChestMNIST 315 / 15, and no single finding is rarer than 21 either). The plan prices the
-# balanced subsets of a config without mcq.per_class with these when the data files are not there yet; a split not
-# listed (OrganA/C/SMNIST, TissueMNIST; every val split) is bounded by split size / classes, and said so.
-SMALLEST_TEST_CLASS = {"breastmnist": 42, "chestmnist": 21, "pneumoniamnist": 234, "bloodmnist": 243,
-                       "pathmnist": 339, "dermamnist": 23, "octmnist": 250, "retinamnist": 20}  # fmt: skip
-
-
 def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
     """(images of the split's smallest class under the MCQ rule, how it is known): counted from the data file when
-    it exists, else the synthetic twin's round-robin size, the table above, or the upper bound size / classes."""
+    it exists, else the synthetic twin's round-robin size, the paper's denominators (test splits they give), or the
+    upper bound size / classes (said in the plan's notes)."""
     import numpy as np
 
+    from medbridge.artifacts.reference import SMALLEST_TEST_CLASS
     from medbridge.config import run_dir
     from medbridge.data.mcq import class_of, class_names
     from medbridge.data.medmnist import load_split, npz_name
