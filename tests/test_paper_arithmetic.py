@@ -224,3 +224,33 @@ def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_nois
     df = comparison_frame([probe], [m], {}).set_index("table")
     assert df.loc["Table 1 (linear probe)", "paper_n"] == df.loc["Table 2 (Acc@1)", "paper_n"] == 84
     assert df.loc["Table 1 (linear probe)", "within_noise"] and df.loc["Table 2 (Acc@1)", "acc1_definition"] == "sampled"
+
+
+# ---- the RL answer format ----------------------------------------------------------------------------------------------
+
+
+def test_answer_not_a_letter_counts_tags_holding_more_than_a_letter():
+    from medbridge.train.rewards import accuracy_reward, answer_not_a_letter
+
+    texts = ["<think>x</think><answer>B</answer>", "<think>x</think><answer> b. </answer>",
+             "<think>x</think><answer>B. pneumonia</answer>", "<think>x</think><answer>pneumonia</answer>",
+             "no tag at all", "<answer>pneumonia</answer> then <answer>B</answer>"]  # fmt: skip
+    completions = [[{"role": "assistant", "content": t}] for t in texts]
+    assert answer_not_a_letter(completions) == [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
+    # what it measures: right in words, scored 0 by the exact-match reward
+    assert accuracy_reward(completions, ["B"] * 6) == [1.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+
+
+def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
+    from medbridge.prompts import LETTER_INSTRUCTION
+    from medbridge.train.data import grpo_dataset
+    from medbridge.train.grpo import reward_functions, reward_weights
+    from medbridge.train.care import CareSettings
+
+    item = {"id": "q", "question": "Which class?", "options": {"A": "x", "B": "y"}, "answer": "B", "images": []}
+    plain = grpo_dataset([item])[0]["prompt"][0]["content"]
+    asked = grpo_dataset([item], letter_instruction=True)[0]["prompt"][0]["content"]
+    assert "single option letter" not in plain and asked == plain + LETTER_INSTRUCTION
+    funcs = reward_functions({"num_generations": 2}, CareSettings.from_config({"enabled": False}))
+    assert dict(zip([f.__name__ for f in funcs], reward_weights(funcs))) == {
+        "accuracy_reward": 1.0, "format_reward": 1.0, "answer_not_a_letter": 0.0}

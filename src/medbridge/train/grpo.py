@@ -18,7 +18,7 @@ from medbridge.train.care import CareBonus, CareSettings
 from medbridge.train.common import common_args, init_source, last_checkpoint, load_for_training, load_weights
 from medbridge.train.common import prepare_work_dir, save_model_dir, train_dtype, training_fingerprint, training_log
 from medbridge.train.data import grpo_dataset, load_train_items
-from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
+from medbridge.train.rewards import accuracy_reward, answer_not_a_letter, format_reward, make_length_reward
 
 
 def rollout_settings(section: dict) -> dict:
@@ -44,7 +44,8 @@ def rollout_settings(section: dict) -> dict:
     }
 
 
-def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None):
+def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None,
+              reward_weights: list[float] | None = None):  # fmt: skip
     from trl import GRPOConfig
 
     vllm = {}
@@ -61,6 +62,7 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         loss_type="grpo",
         scale_rewards="group",
         remove_unused_columns=False,  # the reward functions read the `answer` column
+        reward_weights=reward_weights,  # 0 for logged metrics (answer_not_a_letter), 1 for rewards
         sync_ref_model=care.enabled and beta > 0,  # TRL's KL reference becomes the EMA reference
         ref_model_mixup_alpha=1.0 - care.ema_decay,
         ref_model_sync_steps=care.ema_every,
@@ -69,8 +71,16 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
     )
 
 
+METRICS = (answer_not_a_letter,)  # computed and logged by TRL like rewards, weight 0: never in the summed reward
+
+
+def reward_weights(funcs: list) -> list[float]:
+    return [0.0 if f in METRICS else 1.0 for f in funcs]
+
+
 def reward_functions(section: dict, care: CareSettings) -> list:
-    funcs = [accuracy_reward, format_reward]
+    """The rewards (accuracy, format, the optional length bonus, CARE's bonus last) and the logged metrics."""
+    funcs = [accuracy_reward, format_reward, answer_not_a_letter]
     if section.get("length_bonus", False):
         funcs.append(make_length_reward(section["num_generations"]))
     if care.enabled:
@@ -104,11 +114,13 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
 
     section = cfg["train"]["grpo"]
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
-    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
+    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"),
+                           section.get("letter_instruction", False))  # fmt: skip
     src = init_source(cfg, init, train_dtype(cfg, section))
-    args = grpo_args(cfg, section, care, work, src.revision)  # before the model (DeepSpeed ZeRO-3 init)
-    model, processor = load_for_training(src, section, resume)
     funcs = reward_functions(section, care)
+    # the arguments before the model (DeepSpeed ZeRO-3 init)
+    args = grpo_args(cfg, section, care, work, src.revision, reward_weights(funcs))
+    model, processor = load_for_training(src, section, resume)
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
                           processing_class=processor)  # fmt: skip
     if care.enabled:
