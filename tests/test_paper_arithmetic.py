@@ -254,3 +254,57 @@ def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
     funcs = reward_functions({"num_generations": 2}, CareSettings.from_config({"enabled": False}))
     assert dict(zip([f.__name__ for f in funcs], reward_weights(funcs))) == {
         "accuracy_reward": 1.0, "format_reward": 1.0, "answer_not_a_letter": 0.0}
+
+
+# ---- judge scope -------------------------------------------------------------------------------------------------------
+
+
+class _StandInJudge:
+    """A judge that reads the whole response: the last option letter the response names after 'answer is'/a tag."""
+
+    def complete(self, images, prompts, max_new_tokens):
+        import re
+
+        out = []
+        for p in prompts:
+            response = p.split("Model response:\n", 1)[1].split("\n\nWhich option letter", 1)[0]
+            found = re.findall(r"(?:answer is |<answer>)([A-Z])\b", response)
+            out.append(found[-1] if found else "NONE")
+        return out
+
+
+def test_judge_scope_all_rereads_clean_tags_and_counts_what_it_changes(tmp_path, monkeypatch):
+    import copy
+
+    import medbridge.models.registry
+    import medbridge.provenance
+    from medbridge.io import write_jsonl
+    from medbridge.score.judge import VLMJudge
+    from medbridge.score.run import score_file
+
+    monkeypatch.setattr(medbridge.provenance, "write_sidecar", lambda *a, **k: None)  # no judge weights to hash
+    monkeypatch.setattr(medbridge.models.registry, "resolve", lambda cfg, role: None)
+
+    def s(text, choice, method):
+        return {"text": text, "choice": choice, "method": method, "correct": choice == "B"}
+
+    rows = [{"id": "q1", "answer": "B", "options": {"A": "x", "B": "y"}, "settings": {"n": 2},
+             "greedy": s("<answer>A</answer> wait, the answer is B", "A", "tag"),  # clean tag, rule reads A
+             "samples": [s("<answer>B</answer>", "B", "tag"), s("I think the answer is B", None, "none")]}]  # fmt: skip
+    cfg = {"seed": 0, "models": {"judge": {"source": "local", "path": "/unused"}},
+           "evaluate": {"k": [1, 2], "bootstrap": 0, "judge": "vlm", "acc1": "sampled"}}  # fmt: skip
+    gen, items = tmp_path / "g.jsonl", tmp_path / "i.jsonl"
+    write_jsonl(items, [{"id": "q1", "question": "?", "options": {"A": "x", "B": "y"}, "answer": "B", "images": []}])
+    counts = {}
+    for scope in ("unclear", "all"):
+        cfg["evaluate"]["judge_scope"] = scope
+        write_jsonl(gen, copy.deepcopy(rows))
+        judge = VLMJudge(cfg)
+        judge._backend = _StandInJudge()
+        m = score_file(cfg, judge, "base", "breastmnist", str(gen), str(items), str(tmp_path / f"{scope}.json"))
+        counts[scope] = (m["judge_scope"], m["judge_calls"], m["judge_changed"], m["acc1_greedy"])
+    assert counts["unclear"] == ("unclear", 1, 1, 0.0)  # only the tag-less sample is re-read; the greedy A stands
+    assert counts["all"] == ("all", 3, 2, 1.0)  # every answer re-read: the greedy answer's later "B" counts too
+    cfg["evaluate"]["judge_scope"] = "some"
+    with pytest.raises(MedbridgeError, match="evaluate.judge_scope 'some' is unknown"):
+        VLMJudge(cfg)(copy.deepcopy(rows), {})

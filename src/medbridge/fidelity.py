@@ -98,9 +98,12 @@ LEDGER: tuple[Row, ...] = (
     Row("judge-scope", "Judge scope",
         "Correctness of the predicted choice verified with Qwen2.5-VL-32B-Instruct (how, not said).",
         "No judge in the public code.",
-        "`vlm`: the 32B judge re-decides every response without a clean closed tag (method other than `tag`); "
-        "verdicts kept beside the metrics. `rule`: extraction only (tiny profile).",
-        (Key("evaluate.judge", "vlm", "rule"),)),
+        "`vlm`: the 32B judge re-decides every response without a clean closed tag (method other than `tag`; "
+        "`judge_scope: all` re-reads every response, about 17 calls per item); verdicts kept beside the metrics, "
+        "whose `judge_calls` and `judge_changed` count how many answers each setting re-read and changed (a test "
+        "with a stand-in judge shows `all` changing a clean-tag answer `unclear` leaves). `rule`: extraction only "
+        "(tiny profile).",
+        (Key("evaluate.judge", "vlm", "rule"), Key("evaluate.judge_scope", None, "unclear"))),
     Row("image-resolution", "Image resolution",
         "MedMNIST at 224 x 224.",
         "inference.py `main`: min_pixels 1280*28*28 (~1 M pixels), so 224 px images are upsampled for evaluation; "
