@@ -260,10 +260,15 @@ LEDGER: tuple[Row, ...] = (
         "water-filling), `none` one more stratum, seeded (data/pmc.py).",
         (Key("vqa.pmc.subset_size", 8000),), touches=("T3",), trained="grpo"),
     Row("med-r1", "Med-R1 row",
-        "Med-R1-2B reported in Table 3.",
+        "Med-R1-2B reported in Table 3 (which checkpoint, not said).",
         "Not in the public code.",
-        "Not evaluated: the checkpoint keeps one model per modality in sub-folders and the paper does not say "
-        "which; its reported row is shown only.", touches=("T3",)),
+        "yuxianglai117/Med-R1 keeps one Qwen2-VL-2B checkpoint per modality (VQA_CT, ...) and per task in "
+        "sub-folders; a model role names one (`subfolder`), downloaded, fingerprinted and loaded as that folder. "
+        "Choice: the cross-task disease-diagnosis checkpoint (VQA_DD): a task checkpoint is trained on every "
+        "modality, where a modality checkpoint sees one, and Table 3's benchmarks mix modalities and are mostly "
+        "diagnosis questions. The folder name follows the repo's VQA_<task> naming (unverified offline; "
+        "`download-model` lists the repo's folders with weights if it differs). Key: `models.med_r1.subfolder`.",
+        touches=("T3",)),
     Row("recipe-split", "Recipe diagnosis split",
         "Support@K and Acc@1 \"on a small validation set\".",
         "Not in the public code.",

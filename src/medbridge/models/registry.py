@@ -1,9 +1,10 @@
 """Model roles -> where the weights come from, and the one way every step loads a model.
 
 A role (`base`, `sft`, `rl`, `judge`, a Table 3 baseline, ...) is a `models:` entry of the config: an HF hub id
-(with a pinnable revision and an optional processor override, e.g. OctoMed loads Qwen2.5-VL-7B-Instruct's
-processor), a local directory, or a model this DAG makes (the tiny model, SFT and GRPO results). Models the DAG makes
-and are not config roles (the RQ3 grid's `rq3-<init>-<task>`) live under results/<run>/models/<name>/ as well.
+(with a pinnable revision, an optional processor override, e.g. OctoMed loads Qwen2.5-VL-7B-Instruct's
+processor, and an optional `subfolder` for repos that keep one checkpoint per folder, e.g. Med-R1), a local
+directory, or a model this DAG makes (the tiny model, SFT and GRPO results). Models the DAG makes and are not config
+roles (the RQ3 grid's `rq3-<init>-<task>`) live under results/<run>/models/<name>/ as well.
 Loading always goes through AutoProcessor / AutoModelForImageTextToText, safetensors only, and trust_remote_code
 only for ids on the config's allow-list.
 """
@@ -35,13 +36,30 @@ def made_model_dir(cfg: dict, name: str) -> Path:
     return run_dir(cfg) / "models" / name
 
 
+def hub_subfolder_dir(spec: dict) -> str:
+    """The local directory of a hub role's `subfolder` (one checkpoint of a repo that keeps several, e.g. Med-R1's
+    per-modality/per-task folders): that folder of the repo's snapshot in the HF cache, read offline (the download
+    rule fetched it). Before the download, where it will be: `<id>@<revision>/<subfolder>` under the cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snap = snapshot_download(spec["id"], revision=spec.get("revision"), local_files_only=True,
+                                 allow_patterns=[f"{spec['subfolder']}/*"])  # fmt: skip
+    except Exception:  # not downloaded yet: a path that names what is missing (check_local_dir reports it)
+        where = f"{spec['id']}@{spec.get('revision') or 'main'}/{spec['subfolder']}"
+        return f"{where} (not downloaded: medbridge download-model)"
+    return str(Path(snap) / spec["subfolder"])
+
+
 def resolve(cfg: dict, name: str) -> ModelSource:
     spec = cfg["models"].get(name)
     if spec is None and not name.startswith("rq3-") and not made_model_dir(cfg, name).exists():
         raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
     spec = spec or {"source": "grpo"}
     dtype = spec.get("dtype", cfg.get("evaluate", {}).get("dtype", "float32"))
-    if spec["source"] == "hub":
+    if spec["source"] == "hub" and spec.get("subfolder"):  # loaded, fingerprinted as the local folder it is
+        path, revision, local = hub_subfolder_dir(spec), None, True
+    elif spec["source"] == "hub":
         path, revision, local = spec["id"], spec.get("revision"), False
     elif spec["source"] == "local":
         path, revision, local = spec["path"], None, True
@@ -54,7 +72,7 @@ def resolve(cfg: dict, name: str) -> ModelSource:
         revision=revision,
         processor_path=spec.get("processor", path),
         processor_revision=spec.get("processor_revision", revision if "processor" not in spec else None),
-        trust_remote_code=path in allow,
+        trust_remote_code=spec.get("id", path) in allow,
         dtype=dtype,
         local=local,
     )
