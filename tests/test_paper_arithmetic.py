@@ -308,3 +308,19 @@ def test_judge_scope_all_rereads_clean_tags_and_counts_what_it_changes(tmp_path,
     cfg["evaluate"]["judge_scope"] = "some"
     with pytest.raises(MedbridgeError, match="evaluate.judge_scope 'some' is unknown"):
         VLMJudge(cfg)(copy.deepcopy(rows), {})
+
+
+# ---- processor per step --------------------------------------------------------------------------------------------------
+
+
+def test_a_processor_override_applies_to_its_steps_only(paper):
+    """The authors: OctoMed's own processor for inference and the probe, Qwen2.5-VL-7B-Instruct's for GRPO."""
+    from medbridge.models.registry import resolve
+
+    qwen, octo = "Qwen/Qwen2.5-VL-7B-Instruct", "OctoMed/OctoMed-7B"
+    assert resolve(paper, "sft").processor_path == octo
+    assert resolve(paper, "sft", "probe").processor_path == octo
+    assert resolve(paper, "sft", "train").processor_path == qwen
+    assert resolve(paper, "ours_released", "evaluate").processor_path == qwen  # no processor_steps: every step
+    with pytest.raises(MedbridgeError, match="unknown step 'serve'"):
+        resolve(paper, "sft", "serve")

@@ -59,6 +59,17 @@ LEDGER: tuple[Row, ...] = (
         "inference.py `QwenVLPredictor`: transformers `generate`, one sample per call.",
         "vLLM in the paper config (speed); HF transformers in the tiny profile; same sampling settings.",
         (Key("evaluate.backend", "hf"),)),
+    Row("processor", "Processor per step",
+        "Silent.",
+        "inference.py `QwenVLPredictor.__init__` and linprobe.py `main`: `AutoProcessor.from_pretrained` of the model "
+        f"itself; {CARE_TRAINER} `__init__`: Qwen/Qwen2.5-VL-7B-Instruct's processor when the model id contains "
+        "\"octomed\", else the model's own.",
+        "Per step, as the authors: a role's `processor` override applies to the steps in `processor_steps` "
+        "(evaluate, probe, train; default all). Paper config: OctoMed (`sft`) evaluates and is probed with its own "
+        "processor and trains (`ours`, the RQ3 grid) with Qwen2.5-VL-7B-Instruct's; Med-R1 and `ours_released` "
+        "keep an override at every step (choices: Med-R1's folders may lack a processor; the released checkpoint's "
+        "training used Qwen's).",
+        touches=("T1", *EVAL)),
     Row("greedy-acc1", "Acc@1",
         "The text: Accuracy@1 under greedy decoding. The numbers: every checkable Table 2 cell is c / (N x 16), the "
         "mean accuracy of the 16 samples (the unbiased Pass@1): BreastMNIST base/sft/rl 54.99/79.17/69.79 = "

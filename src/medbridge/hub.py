@@ -69,9 +69,10 @@ def download(cfg: dict, role: str) -> dict:
     from huggingface_hub import snapshot_download
 
     cache = cache_dir(cfg)
+    to_fetch = repos(cfg, role)  # checks the role first
     sub = cfg["models"][role].get("subfolder")
     fetched = []
-    for i, (repo_id, revision) in enumerate(repos(cfg, role)):
+    for i, (repo_id, revision) in enumerate(to_fetch):
         patterns = [f"{sub}/{p}" for p in ALLOW_PATTERNS] if i == 0 and sub else ALLOW_PATTERNS
         try:
             path = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, allow_patterns=patterns))

@@ -51,7 +51,15 @@ def hub_subfolder_dir(spec: dict) -> str:
     return str(Path(snap) / spec["subfolder"])
 
 
-def resolve(cfg: dict, name: str) -> ModelSource:
+STEPS = ("evaluate", "probe", "train")  # which step loads the model: a role's processor override may name some
+
+
+def resolve(cfg: dict, name: str, step: str = "evaluate") -> ModelSource:
+    """Where a role's weights and processor come from for `step`: its `processor` override applies to the steps in
+    `processor_steps` (default every step), as the authors' scripts load one per step (their GRPO trainer takes
+    Qwen2.5-VL-7B-Instruct's processor for OctoMed; their inference and probe scripts the model's own)."""
+    if step not in STEPS:
+        raise MedbridgeError(f"unknown step {step!r}; one of {list(STEPS)}")
     spec = cfg["models"].get(name)
     if spec is None and not name.startswith("rq3-") and not made_model_dir(cfg, name).exists():
         raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
@@ -66,12 +74,13 @@ def resolve(cfg: dict, name: str) -> ModelSource:
     else:
         path, revision, local = str(made_model_dir(cfg, name)), None, True
     allow = set(cfg.get("trust_remote_code_allowlist", []))
+    override = "processor" in spec and step in spec.get("processor_steps", STEPS)
     return ModelSource(
         name=name,
         path=path,
         revision=revision,
-        processor_path=spec.get("processor", path),
-        processor_revision=spec.get("processor_revision", revision if "processor" not in spec else None),
+        processor_path=spec["processor"] if override else path,
+        processor_revision=spec.get("processor_revision") if override else revision,
         trust_remote_code=spec.get("id", path) in allow,
         dtype=dtype,
         local=local,
@@ -113,9 +122,9 @@ def load_model(src: ModelSource, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def load(cfg: dict, name: str, device: str = "cpu"):
+def load(cfg: dict, name: str, device: str = "cpu", step: str = "evaluate"):
     """(model, processor, source) for a role, ready for inference."""
-    src = resolve(cfg, name)
+    src = resolve(cfg, name, step)
     if src.local:
         check_local_dir(src.path)  # before the processor: its error would not name the real problem
     processor = load_processor(src)

@@ -82,7 +82,7 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
     """Everything the cached features depend on; a cached file with other settings is recomputed."""
     from medbridge.models.registry import resolve
 
-    probe, src = cfg.get("probe", {}), resolve(cfg, model)
+    probe, src = cfg.get("probe", {}), resolve(cfg, model, "probe")
     npz_path = Path(npz_path)
     from medbridge.fingerprint import model_fingerprint
 
@@ -242,7 +242,7 @@ def _load_tower(cfg: dict, model: str, device: str):
 
     if device == "cuda" and not torch.cuda.is_available():
         raise MedbridgeError("probe.device is cuda but no GPU is visible; run on a GPU node or set probe.device: cpu")
-    src = resolve(cfg, model)
+    src = resolve(cfg, model, "probe")
     tower = vision_tower(load_model(src, "cpu")).to(device).eval()
     tower.requires_grad_(False)
     image_processor = load_processor(src).image_processor
