@@ -24,7 +24,7 @@ rule mcq_items:
     benchmark:
         bench("mcq_items/{dataset}_{split}")
     params:
-        settings=config["mcq"],
+        settings={**config["mcq"], "recipe_per_class": config.get("recipe", {}).get("per_class")},
     shell:
         "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"

@@ -324,3 +324,11 @@ def test_a_processor_override_applies_to_its_steps_only(paper):
     assert resolve(paper, "ours_released", "evaluate").processor_path == qwen  # no processor_steps: every step
     with pytest.raises(MedbridgeError, match="unknown step 'serve'"):
         resolve(paper, "sft", "serve")
+
+
+def test_recipe_validation_subsets_are_small_and_test_subsets_full(paper):
+    from medbridge.evalsets import eval_per_class
+
+    assert eval_per_class(paper, "test") is None  # all of the smallest class
+    assert eval_per_class(paper, "val") == paper["recipe"]["per_class"] == 100
+    assert eval_per_class({"mcq": {"eval_split": "test", "per_class": 3}}, "val") == 3  # no recipe cap: mcq's

@@ -76,9 +76,9 @@ def test_generations_are_the_dags_eval_sets(paper):
     assert recipe and all(e.endswith("-val") for _, e in recipe)
     assert len(recipe) == len(paper["evaluate"]["models"]) * len(paper["data"]["datasets"])
     assert planner.items("bloodmnist") == 8 * 243  # the paper's subsets: classes x the smallest test class
-    val = medmnist_info()["bloodmnist"]["n_samples"]["val"]
-    assert planner.items("bloodmnist-val") == val // 8 * 8  # unknown smallest class: the bound, said in the notes
-    assert any("bloodmnist-val" in n and "bound" in n for n in planner.notes)
+    assert planner.items("bloodmnist-val") == 8 * paper["recipe"]["per_class"]  # "a small validation set"
+    assert planner.items("tissuemnist") == medmnist_info()["tissuemnist"]["n_samples"]["test"] // 8 * 8
+    assert any("tissuemnist" in n and "bound" in n for n in planner.notes)  # smallest class unknown: said so
 
 
 def test_booked_hours_follow_the_profile(paper, tmp_path):

@@ -141,7 +141,8 @@ LEDGER: tuple[Row, ...] = (
         "(`with_no_finding`): inferred from Table 1's ChestMNIST denominator 315 = 15 x 21, which 15 classes of 21 "
         "fit and 14 classes cannot (315 / 14 = 22.5), an inference, not a statement; `findings_only` keeps the 14 "
         "single findings (the tiny profile: its synthetic twin has no image without a finding). Images with several "
-        "findings are never items; the probe is 15- (or 14-) way on the same images.",
+        "findings are never items; the probe is 15- (or 14-) way on the same images. Table 2's ChestMNIST cells "
+        "(8.70/13.22/8.03) fit neither 315 x 16 nor 294 x 16 samples, so its RQ2 item count stays unknown.",
         (Key("mcq.chestmnist", "with_no_finding", "with_no_finding"),), touches=("T1", *MCQ), only=("chestmnist",)),
     Row("options", "Option texts and order",
         "C-option MCQ from the class labels.",
@@ -284,8 +285,10 @@ LEDGER: tuple[Row, ...] = (
         "Support@K and Acc@1 \"on a small validation set\".",
         "Not in the public code.",
         "Key `recipe.split` (val, as the paper): evaluate.models answer each dataset's balanced validation subset "
-        "(eval sets `<dataset>-val`, the same per-class draw as the test subsets) and the decisions come from those.",
-        (Key("recipe.split", "val", "val"),), touches=("REC",)),
+        "(eval sets `<dataset>-val`, the same per-class draw as the test subsets) and the decisions come from those; "
+        "`recipe.per_class` sizes them (paper config: 100 per class, capped by the smallest class: \"small\" is "
+        "not sized in the paper).",
+        (Key("recipe.split", "val", "val"), Key("recipe.per_class", None)), touches=("REC",)),
     Row("recipe-tau", "Recipe threshold",
         "A target reliability threshold tau, value not given.",
         "Not in the public code.",

@@ -147,14 +147,16 @@ def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
 
 
 def eval_items(cfg: dict, flag: str, split: str) -> tuple[int, str]:
-    """(items of a dataset's balanced eval subset on `split`, how the count is known): mcq.per_class per class
-    (capped by the split), or without it all of the smallest class and as many of every other (the paper's
-    subsets); classes as the MCQ rule makes them (ChestMNIST: mcq.chestmnist)."""
+    """(items of a dataset's balanced eval subset on `split`, how the count is known): per_class per class
+    (medbridge.evalsets.eval_per_class; capped by the smallest class), or without it all of the smallest class and
+    as many of every other (the paper's subsets); classes as the MCQ rule makes them (ChestMNIST: mcq.chestmnist)."""
     from medbridge.data.mcq import class_names
 
     mcq = cfg["mcq"]
     n_classes = len(class_names(flag, mcq.get("chestmnist", "with_no_finding")))
-    per_class = mcq.get("per_class")
+    from medbridge.evalsets import eval_per_class
+
+    per_class = eval_per_class(cfg, split)
     if per_class is not None and mcq.get("balance", "equal") == "capped":
         return min(per_class * n_classes, split_size(cfg, flag, split)), "per_class"
     smallest, how = smallest_class(cfg, flag, split)

@@ -13,13 +13,14 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from medbridge.data.mcq import make_items
+    from medbridge.evalsets import eval_per_class
     from medbridge.io import write_jsonl
 
     cfg = config_from(args)
     mcq = cfg["mcq"]
     # no mcq.per_class: the smallest class's full count (eval), every image (train without train_per_class)
     per_class = args.per_class or (mcq.get("train_per_class", mcq.get("per_class")) if args.split == "train"
-                                   else mcq.get("per_class"))  # fmt: skip
+                                   else eval_per_class(cfg, args.split))  # fmt: skip
     # Evaluation subsets are balanced as configured (the paper: equal counts); training sets keep up to per_class
     balance = "capped" if args.split == "train" else mcq.get("balance", "equal")
     items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"),
