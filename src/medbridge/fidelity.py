@@ -196,7 +196,8 @@ LEDGER: tuple[Row, ...] = (
         f"{CARE_SCRIPT} `main`: QUESTION_TEMPLATE after the question; upstream GRPO-CARE's multiple-choice line "
         "(\"Please provide only the single option letter ... within the <answer> </answer> tags.\", its "
         "TYPE_TEMPLATE) is dropped, while the accuracy reward still matches the letter exactly.",
-        "The same text (prompts.py); `letter_instruction: true` appends upstream's line. Either way TRL logs, per step, "
+        "The same text (prompts.py); `letter_instruction: true` appends upstream's line. Either way TRL logs, per "
+        "step, "
         "the share of rollouts whose last <answer> tag holds more than a letter (`rewards/answer_not_a_letter/mean`, "
         "a weight-0 metric in training_log.csv), so a reader sees how much reward the exact match withholds.",
         (Key("train.grpo.prompt", "rl", "rl"), Key("train.grpo.letter_instruction", False, False)),

@@ -83,7 +83,8 @@ def download(cfg: dict, role: str) -> dict:
             ) from e
         if i == 0 and sub and not any((path / sub).glob("*.safetensors")):
             raise MedbridgeError(f"{repo_id} has no *.safetensors weights in sub-folder {sub!r} (models.{role}."
-                                 f"subfolder); its folders with weights: {weight_folders(repo_id, revision)}")  # fmt: skip
+                                 f"subfolder); its folders with weights: "
+                                 f"{weight_folders(repo_id, revision)}")  # fmt: skip
         if i == 0 and not sub and not any(path.glob("*.safetensors")):  # the weights repo (the processor's needs none)
             raise MedbridgeError(f"{repo_id} has no *.safetensors weights; medbridge loads safetensors only")
         fetched.append({"id": repo_id, "revision": revision, "commit": path.name, "path": str(path),

@@ -1,7 +1,8 @@
 """The paper comparison: every reproduced number that the paper also reports, beside the reported value, the
 delta, whether the reported value lies in our 95% CI (bootstrap CI for metrics; Wilson interval for probe
 accuracies, which have no resamples), and the noise of both numbers (`paper_se` at the paper's N, `noise_95` of the
-difference, `within_noise`), so a reader can tell a miss from sampling noise. Reported values are the reference column only; ours are computed.
+difference, `within_noise`), so a reader can tell a miss from sampling noise. Reported values are the reference
+column only; ours are computed.
 Column `ledger` names the rows of the fidelity ledger (docs/FIDELITY.md, medbridge.fidelity) that touch the number;
 `ledger_deviations` those of them where this run's config departs from the authors' value."""
 

@@ -24,6 +24,7 @@ def run(args) -> None:
     # Evaluation subsets are balanced as configured (the paper: equal counts); training sets keep up to per_class
     balance = "capped" if args.split == "train" else mcq.get("balance", "equal")
     items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"),
-                       balance, mcq.get("retina_options", "digits"), mcq.get("chestmnist", "with_no_finding"))  # fmt: skip
+                       balance, mcq.get("retina_options", "digits"),
+                       mcq.get("chestmnist", "with_no_finding"))  # fmt: skip
     n = write_jsonl(args.out, items)
     print(f"wrote {n} items to {args.out}")

@@ -11,8 +11,8 @@ Which images (every random choice seeded from the config `seed`):
   - train: all labelled images, or at most `probe.train_per_class` per class (seeded draw);
   - val:   all labelled images (the probe's model selection);
   - test:  the balanced subset of the MCQ items: `mcq.per_class` per class (absent: the smallest class's count),
-           drawn with the same seed and generator as `medbridge.data.mcq.make_items`, so the probe is scored on exactly the images the MCQ eval asks about
-           (when `mcq.eval_split` is `test`).
+           drawn with the same seed and generator as `medbridge.data.mcq.make_items`, so the probe is scored on
+           exactly the images the MCQ eval asks about (when `mcq.eval_split` is `test`).
 Augmentation (`probe.augment`):
   - `authors` (the paper default): as the authors' linprobe.py, every training epoch sees freshly augmented train
     images, RandomResizedCrop(crop_size, bicubic) + RandomHorizontalFlip (seeded per dataset and epoch), so the

@@ -43,9 +43,9 @@ class RuleJudge:
 
 
 class VLMJudge:
-    """Re-decides responses (`evaluate.judge_scope`: unclear ones, or all) with the judge model, loaded once (at its first unclear response) for every
-    generations file the scoring job judges, through the configured generation backend (vLLM on GPUs:
-    `evaluate.judge_tensor_parallel_size` GPUs; 32B in bf16 needs ~67 GB)."""
+    """Re-decides responses (`evaluate.judge_scope`: unclear ones, or all) with the judge model, loaded once (at its
+    first response to judge) for every generations file the scoring job judges, through the configured generation
+    backend (vLLM on GPUs: `evaluate.judge_tensor_parallel_size` GPUs; 32B in bf16 needs ~67 GB)."""
 
     name = "vlm"
 
