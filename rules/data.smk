@@ -40,7 +40,7 @@ rule mcq_items:
     benchmark:
         bench("mcq_items/{dataset}_{split}")
     params:
-        settings=config["mcq"],
+        settings={**config["mcq"], "recipe_per_class": config.get("recipe", {}).get("per_class")},
     shell:
         "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input.npz} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"

@@ -18,7 +18,7 @@ rule generate:
     wildcard_constraints:
         model="|".join(EVALSETS) or "__none__",
     params:
-        settings=settings("evaluate", "models", "judge", "bootstrap", "k"),
+        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1"),
         evalsets=lambda w: EVALSETS[w.model],
         out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
         n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],

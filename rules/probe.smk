@@ -7,8 +7,9 @@ from medbridge.probe.features import augment_settings
 PROBE_FEATURE_SETTINGS = {
     "probe": {k: config.get("probe", {}).get(k) for k in ("features", "min_pixels", "max_pixels", "train_per_class")},
     "augment": augment_settings(config),  # the authors' transforms re-embed train images every epoch
-    "test_per_class": config["mcq"]["per_class"],
+    "test_per_class": config["mcq"].get("per_class"),
     "test_balance": config["mcq"].get("balance"),
+    "chestmnist": config["mcq"].get("chestmnist"),
     "seed": config["seed"],
     "dtype": config["evaluate"].get("dtype"),
 }

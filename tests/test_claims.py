@@ -49,7 +49,7 @@ def test_the_three_claims_hold_on_a_run_that_shows_them(cfg, tmp_path):
                                  ("base", "organamnist"): (1, 4)})  # fmt: skip
     assert table.held.tolist() == [True, True, True]
     assert "base 10.0%" in table.numbers[0] and "after SFT 85.0%" in table.numbers[0]
-    assert "35.0% -> 65.0% (+30.0 pp" in table.numbers[1] and "gap Pass@8 - Acc@1: 50.0 -> 15.0 pp" in table.numbers[1]
+    assert "35.0% -> 65.0% (+30.0 pp" in table.numbers[1] and "gap Pass@8 - Acc@1 (greedy): 50.0 -> 15.0 pp" in table.numbers[1]
     md = (tmp_path / "claims.md").read_text()
     assert md.count("| held ") == 3 + 1 and "NOT held" not in md and "Seed 0" in md  # 3 rows + the header
     assert pd.read_csv(tmp_path / "claims.csv").held.tolist() == [True, True, True]

@@ -82,7 +82,8 @@ def test_generations_resume_and_metrics_recompute(cfg_with_local_model, few_item
     m = compute_metrics(rows, [1, 2, 4], n_boot=200, seed=0)
     by_hand = sum(pass_at_k(4, sum(s["correct"] for s in r["samples"]), 2) for r in rows) / len(rows)
     assert m["pass_at_k"]["2"] == pytest.approx(by_hand)
-    assert m["acc1"] == pytest.approx(sum(r["greedy"]["correct"] for r in rows) / len(rows))
+    assert m["acc1_greedy"] == pytest.approx(sum(r["greedy"]["correct"] for r in rows) / len(rows))
+    assert m["acc1"] == m["acc1_sampled"] == pytest.approx(m["pass_at_k"]["1"])  # the paper's Acc@1: Pass@1 at n
     assert json.dumps(m)  # JSON-serialisable as the metrics file
 
 
@@ -93,8 +94,8 @@ def test_metrics_on_constructed_rows():
                 "samples": [s(o) for o in sample_oks]}  # fmt: skip
 
     rows = [row(True, [True, False, False, False]), row(False, [False] * 4), row(False, [True] * 4)]
-    m = compute_metrics(rows, [1, 4], n_boot=0, seed=0)
-    assert m["acc1"] == pytest.approx(1 / 3)
+    m = compute_metrics(rows, [1, 4], n_boot=0, seed=0, acc1="greedy")
+    assert m["acc1"] == pytest.approx(1 / 3) and m["acc1_definition"] == "greedy"
     assert m["pass_at_k"]["1"] == pytest.approx((0.25 + 0 + 1) / 3)
     assert m["pass_at_k"]["4"] == pytest.approx(2 / 3)
     assert m["acc1_ci"] == [None, None]
@@ -113,6 +114,7 @@ def test_greedy_only_runs_for_table3(cfg_with_local_model, few_items, tmp_path):
     assert all(r["samples"] == [] for r in rows)
     m = compute_metrics(rows, [1, 2], n_boot=10, seed=0)
     assert m["pass_at_k"] == {} and 0 <= m["acc1"] <= 1
+    assert m["acc1_definition"] == "greedy" and m["acc1_sampled"] is None  # no samples: greedy whatever is asked
     processor = load_processor(resolve(cfg_with_local_model, "base"))
     prompts, params = build_requests(processor, few_items, SamplingSettings(0, 0.7, 0.9, 64, "eval"), seed=0)
     assert len(prompts) == len(params) == len(few_items) and all(p["temperature"] == 0.0 for p in params)

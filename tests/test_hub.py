@@ -196,3 +196,50 @@ def test_a_job_reads_hub_datasets_from_the_cache_offline_or_says_how_to_fetch_th
     shutil.rmtree(Path(cfg["hub_cache"]) / "datasets--UCSC-VLAA--MedVLThinker-Eval")
     proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
     assert proc.returncode == 2 and "not in the hub cache" in proc.stderr and "download_dataset" in proc.stderr
+
+
+def make_subfolder_cache(root: Path, model_dir: Path, folders: list[str]) -> Path:
+    """A hub repo that keeps one checkpoint per sub-folder (as Med-R1), in the layout huggingface_hub writes."""
+    repo = root / ("models--" + REPO.replace("/", "--"))
+    snap = repo / "snapshots" / COMMIT
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for i, folder in enumerate(folders):
+        (snap / folder).mkdir(parents=True)
+        for f in sorted(p for p in model_dir.iterdir() if p.is_file()):
+            data = f.read_bytes() + (b" " * i if f.suffix == ".json" else b"")  # folders differ (configs)
+            blob = repo / "blobs" / f"{folder}-{f.name}"
+            blob.write_bytes(data)
+            (snap / folder / f.name).symlink_to(Path("../../../blobs") / blob.name)
+    (repo / "refs").mkdir(exist_ok=True)
+    (repo / "refs" / "main").write_text(COMMIT)
+    return root
+
+
+def test_a_role_names_a_subfolder_downloaded_fingerprinted_and_loaded(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    from medbridge import MedbridgeError
+    from medbridge.fingerprint import model_fingerprint
+    from medbridge.hub import download
+    from medbridge.models.registry import load, resolve
+
+    cache = make_subfolder_cache(tmp_path / "hub-cache", tiny_model_dir, ["VQA_CT", "VQA_DD"])
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    cfg = copy.deepcopy(tiny_cfg) | {"hub_cache": str(cache)}
+    cfg["models"] = {r: {"source": "hub", "id": REPO, "subfolder": r, "dtype": "float32"} for r in ("VQA_CT", "VQA_DD")}
+    record = download(cfg, "VQA_DD")
+    assert record["repos"][0]["subfolder"] == "VQA_DD" and record["repos"][0]["commit"] == COMMIT
+    src = resolve(cfg, "VQA_DD")
+    assert src.local and Path(src.path) == cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "VQA_DD"
+    assert src.processor_path == src.path  # its own processor, from the same folder
+    # fingerprinted as the folder it is: the two checkpoints of one repo never share a cache key
+    assert model_fingerprint(src)["files_sha256"] != model_fingerprint(resolve(cfg, "VQA_CT"))["files_sha256"]
+    model, processor, _ = load(cfg, "VQA_DD")
+    assert model.config.model_type == "qwen2_5_vl" and processor.tokenizer is not None
+    cfg["models"]["VQA_XX"] = {"source": "hub", "id": REPO, "subfolder": "VQA_XX"}
+    with pytest.raises(MedbridgeError, match="no \\*.safetensors weights in sub-folder 'VQA_XX'"):
+        download(cfg, "VQA_XX")
+    with pytest.raises(MedbridgeError, match="not downloaded"):
+        load({**cfg, "models": {"m": {"source": "hub", "id": "nobody/none", "subfolder": "x"}}}, "m")

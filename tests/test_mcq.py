@@ -11,8 +11,8 @@ from medbridge import MedbridgeError
 @pytest.mark.parametrize("flag", DATASETS)
 def test_items_follow_labels_and_info(flag, synthetic_dir):
     path = synthetic_dir / npz_name(flag, 64)
-    items = make_items(flag, path, "test", per_class=2, seed=0)
-    info = dataset_info(flag)
+    items = make_items(flag, path, "test", per_class=2, seed=0, chest="findings_only")  # the synthetic twin has
+    info = dataset_info(flag)  # no image without a finding; with_no_finding: tests/test_paper_arithmetic.py
     _, labels = load_split(path, flag, "test")
     for it in items:
         assert list(it["options"].values()) == list(info.labels)  # options = INFO label names, fixed order

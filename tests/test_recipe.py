@@ -30,8 +30,9 @@ def unbiased(n, c, k):
 
 
 def test_support_and_acc1_from_generations_use_the_unbiased_estimator():
-    d = from_generations(ROWS, k=2, where="g.jsonl")
+    d = from_generations(ROWS, k=2, where="g.jsonl", acc1="greedy")
     assert d.support == pytest.approx((unbiased(4, 1, 2) + unbiased(4, 2, 2)) / 2)  # (0.5 + 5/6) / 2
+    assert from_generations(ROWS, k=2, where="g.jsonl").acc1 == pytest.approx((1 / 4 + 2 / 4) / 2)  # the samples'
     assert d.acc1 == 0.5 and d.gap == pytest.approx(d.support - 0.5) and d.n_items == 2 and d.n_samples == 4
     assert from_generations(ROWS, where="g.jsonl").k == 4  # default K: all samples
     with pytest.raises(MedbridgeError, match="at least 5 samples"):
@@ -40,7 +41,7 @@ def test_support_and_acc1_from_generations_use_the_unbiased_estimator():
 
 def test_a_users_item_set_recounts_correctness_and_must_be_covered():
     items = [{"id": "q1", "answer": "B"}, {"id": "q2", "answer": "C"}]  # the user's key says q1 is B
-    d = from_generations(ROWS, k=1, items=items)
+    d = from_generations(ROWS, k=1, items=items, acc1="greedy")
     assert d.acc1 == 1.0 and d.support == pytest.approx((2 / 4 + 2 / 4) / 2)
     assert from_generations(ROWS, k=1, items=items[1:]).n_items == 1  # generations beyond the set are ignored
     with pytest.raises(MedbridgeError, match="lack an `id` or an `answer`"):

@@ -59,8 +59,8 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
     table = write_rq3(cfg, _write(tmp_path), tmp_path / "fig2.csv", tmp_path / "fig2.png")
     assert len(table) == 2 * 2 * 2  # pairs x inits x {acc1, pass@4}
     csv = pd.read_csv(tmp_path / "fig2.csv")
-    assert list(csv.columns) == ["regime", "init", "train_task", "eval_task", "metric", "n_items", "before", "after",
-                                 "delta", "delta_ci_low", "delta_ci_high", "ci_includes_zero"]
+    assert list(csv.columns) == ["regime", "init", "train_task", "eval_task", "metric", "acc1_definition", "n_items",
+                                 "before", "after", "delta", "delta_ci_low", "delta_ci_high", "ci_includes_zero"]
     row = csv[(csv.init == "sft") & (csv.regime == "in_domain") & (csv.metric == "acc1")].iloc[0]
     assert (row.train_task, row.eval_task) == ("organamnist", "organamnist")
     assert (row.before, row.after, row.delta) == pytest.approx((0.30, 0.55, 0.25))
@@ -156,7 +156,7 @@ def test_scored_metrics_carry_the_per_item_values_the_deltas_pair():
                 "samples": [{"correct": c} for c in samples]}  # fmt: skip
 
     rows = [row(0, True, [True, False, False, False]), row(1, False, [False] * 4), row(2, True, [True] * 4)]
-    m = compute_metrics(rows, [1, 4], n_boot=0, seed=0)
+    m = compute_metrics(rows, [1, 4], n_boot=0, seed=0, acc1="greedy")
     assert m["per_item"]["id"] == ["q0", "q1", "q2"] and m["per_item"]["acc1"] == [1.0, 0.0, 1.0]
     assert m["per_item"]["pass_at_k"]["1"] == pytest.approx([0.25, 0.0, 1.0])
     for k in ("1", "4"):

@@ -90,7 +90,8 @@ def test_grpo_with_care_updates_policy_and_ema_reference_and_logs(train_cfg, sft
     cfg, root, items = train_cfg
     trainer, processor = build_trainer(cfg, str(sft_dir), [str(items)], root / "grpo.work")
     care = trainer.reward_funcs[-1]
-    assert trainer.reward_func_names == ["accuracy_reward", "format_reward", "care_bonus"]
+    assert trainer.reward_func_names == ["accuracy_reward", "format_reward", "answer_not_a_letter", "care_bonus"]
+    assert trainer.reward_weights.tolist() == [1.0, 1.0, 0.0, 1.0]  # the letter metric is logged, never rewarded
     init = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     trainer.train()
     policy = trainer.model.state_dict()
@@ -105,7 +106,7 @@ def test_grpo_with_care_updates_policy_and_ema_reference_and_logs(train_cfg, sft
     rows = pd.read_csv(out / "training_log.csv")
     assert len(rows) == 3
     for col in ("loss", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "rewards/care_bonus/mean",
-                "care/bonus_rate"):  # fmt: skip
+                "care/bonus_rate", "rewards/answer_not_a_letter/mean"):  # fmt: skip
         assert col in rows.columns, col
     assert _changed(_weights(out), _weights(sft_dir)) > 0
 
@@ -125,10 +126,10 @@ def test_grpo_settings_follow_the_authors_and_care_switches_off(tiny_cfg):
     with_kl = grpo_args(tiny_cfg, {**section, "beta": 0.04}, CareSettings(ema="ema"), "/tmp/unused", None)
     assert not args.sync_ref_model and not with_kl.sync_ref_model
     names = [getattr(f, "__name__", "") for f in reward_functions(section, care)]
-    assert names == ["accuracy_reward", "format_reward", "care_bonus"]
+    assert names == ["accuracy_reward", "format_reward", "answer_not_a_letter", "care_bonus"]
     vanilla = CareSettings.from_config({**section["care"], "enabled": False})
     assert [f.__name__ for f in reward_functions({**section, "length_bonus": True}, vanilla)] == [
-        "accuracy_reward", "format_reward", "length_bonus"]  # fmt: skip
+        "accuracy_reward", "format_reward", "answer_not_a_letter", "length_bonus"]  # fmt: skip
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.04])

@@ -77,7 +77,7 @@ def audit_generations(gen_path: str, metrics: dict, report: AuditReport, items_p
     else:
         report.ok(f"all {len(rows)} items' stored choices agree with re-extraction from the raw texts")
     ks = [int(k) for k in metrics["pass_at_k"]]
-    again = compute_metrics(rows, ks, n_boot=0, seed=0)
+    again = compute_metrics(rows, ks, n_boot=0, seed=0, acc1=metrics.get("acc1_definition", "greedy"))
     for name, ours, theirs in [("acc1", again["acc1"], metrics["acc1"])] + [
         (f"pass@{k}", again["pass_at_k"][str(k)], metrics["pass_at_k"][str(k)]) for k in ks
     ]:

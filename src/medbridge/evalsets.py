@@ -19,6 +19,16 @@ def dataset_split(evalset: str, cfg: dict) -> tuple[str, str] | None:
     return (evalset, cfg["mcq"]["eval_split"]) if evalset in cfg["data"]["datasets"] else None
 
 
+def eval_per_class(cfg: dict, split: str) -> int | None:
+    """Items per class of a balanced eval subset on `split`: mcq.per_class on mcq.eval_split (absent: all of the
+    smallest class, the paper's subsets); on another split (the recipe's validation subsets, "a small validation
+    set") recipe.per_class when set, else the same."""
+    mcq = cfg["mcq"]
+    if split != mcq["eval_split"] and (cfg.get("recipe") or {}).get("per_class") is not None:
+        return cfg["recipe"]["per_class"]
+    return mcq.get("per_class")
+
+
 def samples_per_item(evalset: str, cfg: dict) -> int:
     """Samples per item besides the greedy answer: Pass@K needs evaluate.n_samples on MedMNIST; Table 3 reports
     greedy accuracy (vqa.n_samples, default 0)."""

@@ -59,10 +59,28 @@ LEDGER: tuple[Row, ...] = (
         "inference.py `QwenVLPredictor`: transformers `generate`, one sample per call.",
         "vLLM in the paper config (speed); HF transformers in the tiny profile; same sampling settings.",
         (Key("evaluate.backend", "hf"),)),
+    Row("processor", "Processor per step",
+        "Silent.",
+        "inference.py `QwenVLPredictor.__init__` and linprobe.py `main`: `AutoProcessor.from_pretrained` of the model "
+        f"itself; {CARE_TRAINER} `__init__`: Qwen/Qwen2.5-VL-7B-Instruct's processor when the model id contains "
+        "\"octomed\", else the model's own.",
+        "Per step, as the authors: a role's `processor` override applies to the steps in `processor_steps` "
+        "(evaluate, probe, train; default all). Paper config: OctoMed (`sft`) evaluates and is probed with its own "
+        "processor and trains (`ours`, the RQ3 grid) with Qwen2.5-VL-7B-Instruct's; Med-R1 and `ours_released` "
+        "keep an override at every step (choices: Med-R1's folders may lack a processor; the released checkpoint's "
+        "training used Qwen's).",
+        touches=("T1", *EVAL)),
     Row("greedy-acc1", "Acc@1",
-        "Accuracy@1 under greedy decoding.",
-        "Not in the public code (inference.py only samples).",
-        "One greedy answer per item beside the samples.", touches=("T2", "RQ3", "T3", "REC")),
+        "The text: Accuracy@1 under greedy decoding. The numbers: every checkable Table 2 cell is c / (N x 16), the "
+        "mean accuracy of the 16 samples (the unbiased Pass@1): BreastMNIST base/sft/rl 54.99/79.17/69.79 = "
+        "739/1064/938 of 1344 = 84 x 16 (greedy on 84 items gives k/84: 54.76 or 55.95, never 54.99); RetinaMNIST "
+        "20.19/22.19/20.62 = 323/355/330 of 1600 = 100 x 16; DermaMNIST fits 161 x 16.",
+        "Not in the public code (inference.py only samples: k draws per item).",
+        "`sampled` (the numbers): the mean accuracy of each item's n samples, in Table 2, the comparison, Figure 2, "
+        "the claims and the recipe's gap alike; one greedy answer per item is always generated and shown beside it "
+        "(Table 2's second row, `acc1_greedy` in metrics). Table 3 stays greedy (one answer per item; its cells are "
+        "k/200).",
+        (Key("evaluate.acc1", "sampled", "sampled"),), touches=("T2", "RQ3", "REC")),
     Row("sampling", "Sampling for Pass@K",
         "n samples, temperature and top-p (values lost in the text extraction); K up to 16.",
         "inference.py `main` defaults: k 16, temperature 0.7, top_p 0.9, top_k 0 (not passed, so the checkpoint's "
@@ -91,9 +109,12 @@ LEDGER: tuple[Row, ...] = (
     Row("judge-scope", "Judge scope",
         "Correctness of the predicted choice verified with Qwen2.5-VL-32B-Instruct (how, not said).",
         "No judge in the public code.",
-        "`vlm`: the 32B judge re-decides every response without a clean closed tag (method other than `tag`); "
-        "verdicts kept beside the metrics. `rule`: extraction only (tiny profile).",
-        (Key("evaluate.judge", "vlm", "rule"),)),
+        "`vlm`: the 32B judge re-decides every response without a clean closed tag (method other than `tag`; "
+        "`judge_scope: all` re-reads every response, about 17 calls per item); verdicts kept beside the metrics, "
+        "whose `judge_calls` and `judge_changed` count how many answers each setting re-read and changed (a test "
+        "with a stand-in judge shows `all` changing a clean-tag answer `unclear` leaves). `rule`: extraction only "
+        "(tiny profile).",
+        (Key("evaluate.judge", "vlm", "rule"), Key("evaluate.judge_scope", None, "unclear"))),
     Row("image-resolution", "Image resolution",
         "MedMNIST at 224 x 224.",
         "inference.py `main`: min_pixels 1280*28*28 (~1 M pixels), so 224 px images are upsampled for evaluation; "
@@ -106,14 +127,23 @@ LEDGER: tuple[Row, ...] = (
     Row("balanced-subsets", "Balanced test subsets",
         "\"we evaluate on balanced subsets of the official test splits\" (size unstated).",
         "Not in the public code.",
-        "The same count for every class: min(mcq.per_class, the smallest class), seeded; 100 per class in the "
-        "paper config (a choice). The probe's test set is the same images.",
+        "All of the smallest class and as many of each other class, seeded (no `mcq.per_class`: the paper config). "
+        "The paper's numbers say so: every Table 1 cell is k/N with N = classes x the smallest test class "
+        "(BreastMNIST 68/84, 84 = 2 x 42; DermaMNIST 161 = 7 x 23; RetinaMNIST 100 = 5 x 20; OCTMNIST 1000 = "
+        "4 x 250; BloodMNIST 1944 = 8 x 243; PathMNIST 3051 = 9 x 339; PneumoniaMNIST 468 = 2 x 234), and Table 2's "
+        "cells fit the same N x 16. The same subsets serve Tables 1, 2 and Figure 1 (the probe's test set is the MCQ "
+        "images). `mcq.per_class` caps each class (the tiny profile; 100 gave OCTMNIST 400, not 1000).",
         (Key("mcq.balance", "equal", "equal"), Key("mcq.per_class", None)), touches=("T1", *MCQ)),
     Row("chestmnist-rule", "ChestMNIST as one answer",
         "Silent (ChestMNIST is multi-label).",
         "Not in the public code.",
-        "Only images with exactly one finding; 14 findings as options; the probe is 14-way on the same images.",
-        touches=("T1", *MCQ), only=("chestmnist",)),
+        "Images with exactly one finding, plus images with no finding as a 15th class \"no finding\" "
+        "(`with_no_finding`): inferred from Table 1's ChestMNIST denominator 315 = 15 x 21, which 15 classes of 21 "
+        "fit and 14 classes cannot (315 / 14 = 22.5), an inference, not a statement; `findings_only` keeps the 14 "
+        "single findings (the tiny profile: its synthetic twin has no image without a finding). Images with several "
+        "findings are never items; the probe is 15- (or 14-) way on the same images. Table 2's ChestMNIST cells "
+        "(8.70/13.22/8.03) fit neither 315 x 16 nor 294 x 16 samples, so its RQ2 item count stays unknown.",
+        (Key("mcq.chestmnist", "with_no_finding", "with_no_finding"),), touches=("T1", *MCQ), only=("chestmnist",)),
     Row("options", "Option texts and order",
         "C-option MCQ from the class labels.",
         "Not in the public code (inference.py reads options from the JSONL, letters in list order).",
@@ -145,11 +175,16 @@ LEDGER: tuple[Row, ...] = (
         (Key("probe.augment", "authors", "authors"),), touches=("T1",)),
     Row("probe-head", "Probe head and epoch",
         "Silent.",
-        "linprobe.py: BatchNorm1d(affine=False, eps 1e-6) + Linear, SGD lr 0.1, momentum 0.9, wd 0, cosine, 20 "
-        "epochs, batch 1024; prints its val accuracy every epoch and keeps the last epoch's head.",
-        "The same head and schedule; the epoch with the best val accuracy is scored once on the test subset; "
-        "BatchNorm keeps a cumulative average. `logreg` is a cross-check.",
-        (Key("probe.head", "sgd", "sgd"), Key("probe.epochs", 20, 20), Key("probe.lr", 0.1, 0.1)), touches=("T1",)),
+        "linprobe.py: BatchNorm1d(affine=False, eps 1e-6; momentum left at PyTorch's 0.1) + Linear, SGD lr 0.1, "
+        "momentum 0.9, wd 0, cosine, 20 epochs, batch 1024; prints the accuracy on its evaluation folder (the "
+        "balanced test subset) every epoch and reports the last epoch's.",
+        "The same head and schedule; BatchNorm momentum 0.1 and the last epoch's head scored on the test subset "
+        "(the authors' evaluation folder is the balanced test subset; its per-epoch accuracy is kept as "
+        "`test_curve`). `select: best_val` keeps the epoch best on MedMNIST's val split, `bn_momentum: null` a "
+        "cumulative average (both in the tiny profile, whose few steps leave an exponential average biased). "
+        "`logreg` is a cross-check.",
+        (Key("probe.head", "sgd", "sgd"), Key("probe.epochs", 20, 20), Key("probe.lr", 0.1, 0.1),
+         Key("probe.bn_momentum", 0.1, 0.1), Key("probe.select", "last", "last")), touches=("T1",)),  # fmt: skip
     Row("probe-train-set", "Probe training images",
         "Silent.",
         "linprobe.py: every image of the ImageFolder train split.",
@@ -158,9 +193,15 @@ LEDGER: tuple[Row, ...] = (
     # ---- GRPO-CARE ----
     Row("rl-prompt", "RL prompt",
         "Silent.",
-        f"{CARE_SCRIPT} `main`: QUESTION_TEMPLATE after the question.",
-        "The same text (prompts.py).", (Key("train.grpo.prompt", "rl", "rl"),), touches=("RQ3", "T2", "T3"),
-        trained="grpo"),
+        f"{CARE_SCRIPT} `main`: QUESTION_TEMPLATE after the question; upstream GRPO-CARE's multiple-choice line "
+        "(\"Please provide only the single option letter ... within the <answer> </answer> tags.\", its "
+        "TYPE_TEMPLATE) is dropped, while the accuracy reward still matches the letter exactly.",
+        "The same text (prompts.py); `letter_instruction: true` appends upstream's line. Either way TRL logs, per "
+        "step, "
+        "the share of rollouts whose last <answer> tag holds more than a letter (`rewards/answer_not_a_letter/mean`, "
+        "a weight-0 metric in training_log.csv), so a reader sees how much reward the exact match withholds.",
+        (Key("train.grpo.prompt", "rl", "rl"), Key("train.grpo.letter_instruction", False, False)),
+        touches=("RQ3", "T2", "T3"), trained="grpo"),
     Row("rewards", "GRPO rewards",
         "GRPO-style RL with a consistency-aware variant.",
         f"{CARE_SCRIPT} `accuracy_reward` (the LAST <answer> tag, `clean_text`, exact match) + `format_reward` "
@@ -246,16 +287,23 @@ LEDGER: tuple[Row, ...] = (
         "water-filling), `none` one more stratum, seeded (data/pmc.py).",
         (Key("vqa.pmc.subset_size", 8000),), touches=("T3",), trained="grpo"),
     Row("med-r1", "Med-R1 row",
-        "Med-R1-2B reported in Table 3.",
+        "Med-R1-2B reported in Table 3 (which checkpoint, not said).",
         "Not in the public code.",
-        "Not evaluated: the checkpoint keeps one model per modality in sub-folders and the paper does not say "
-        "which; its reported row is shown only.", touches=("T3",)),
+        "yuxianglai117/Med-R1 keeps one Qwen2-VL-2B checkpoint per modality (VQA_CT, ...) and per task in "
+        "sub-folders; a model role names one (`subfolder`), downloaded, fingerprinted and loaded as that folder. "
+        "Choice: the cross-task disease-diagnosis checkpoint (VQA_DD): a task checkpoint is trained on every "
+        "modality, where a modality checkpoint sees one, and Table 3's benchmarks mix modalities and are mostly "
+        "diagnosis questions. The folder name follows the repo's VQA_<task> naming (unverified offline; "
+        "`download-model` lists the repo's folders with weights if it differs). Key: `models.med_r1.subfolder`.",
+        touches=("T3",)),
     Row("recipe-split", "Recipe diagnosis split",
         "Support@K and Acc@1 \"on a small validation set\".",
         "Not in the public code.",
         "Key `recipe.split` (val, as the paper): evaluate.models answer each dataset's balanced validation subset "
-        "(eval sets `<dataset>-val`, the same per-class draw as the test subsets) and the decisions come from those.",
-        (Key("recipe.split", "val", "val"),), touches=("REC",)),
+        "(eval sets `<dataset>-val`, the same per-class draw as the test subsets) and the decisions come from those; "
+        "`recipe.per_class` sizes them (paper config: 100 per class, capped by the smallest class: \"small\" is "
+        "not sized in the paper).",
+        (Key("recipe.split", "val", "val"), Key("recipe.per_class", None)), touches=("REC",)),
     Row("recipe-tau", "Recipe threshold",
         "A target reliability threshold tau, value not given.",
         "Not in the public code.",

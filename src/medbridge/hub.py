@@ -55,23 +55,42 @@ def repos(cfg: dict, role: str) -> list[tuple[str, str | None]]:
     return list(dict.fromkeys(out))
 
 
+def weight_folders(repo_id: str, revision: str | None) -> list[str]:
+    """The folders of a hub repo that hold safetensors (to name the choices when a `subfolder` is wrong)."""
+    from huggingface_hub import list_repo_files
+
+    try:
+        files = list_repo_files(repo_id, revision=revision)
+    except Exception as e:  # offline: say so
+        return [f"(could not list: {type(e).__name__})"]
+    return sorted({f.rsplit("/", 1)[0] if "/" in f else "." for f in files if f.endswith(".safetensors")})
+
+
 def download(cfg: dict, role: str) -> dict:
     """snapshot_download every repo of a role at its configured revision into the cache; what was fetched."""
     from huggingface_hub import snapshot_download
 
     cache = cache_dir(cfg)
+    to_fetch = repos(cfg, role)  # checks the role first
+    sub = cfg["models"][role].get("subfolder")
     fetched = []
-    for i, (repo_id, revision) in enumerate(repos(cfg, role)):
+    for i, (repo_id, revision) in enumerate(to_fetch):
+        patterns = [f"{sub}/{p}" for p in ALLOW_PATTERNS] if i == 0 and sub else ALLOW_PATTERNS
         try:
-            path = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, allow_patterns=ALLOW_PATTERNS))
+            path = Path(snapshot_download(repo_id, revision=revision, cache_dir=cache, allow_patterns=patterns))
         except Exception as e:  # network, auth, unknown id or revision: say which repo and what to check
             raise MedbridgeError(
                 f"could not fetch {repo_id} (revision {revision or 'main'}) for role {role!r}: {type(e).__name__}: "
                 f"{e}. Check the id/revision in models.{role}, network on this node, and HF_TOKEN for gated repos"
             ) from e
-        if i == 0 and not any(path.glob("*.safetensors")):  # the weights repo (the processor's needs none)
+        if i == 0 and sub and not any((path / sub).glob("*.safetensors")):
+            raise MedbridgeError(f"{repo_id} has no *.safetensors weights in sub-folder {sub!r} (models.{role}."
+                                 f"subfolder); its folders with weights: "
+                                 f"{weight_folders(repo_id, revision)}")  # fmt: skip
+        if i == 0 and not sub and not any(path.glob("*.safetensors")):  # the weights repo (the processor's needs none)
             raise MedbridgeError(f"{repo_id} has no *.safetensors weights; medbridge loads safetensors only")
         fetched.append({"id": repo_id, "revision": revision, "commit": path.name, "path": str(path),
+                        "subfolder": sub if i == 0 else None,
                         "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())})  # fmt: skip
     return {"role": role, "cache": str(cache) if cache else None, "repos": fetched}
 

@@ -5,7 +5,8 @@ Jobs follow the config the way the DAG makes them: one `generate` and one `score
 (medbridge.evalsets: RQ2 models x datasets and their validation subsets for the recipe, the RQ3 grid's trained
 models x their transfer targets, Table 3's models x benchmarks), one `features` job per model, one training job
 per trained model, one `pmc_label` job. Work comes from the config's sizes:
-MCQ items (per_class x the dataset's classes from medmnist's label table, capped by the split's size), samples per
+MCQ items (per_class x the dataset's classes, capped by the split's size; without per_class, classes x the smallest
+class: counted from the data file, else known from the paper's denominators, else bounded), samples per
 item, token budgets, image tokens (Qwen2.5-VL's resize under the configured pixel bounds) and model sizes (from the
 hub id, e.g. "7B"). Each job also pays fixed costs: loading its model (and the judge), starting vLLM where the backend
 is vLLM. GRPO rollouts are priced as they run: each GPU decodes `batch_size` rollouts at once and every GPU waits for
@@ -129,6 +130,52 @@ def n_items(cfg: dict, flag: str, split: str, per_class: int | None) -> int:
     return size if per_class is None else min(per_class * dataset_info(flag).n_classes, size)
 
 
+def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
+    """(images of the split's smallest class under the MCQ rule, how it is known): counted from the data file when
+    it exists, else the synthetic twin's round-robin size, the paper's denominators (test splits they give), or the
+    upper bound size / classes (said in the plan's notes)."""
+    import numpy as np
+
+    from medbridge.artifacts.reference import SMALLEST_TEST_CLASS
+    from medbridge.config import run_dir
+    from medbridge.data.mcq import class_of, class_names
+    from medbridge.data.medmnist import load_split, npz_name
+
+    chest = cfg["mcq"].get("chestmnist", "with_no_finding")
+    root = Path(cfg["data"].get("root") or run_dir(cfg) / "data" / "medmnist")
+    path = root / npz_name(flag, cfg["data"]["size"])
+    if path.exists():
+        classes = class_of(flag, load_split(path, flag, split)[1], chest)
+        counts = np.bincount(classes[classes >= 0])
+        return int(counts[counts > 0].min()), "counted"
+    if cfg["data"]["source"] == "synthetic":  # labels round-robin over medmnist's classes (chest: an upper bound)
+        return split_size(cfg, flag, split) // dataset_info(flag).n_classes, "synthetic"
+    if split == "test" and flag in SMALLEST_TEST_CLASS:
+        return SMALLEST_TEST_CLASS[flag], "paper"
+    return split_size(cfg, flag, split) // len(class_names(flag, chest)), "bound"
+
+
+def eval_items(cfg: dict, flag: str, split: str) -> tuple[int, str]:
+    """(items of a dataset's balanced eval subset on `split`, how the count is known): per_class per class
+    (medbridge.evalsets.eval_per_class; capped by the smallest class), or without it all of the smallest class and
+    as many of every other (the paper's subsets); classes as the MCQ rule makes them (ChestMNIST: mcq.chestmnist)."""
+    from medbridge.data.mcq import class_names
+
+    mcq = cfg["mcq"]
+    n_classes = len(class_names(flag, mcq.get("chestmnist", "with_no_finding")))
+    from medbridge.evalsets import eval_per_class
+
+    per_class = eval_per_class(cfg, split)
+    if per_class is not None and mcq.get("balance", "equal") == "capped":
+        return min(per_class * n_classes, split_size(cfg, flag, split)), "per_class"
+    smallest, how = smallest_class(cfg, flag, split)
+    if per_class is None:
+        return n_classes * smallest, how
+    if how == "bound":  # at most per_class of each class, at most the split
+        return min(per_class * n_classes, split_size(cfg, flag, split)), "per_class"
+    return n_classes * min(per_class, smallest), how
+
+
 def image_tokens(size: int, min_pixels: int | None, max_pixels: int | None) -> int:
     """LLM tokens of one size x size image after Qwen2.5-VL's resize to the pixel bounds (the library's own rule)."""
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
@@ -190,7 +237,12 @@ class _Planner:
         mcq, vqa = self.cfg["mcq"], self.cfg.get("vqa") or {}
         where = dataset_split(evalset, self.cfg)
         if where:
-            return n_items(self.cfg, *where, mcq["per_class"])
+            n, how = eval_items(self.cfg, *where)
+            note = (f"{evalset}: the smallest class of {where[0]}'s {where[1]} split is unknown without its data "
+                    f"file; priced at the bound of {n} items (classes x split size / classes)")  # fmt: skip
+            if how == "bound" and note not in self.notes:
+                self.notes.append(note)
+            return n
         entry = next((b for b in vqa.get("benchmarks", []) if b["name"] == evalset), {})
         return entry.get("max_items", vqa.get("max_items"))
 
@@ -198,7 +250,7 @@ class _Planner:
         """Training items of an RL/SFT task: a MedMNIST train split's items, or the balanced PMC-VQA subset."""
         mcq = self.cfg["mcq"]
         if task in self.cfg["data"]["datasets"]:
-            return n_items(self.cfg, task, "train", mcq.get("train_per_class", mcq["per_class"]))
+            return n_items(self.cfg, task, "train", mcq.get("train_per_class", mcq.get("per_class")))
         return ((self.cfg.get("vqa") or {}).get("pmc") or {}).get("subset_size")
 
     # -- jobs, as the DAG makes them --
@@ -307,7 +359,7 @@ class _Planner:
         epochs, side = (aug["epochs"], aug["crop_size"]) if aug["augment"] == "authors" else (1, cfg["data"]["size"])
         patches = image_tokens(side, probe.get("min_pixels"), probe.get("max_pixels")) * MERGE * MERGE
         train = sum(n_items(cfg, d, "train", probe.get("train_per_class")) for d in cfg["data"]["datasets"])
-        other = sum(n_items(cfg, d, "val", None) + n_items(cfg, d, cfg["mcq"]["eval_split"], cfg["mcq"]["per_class"])
+        other = sum(n_items(cfg, d, "val", None) + eval_items(cfg, d, cfg["mcq"]["eval_split"])[0]
                     for d in cfg["data"]["datasets"])  # fmt: skip
         work = self.forward((train * epochs + other) * patches, self.a.vision_params_b)
         return [self.job("features", m, lambda _: work, 0, self.load(self.params_b(m), False), ["RQ1"])

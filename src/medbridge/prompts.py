@@ -15,6 +15,12 @@ RL_INSTRUCTION = (
     "<think> reasoning process here </think><answer> answer here </answer>"
 )
 
+# Upstream GRPO-CARE's multiple-choice line (TencentARC/GRPO-CARE grpo.py, TYPE_TEMPLATE), appended after its question
+# template; the authors' fork dropped it (train.grpo.letter_instruction adds it back).
+LETTER_INSTRUCTION = (
+    " Please provide only the single option letter (e.g., A, B, C, D, etc.) within the <answer> </answer> tags."
+)
+
 
 def options_block(options: dict[str, str]) -> str:
     return "\n".join(f"{letter}. {text}" for letter, text in options.items())

@@ -1,7 +1,8 @@
 """Section 4's boundary-aware recipe (Eq. 1): measure a model's support on a task, then bridge or sharpen.
 
   Support@K = Pass@K (the unbiased estimator, mean over items) on a small validation set
-  Acc@1     = greedy accuracy on the same items
+  Acc@1     = as in Table 2, on the same items: the mean accuracy of the n samples (`sampled`, the quantity the
+              paper's Table 2 numbers are) or the greedy answer's (`greedy`), per evaluate.acc1
   gap       = Support@K - Acc@1
 For a target threshold tau in [0, 1]: Support@K < tau -> bridge (SFT on task- or modality-proximal data: the right
 answer is rarely even sampled, so RL has little to sharpen); otherwise -> sharpen (RL concentrates probability on
@@ -32,6 +33,7 @@ class Diagnosis:
     n_items: int
     n_samples: int
     source: str  # the file the numbers come from
+    acc1_definition: str = "sampled"  # sampled | greedy (medbridge.score.metrics)
 
     @property
     def gap(self) -> float:
@@ -73,17 +75,23 @@ def from_metrics(m: dict, k: int | None = None, where: str = "metrics", task: st
         raise MedbridgeError(f"{where} reports Pass@k for k in {have}, not k={k}; choose one of those, or recount "
                              "from the generations file (--generations), which allows any k <= its samples")  # fmt: skip
     return Diagnosis(task or m.get("evalset") or Path(where).stem, m.get("model"), k, float(m["pass_at_k"][str(k)]),
-                     float(m["acc1"]), int(m["n_items"]), int(m.get("n_samples") or 0), where)  # fmt: skip
+                     float(m["acc1"]), int(m["n_items"]), int(m.get("n_samples") or 0), where,
+                     m.get("acc1_definition", "greedy"))  # fmt: skip
 
 
 def from_generations(rows: list[dict], k: int | None = None, where: str = "generations", task: str | None = None,
-                     items: list[dict] | None = None, model: str | None = None) -> Diagnosis:  # fmt: skip
-    """Recount Support@K (unbiased Pass@K per item, averaged) and Acc@1 from a generations file.
+                     items: list[dict] | None = None, model: str | None = None,
+                     acc1: str = "sampled") -> Diagnosis:  # fmt: skip
+    """Recount Support@K (unbiased Pass@K per item, averaged) and Acc@1 (`acc1`: sampled, the mean accuracy of each
+    item's samples, as the paper's Table 2; greedy: the greedy answer's) from a generations file.
 
     With `items`, correctness is recounted from each answer's parsed choice against the item's answer letter, and
     every item must have a generation (a user's own item set is checked, not trusted).
     """
+    from medbridge.score.metrics import check_acc1
     from medbridge.score.passk import pass_at_k  # the one estimator of the package
+
+    check_acc1(acc1)
 
     if not rows:
         raise MedbridgeError(f"{where} holds no generations")
@@ -109,8 +117,11 @@ def from_generations(rows: list[dict], k: int | None = None, where: str = "gener
         raise MedbridgeError(f"Support@{k} needs at least {k} samples per item; {where} has {min(ns)} on some item. "
                              "Choose k <= that, or regenerate with more samples (evaluate.n_samples)")  # fmt: skip
     support = sum(pass_at_k(n, sum(correct(r, s) for s in r["samples"]), k) for n, r in zip(ns, rows)) / len(rows)
-    acc1 = sum(correct(r, r["greedy"]) for r in rows) / len(rows)
-    return Diagnosis(task or Path(where).stem, model, k, support, acc1, len(rows), min(ns), where)
+    if acc1 == "sampled":
+        acc = sum(sum(correct(r, s) for s in r["samples"]) / n for n, r in zip(ns, rows)) / len(rows)
+    else:
+        acc = sum(correct(r, r["greedy"]) for r in rows) / len(rows)
+    return Diagnosis(task or Path(where).stem, model, k, support, acc, len(rows), min(ns), where, acc1)
 
 
 def explain(d: Diagnosis, tau: float) -> str:
@@ -119,7 +130,8 @@ def explain(d: Diagnosis, tau: float) -> str:
     who = f" (model {d.model})" if d.model else ""
     lines = [
         f"task {d.task}{who}: {d.n_items} items" + (f", {d.n_samples} samples each" if d.n_samples else ""),
-        f"  Support@{d.k} = {100 * d.support:.1f}%   Acc@1 = {100 * d.acc1:.1f}%   gap = {100 * d.gap:.1f} points",
+        f"  Support@{d.k} = {100 * d.support:.1f}%   Acc@1 ({d.acc1_definition}) = {100 * d.acc1:.1f}%   "
+        f"gap = {100 * d.gap:.1f} points",
     ]
     if decision == BRIDGE:
         lines.append(f"  Support@{d.k} < tau = {100 * tau:.1f}%  ->  BRIDGE: the right answer is rarely even among "
@@ -138,6 +150,7 @@ def decisions_frame(diagnoses: list[Diagnosis], tau: float, modality: dict | Non
 
     tau = check_tau(tau)
     return pd.DataFrame([{"model": d.model, "task": d.task, "modality": (modality or {}).get(d.task), "k": d.k,
-                          "support_at_k": d.support, "acc1": d.acc1, "gap": d.gap, "tau": tau,
+                          "support_at_k": d.support, "acc1": d.acc1, "acc1_definition": d.acc1_definition,
+                          "gap": d.gap, "tau": tau,
                           "decision": decide(d.support, tau), "n_items": d.n_items, "source": d.source}
                          for d in diagnoses])  # fmt: skip

@@ -54,6 +54,14 @@ def _includes_zero(row: pd.Series) -> bool | None:
     return None if pd.isna(v) else str(v) == "True"
 
 
+def _acc1_label(row: pd.Series) -> str:
+    """'Acc@1 (mean of samples)' / 'Acc@1 (greedy)' as Figure 2's CSV records it; 'Acc@1' for an older CSV."""
+    from medbridge.artifacts.rq3 import ACC1_LABEL
+
+    definition = row.get("acc1_definition")
+    return f"Acc@1 ({ACC1_LABEL[definition]})" if isinstance(definition, str) and definition in ACC1_LABEL else "Acc@1"
+
+
 def _pp(x: float) -> str:
     return f"{100 * x:.1f}"
 
@@ -90,6 +98,7 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
     acc, passk = _cell(fig2, "sft", task, "acc1"), _cell(fig2, "sft", task, f"pass@{k}")
     sharpen_held = _includes_zero(acc) is False and acc.delta > 0
     base_acc = _cell(fig2, "base", task, "acc1")
+    label = _acc1_label(acc)
     little_held = _includes_zero(base_acc) is not False or base_acc.delta <= 0
 
     rows = [
@@ -98,12 +107,12 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
                     f"({100 * (s_pk - b_pk):+.1f} pp, paired 95% CI {_ci(lo, hi)})",
          "held": bool(support_held)},
         {"claim": "2. GRPO from SFT raises in-domain Acc@1 toward its Pass@K (sharpening)",
-         "numbers": f"Acc@1 on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
-                    f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - Acc@1: "
+         "numbers": f"{label} on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
+                    f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - {label}: "
                     f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp",
          "held": bool(sharpen_held)},
         {"claim": "3. GRPO from the base, where support is near zero, gains little",
-         "numbers": f"Acc@1 on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
+         "numbers": f"{label} on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
                     f"({100 * base_acc.delta:+.1f} pp, paired 95% CI "
                     f"{_ci(base_acc.delta_ci_low, base_acc.delta_ci_high)})",
          "held": bool(little_held)},

@@ -4,7 +4,9 @@ For every regime (in-domain, within-modality, cross-modality) and (train task ->
 every init model of `rq3.inits`: `before` is the init model's metric on the eval task, `after` the metric of
 `rq3-<init>-<train task>` (GRPO from that init on the train task; a config role that is the same training stands in
 for it) on the same eval task, `delta = after - before`.
-Metrics: Acc@1 and Pass@K with K = max(evaluate.k). Fractions in the CSV; the heatmap shows percentage points.
+Metrics: Acc@1 (as the run reports it, evaluate.acc1: the samples' mean accuracy by default, as the paper's
+Table 2; column `acc1_definition`) and Pass@K with K = max(evaluate.k). Fractions in the CSV; the heatmap shows
+percentage points.
 
 Uncertainty: before and after answer the same items, so each delta carries a paired percentile bootstrap 95% CI
 (items resampled, the mean of the per-item differences; `evaluate.bootstrap` resamples, seeded from the config):
@@ -25,6 +27,7 @@ from medbridge.io import atomic_path, read_json
 from medbridge.score.stats import bootstrap_ci
 
 REGIME_ORDER = ["in_domain", "within_modality", "cross_modality"]
+ACC1_LABEL = {"sampled": "mean of samples", "greedy": "greedy"}
 
 
 def rq3_model(cfg: dict, init: str, task: str) -> str:
@@ -132,8 +135,11 @@ def rq3_table(cfg: dict, metrics: dict[tuple[str, str], dict]) -> pd.DataFrame:
                                                            for s in ("before", "after"))  # fmt: skip
                     where = f"{keys['after'][0]} vs {init} on {ev} ({metric})"
                     lo, hi = paired_delta_ci(b_items, a_items, n_boot, cfg["seed"], where)
+                    definition = (metrics[keys["after"]].get("acc1_definition", "greedy") if metric == "acc1"
+                                  else None)  # fmt: skip
                     rows.append({"regime": regime, "init": init, "train_task": train, "eval_task": ev,
-                                 "metric": metric, "n_items": len(a_items), "before": before, "after": after,
+                                 "metric": metric, "acc1_definition": definition, "n_items": len(a_items),
+                                 "before": before, "after": after,
                                  "delta": after - before, "delta_ci_low": lo, "delta_ci_high": hi,
                                  "ci_includes_zero": None if lo is None else bool(lo <= 0 <= hi)})  # fmt: skip
     if not rows:
@@ -182,7 +188,9 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
                 if r.ci_includes_zero is True:  # not distinguishable from no change at 95%
                     ax.add_patch(Rectangle((cols.index(r.pair), rows.index(r.init)), 1, 1, fill=False, hatch="///",
                                            edgecolor="0.55", linewidth=0))  # fmt: skip
-            label = "Acc@1" if metric == "acc1" else metric.replace("pass", "Pass")
+            defs = set(sub.acc1_definition.dropna()) if metric == "acc1" else set()
+            label = (f"Acc@1 ({ACC1_LABEL.get(next(iter(defs)), '?')})" if len(defs) == 1 else "Acc@1"
+                     ) if metric == "acc1" else metric.replace("pass", "Pass")  # fmt: skip
             ax.set_title(f"{regime.replace('_', '-')}: {label}" if i == 0 else label, fontsize=9)
             ax.set_xlabel("RL train task -> eval task" if i == len(metrics) - 1 else "")
             ax.set_ylabel("init model" if j == 0 else "")

@@ -15,6 +15,9 @@ def add_arguments(p) -> None:
     p.add_argument("--k", type=int, help="K of Support@K (default: recipe.k, else the largest available)")
     p.add_argument("--task", nargs="+", help="task names to print (default: from the files)")
     p.add_argument("--model", help="model name to print (generations files do not name it)")
+    p.add_argument("--acc1", choices=["sampled", "greedy"],
+                   help="with --generations: Acc@1 as the mean accuracy of the samples (the paper's Table 2 numbers) "
+                        "or the greedy answer's (default: evaluate.acc1 of --config, else sampled)")
     p.add_argument("--out", help="also write the decisions as CSV")
 
 
@@ -23,11 +26,13 @@ def run(args) -> None:
     from medbridge.io import read_json, read_jsonl, write_text
     from medbridge.recipe import check_tau, decisions_frame, explain, from_generations, from_metrics
 
-    recipe = {}
+    recipe, acc1 = {}, "sampled"
     if args.config:
         from medbridge.config import load_config
 
-        recipe = load_config(args.config).get("recipe", {})
+        cfg = load_config(args.config)
+        recipe, acc1 = cfg.get("recipe", {}), cfg["evaluate"].get("acc1", "sampled")
+    acc1 = args.acc1 or acc1
     tau = args.tau if args.tau is not None else recipe.get("tau")
     if tau is None:
         raise MedbridgeError("give --tau (a fraction in [0, 1]) or a --config whose recipe.tau sets it")
@@ -45,7 +50,7 @@ def run(args) -> None:
             d = from_metrics(read_json(path), k, path, task)
         else:
             items = read_jsonl(args.items[i]) if args.items else None
-            d = from_generations(read_jsonl(path), k, path, task, items, args.model)
+            d = from_generations(read_jsonl(path), k, path, task, items, args.model, acc1)
         diagnoses.append(d)
         print(explain(d, tau))
     if args.out:

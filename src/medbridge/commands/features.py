@@ -29,5 +29,6 @@ def run(args) -> None:
     written = set(extract_features(cfg, args.model, jobs, workers=max(0, args.threads - 1)))
     for _, npz, out in jobs:
         if Path(out) in written:  # a cached file keeps the sidecar of the run that made it
-            write_sidecar(out, cfg, ["probe", "mcq", "models"], inputs=[npz], models=[resolve(cfg, args.model)])
+            write_sidecar(out, cfg, ["probe", "mcq", "models"], inputs=[npz],
+                          models=[resolve(cfg, args.model, "probe")])  # fmt: skip
     print(f"{args.model}: wrote {len(written)} of {len(args.out)} features files (the rest were cached)")

@@ -9,7 +9,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from medbridge import MedbridgeError
-    from medbridge.data.medmnist import dataset_info
+    from medbridge.data.mcq import class_names
     from medbridge.io import write_json
     from medbridge.probe.features import load_features
     from medbridge.probe.linear import run_probe
@@ -20,7 +20,8 @@ def run(args) -> None:
     cfg = config_from(args)
     for feat, out in zip(args.features, args.out):
         arrays, meta = load_features(feat)
-        result = run_probe(arrays, meta, cfg, dataset_info(meta["dataset"]).n_classes)
+        chest = (meta.get("settings") or {}).get("chestmnist", cfg["mcq"].get("chestmnist", "with_no_finding"))
+        result = run_probe(arrays, meta, cfg, len(class_names(meta["dataset"], chest)))
         write_json(out, result)
         write_sidecar(out, cfg, ["probe"], inputs=[feat])
         print(f"{out}: {result['head']} probe accuracy {100 * result['accuracy']:.2f}% on {result['n']} test images")

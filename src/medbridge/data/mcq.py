@@ -3,11 +3,15 @@
 Item schema (also used by the Table 3 benchmark adapters):
   id, source, split, images: [{npz, split, index} | {path}], question, options {letter: text}, answer (letter),
   answer_text, modality, label (class index; -1 for benchmarks).
-ChestMNIST is multi-label; the rule here: only images with exactly one positive finding become items, asking which
-finding is present, with all 14 findings as options (images with none or several findings have no single answer).
+ChestMNIST is multi-label; the rule here (`mcq.chestmnist`): images with exactly one positive finding become items
+asking which finding is present, with all 14 findings as options, plus (`with_no_finding`, the default, as the
+paper's 315 = 15 x 21 supports) images with no finding as a 15th class "no finding"; images with several findings
+have no single answer.
 Balanced (the paper: "balanced subsets of the official test splits"): every class gets the same number of items,
-min(per_class, the smallest class's size), seeded (`mcq.balance: equal`); `capped` keeps up to per_class of each
-class (all of a rarer class), as training sets do. RetinaMNIST's INFO names its classes "0".."4" (diabetic
+min(per_class, the smallest class's size), seeded (`mcq.balance: equal`); without `mcq.per_class`, all of the
+smallest class and as many of each other (the paper's subsets: every Table 1 denominator is classes x the smallest
+test class, e.g. BreastMNIST 84 = 2 x 42, OCTMNIST 1000 = 4 x 250); `capped` keeps up to per_class of each class
+(all of a rarer class), as training sets do. RetinaMNIST's INFO names its classes "0".."4" (diabetic
 retinopathy grades); `mcq.retina_options` keeps those digits (`digits`, the label metadata as is) or spells out the
 grades (`grades`). docs/FIDELITY.md lists both choices.
 """
@@ -37,11 +41,36 @@ def question_for(flag: str) -> str:
     return f"Which class best describes this {IMAGE_KIND[flag]} image?"
 
 
-def class_of(flag: str, labels: np.ndarray) -> np.ndarray:
-    """Single class per image; -1 where the ChestMNIST rule gives none (zero or several findings)."""
+# ChestMNIST as one answer (mcq.chestmnist). `with_no_finding` (default): the 14 single-finding classes plus a
+# "no finding" class (images with no positive label), 15 options; `findings_only`: the 14 single-finding classes.
+# The paper is silent; its numbers support 15: Table 1's ChestMNIST denominator is 315 = 15 x 21 (15 classes of 21
+# each; 14 x 21 = 294 and 14 x 22 = 308 miss it), an inference, not a statement (docs/FIDELITY.md, chestmnist-rule).
+CHEST_RULES = ("with_no_finding", "findings_only")
+NO_FINDING = "no finding"
+
+
+def check_chest_rule(rule: str) -> str:
+    if rule not in CHEST_RULES:
+        raise MedbridgeError(f"mcq.chestmnist {rule!r} is unknown; choose one of {list(CHEST_RULES)} (with_no_finding: "
+                             "14 single findings + 'no finding', 15 options; findings_only: the 14 findings)")
+    return rule
+
+
+def class_names(flag: str, chest: str = "with_no_finding") -> list[str]:
+    """The classes of a task as MCQ options and probe labels, in class-index order (ChestMNIST per `chest`)."""
+    labels = list(dataset_info(flag).labels)
+    if dataset_info(flag).multi_label and check_chest_rule(chest) == "with_no_finding":
+        labels.append(NO_FINDING)
+    return labels
+
+
+def class_of(flag: str, labels: np.ndarray, chest: str = "with_no_finding") -> np.ndarray:
+    """Single class per image; -1 where the ChestMNIST rule gives none (several findings; no finding under
+    `findings_only`). Under `with_no_finding` an image with no finding is class 14 ("no finding")."""
     if dataset_info(flag).multi_label:
-        single = labels.sum(1) == 1
-        return np.where(single, labels.argmax(1), -1)
+        n_pos = labels.sum(1)
+        none = len(dataset_info(flag).labels) if check_chest_rule(chest) == "with_no_finding" else -1
+        return np.where(n_pos == 1, labels.argmax(1), np.where(n_pos == 0, none, -1)).astype(np.int64)
     return labels[:, 0].astype(np.int64)
 
 
@@ -58,45 +87,54 @@ RETINA_OPTIONS = ("digits", "grades")
 
 
 def balanced_indices(
-    classes: np.ndarray, per_class: int, rng: np.random.Generator, balance: str = "equal"
+    classes: np.ndarray, per_class: int | None, rng: np.random.Generator, balance: str = "equal"
 ) -> np.ndarray:
     """Images of every labelled class, drawn without replacement, seeded. `equal`: the same number of each class,
-    min(per_class, smallest class); `capped`: at most per_class of each (all of a rarer class)."""
+    min(per_class, smallest class), and with per_class None the smallest class's full count (the paper's subsets:
+    all of the smallest class and as many of each other); `capped`: at most per_class of each (all of a rarer
+    class; None: every image)."""
     if balance not in BALANCE:
         raise MedbridgeError(f"mcq.balance {balance!r} is unknown; choose one of {list(BALANCE)}")
+    if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
+        raise MedbridgeError(f"per_class must be a positive integer, or absent for the smallest class's full count; "
+                             f"got {per_class!r}")  # fmt: skip
     present = [np.flatnonzero(classes == c) for c in np.unique(classes[classes >= 0])]
     if not present:
         raise MedbridgeError("no labelled images to draw items from; check the dataset file")
-    n = min(per_class, min(len(idx) for idx in present)) if balance == "equal" else per_class
+    smallest = min(len(idx) for idx in present)
+    cap = max(len(idx) for idx in present) if per_class is None else per_class
+    n = min(cap, smallest) if balance == "equal" else cap
     chosen = [rng.choice(idx, size=min(n, len(idx)), replace=False) for idx in present]
     return np.sort(np.concatenate(chosen))
 
 
-def option_texts(flag: str, retina_options: str = "digits") -> list[str]:
-    """Option texts in class-index order: medmnist's label names (RetinaMNIST: digits or spelled-out grades)."""
+def option_texts(flag: str, retina_options: str = "digits", chest: str = "with_no_finding") -> list[str]:
+    """Option texts in class-index order: medmnist's label names (RetinaMNIST: digits or spelled-out grades;
+    ChestMNIST: the 14 findings, plus "no finding" under `with_no_finding`)."""
     if retina_options not in RETINA_OPTIONS:
         raise MedbridgeError(f"mcq.retina_options {retina_options!r} is unknown; choose one of {list(RETINA_OPTIONS)}")
-    labels = list(dataset_info(flag).labels)
+    labels = class_names(flag, chest)
     if flag == "retinamnist" and retina_options == "grades":
         return list(RETINA_GRADES)
     return labels
 
 
 def make_items(
-    flag: str, npz_path: str | Path, split: str, per_class: int, seed: int, option_order: str = "fixed",
-    balance: str = "equal", retina_options: str = "digits",
+    flag: str, npz_path: str | Path, split: str, per_class: int | None, seed: int, option_order: str = "fixed",
+    balance: str = "equal", retina_options: str = "digits", chest: str = "with_no_finding",
 ) -> list[dict]:
     info = dataset_info(flag)
-    if info.n_classes > len(string.ascii_uppercase):
-        raise MedbridgeError(f"{flag} has {info.n_classes} classes, more than 26 option letters")
+    texts = option_texts(flag, retina_options, chest)
+    n_classes = len(texts)
+    if n_classes > len(string.ascii_uppercase):
+        raise MedbridgeError(f"{flag} has {n_classes} classes, more than 26 option letters")
     _, labels = load_split(npz_path, flag, split)
-    classes = class_of(flag, labels)
+    classes = class_of(flag, labels, chest)
     rng = np.random.default_rng([seed, DATASETS.index(flag), SPLITS.index(split)])
-    letters = string.ascii_uppercase[: info.n_classes]
-    texts = option_texts(flag, retina_options)
+    letters = string.ascii_uppercase[:n_classes]
     items = []
     for i in balanced_indices(classes, per_class, rng, balance):
-        order = rng.permutation(info.n_classes) if option_order == "shuffled" else np.arange(info.n_classes)
+        order = rng.permutation(n_classes) if option_order == "shuffled" else np.arange(n_classes)
         options = {letters[j]: texts[c] for j, c in enumerate(order)}
         answer = letters[int(np.flatnonzero(order == classes[i])[0])]
         items.append(

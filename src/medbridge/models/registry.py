@@ -1,9 +1,10 @@
 """Model roles -> where the weights come from, and the one way every step loads a model.
 
 A role (`base`, `sft`, `rl`, `judge`, a Table 3 baseline, ...) is a `models:` entry of the config: an HF hub id
-(with a pinnable revision and an optional processor override, e.g. OctoMed loads Qwen2.5-VL-7B-Instruct's
-processor), a local directory, or a model this DAG makes (the tiny model, SFT and GRPO results). Models the DAG makes
-and are not config roles (the RQ3 grid's `rq3-<init>-<task>`) live under results/<run>/models/<name>/ as well.
+(with a pinnable revision, an optional processor override, e.g. OctoMed loads Qwen2.5-VL-7B-Instruct's
+processor, and an optional `subfolder` for repos that keep one checkpoint per folder, e.g. Med-R1), a local
+directory, or a model this DAG makes (the tiny model, SFT and GRPO results). Models the DAG makes and are not config
+roles (the RQ3 grid's `rq3-<init>-<task>`) live under results/<run>/models/<name>/ as well.
 Loading always goes through AutoProcessor / AutoModelForImageTextToText, safetensors only, and trust_remote_code
 only for ids on the config's allow-list.
 """
@@ -35,26 +36,52 @@ def made_model_dir(cfg: dict, name: str) -> Path:
     return run_dir(cfg) / "models" / name
 
 
-def resolve(cfg: dict, name: str) -> ModelSource:
+def hub_subfolder_dir(spec: dict) -> str:
+    """The local directory of a hub role's `subfolder` (one checkpoint of a repo that keeps several, e.g. Med-R1's
+    per-modality/per-task folders): that folder of the repo's snapshot in the HF cache, read offline (the download
+    rule fetched it). Before the download, where it will be: `<id>@<revision>/<subfolder>` under the cache."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        snap = snapshot_download(spec["id"], revision=spec.get("revision"), local_files_only=True,
+                                 allow_patterns=[f"{spec['subfolder']}/*"])  # fmt: skip
+    except Exception:  # not downloaded yet: a path that names what is missing (check_local_dir reports it)
+        where = f"{spec['id']}@{spec.get('revision') or 'main'}/{spec['subfolder']}"
+        return f"{where} (not downloaded: medbridge download-model)"
+    return str(Path(snap) / spec["subfolder"])
+
+
+STEPS = ("evaluate", "probe", "train")  # which step loads the model: a role's processor override may name some
+
+
+def resolve(cfg: dict, name: str, step: str = "evaluate") -> ModelSource:
+    """Where a role's weights and processor come from for `step`: its `processor` override applies to the steps in
+    `processor_steps` (default every step), as the authors' scripts load one per step (their GRPO trainer takes
+    Qwen2.5-VL-7B-Instruct's processor for OctoMed; their inference and probe scripts the model's own)."""
+    if step not in STEPS:
+        raise MedbridgeError(f"unknown step {step!r}; one of {list(STEPS)}")
     spec = cfg["models"].get(name)
     if spec is None and not name.startswith("rq3-") and not made_model_dir(cfg, name).exists():
         raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
     spec = spec or {"source": "grpo"}
     dtype = spec.get("dtype", cfg.get("evaluate", {}).get("dtype", "float32"))
-    if spec["source"] == "hub":
+    if spec["source"] == "hub" and spec.get("subfolder"):  # loaded, fingerprinted as the local folder it is
+        path, revision, local = hub_subfolder_dir(spec), None, True
+    elif spec["source"] == "hub":
         path, revision, local = spec["id"], spec.get("revision"), False
     elif spec["source"] == "local":
         path, revision, local = spec["path"], None, True
     else:
         path, revision, local = str(made_model_dir(cfg, name)), None, True
     allow = set(cfg.get("trust_remote_code_allowlist", []))
+    override = "processor" in spec and step in spec.get("processor_steps", STEPS)
     return ModelSource(
         name=name,
         path=path,
         revision=revision,
-        processor_path=spec.get("processor", path),
-        processor_revision=spec.get("processor_revision", revision if "processor" not in spec else None),
-        trust_remote_code=path in allow,
+        processor_path=spec["processor"] if override else path,
+        processor_revision=spec.get("processor_revision") if override else revision,
+        trust_remote_code=spec.get("id", path) in allow,
         dtype=dtype,
         local=local,
     )
@@ -129,9 +156,9 @@ def load_model(src: ModelSource, device: str = "cpu"):
     return model.to(device).eval()
 
 
-def load(cfg: dict, name: str, device: str = "cpu"):
+def load(cfg: dict, name: str, device: str = "cpu", step: str = "evaluate"):
     """(model, processor, source) for a role, ready for inference."""
-    src = resolve(cfg, name)
+    src = resolve(cfg, name, step)
     if src.local:
         check_local_dir(src.path)  # before the processor: its error would not name the real problem
     processor = load_processor(src)

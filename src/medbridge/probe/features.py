@@ -10,9 +10,9 @@ tokens are mean-pooled into one vector. `probe.features` picks the tokens:
 Which images (every random choice seeded from the config `seed`):
   - train: all labelled images, or at most `probe.train_per_class` per class (seeded draw);
   - val:   all labelled images (the probe's model selection);
-  - test:  the balanced subset of the MCQ items: `mcq.per_class` per class drawn with the same seed and generator
-           as `medbridge.data.mcq.make_items`, so the probe is scored on exactly the images the MCQ eval asks about
-           (when `mcq.eval_split` is `test`).
+  - test:  the balanced subset of the MCQ items: `mcq.per_class` per class (absent: the smallest class's count),
+           drawn with the same seed and generator as `medbridge.data.mcq.make_items`, so the probe is scored on
+           exactly the images the MCQ eval asks about (when `mcq.eval_split` is `test`).
 Augmentation (`probe.augment`):
   - `authors` (the paper default): as the authors' linprobe.py, every training epoch sees freshly augmented train
     images, RandomResizedCrop(crop_size, bicubic) + RandomHorizontalFlip (seeded per dataset and epoch), so the
@@ -21,9 +21,10 @@ Augmentation (`probe.augment`):
     crop_size defaults to data.size (the authors' 224), resize_size to crop_size x 256/224 (their 256).
   - `none` (the cheap alternative): the images as they are, features extracted once and cached.
 
-ChestMNIST (multi-label, 14 findings) follows the MCQ rule (`medbridge.data.mcq.class_of`): only images with exactly
-one positive finding are used, labelled by that finding. Its Table 1 number is therefore 14-way accuracy over
-single-finding images (balanced test subset), not the multi-label AUC/accuracy of the MedMNIST benchmark.
+ChestMNIST (multi-label, 14 findings) follows the MCQ rule (`medbridge.data.mcq.class_of`, `mcq.chestmnist`): images
+with exactly one positive finding, labelled by that finding, plus (`with_no_finding`, the default) images with none
+as a 15th class. Its Table 1 number is therefore 15-way (or 14-way) accuracy over those images (balanced test
+subset), not the multi-label AUC/accuracy of the MedMNIST benchmark.
 
 File (`features/<model>/<dataset>.npz`): `{split}_features` (N, D) float32, `{split}_labels` (N,) int64 class index,
 `{split}_indices` (N,) int64 row in the MedMNIST split, for split in train/val/test (with augment `authors`,
@@ -83,7 +84,7 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
     """Everything the cached features depend on; a cached file with other settings is recomputed."""
     from medbridge.models.registry import resolve
 
-    probe, src = cfg.get("probe", {}), resolve(cfg, model)
+    probe, src = cfg.get("probe", {}), resolve(cfg, model, "probe")
     npz_path = Path(npz_path)
     from medbridge.fingerprint import model_fingerprint
 
@@ -98,8 +99,9 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
         "data_bytes": npz_path.stat().st_size if npz_path.exists() else None,
         "features": probe.get("features", "merger"),
         "train_per_class": probe.get("train_per_class"),
-        "test_per_class": cfg["mcq"]["per_class"],
+        "test_per_class": cfg["mcq"].get("per_class"),
         "test_balance": cfg["mcq"].get("balance", "equal"),
+        "chestmnist": cfg["mcq"].get("chestmnist", "with_no_finding"),
         "min_pixels": probe.get("min_pixels"),
         "max_pixels": probe.get("max_pixels"),
         "seed": cfg["seed"],
@@ -109,11 +111,11 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
 
 def split_indices(flag: str, labels: np.ndarray, split: str, cfg: dict) -> np.ndarray:
     """Rows of one split the probe uses (see the module docstring), sorted."""
-    classes = class_of(flag, labels)
+    classes = class_of(flag, labels, cfg["mcq"].get("chestmnist", "with_no_finding"))
     if split == "test":
         # The generator make_items draws its balanced subset with, consumed first in the same way: same images.
         rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split)])
-        return balanced_indices(classes, cfg["mcq"]["per_class"], rng, cfg["mcq"].get("balance", "equal"))
+        return balanced_indices(classes, cfg["mcq"].get("per_class"), rng, cfg["mcq"].get("balance", "equal"))
     cap = cfg.get("probe", {}).get("train_per_class") if split == "train" else None
     if cap is None:
         idx = np.flatnonzero(classes >= 0)
@@ -238,7 +240,9 @@ def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, st
                 arrays["train_features"] = np.stack(epochs)
             else:
                 arrays[f"{split}_features"] = embed(eval_transform(aug))
-            arrays[f"{split}_labels"] = class_of(dataset, labels)[idx].astype(np.int64)
+            arrays[f"{split}_labels"] = class_of(dataset, labels, cfg["mcq"].get("chestmnist", "with_no_finding"))[
+                idx
+            ].astype(np.int64)
             arrays[f"{split}_indices"] = idx.astype(np.int64)
         meta = {"model": model, "dataset": dataset, "features": mode, "dim": arrays["test_features"].shape[-1],
                 "settings": settings}  # fmt: skip
@@ -267,7 +271,7 @@ def _load_tower(cfg: dict, model: str, device: str):
 
     if device == "cuda" and not torch.cuda.is_available():
         raise MedbridgeError("probe.device is cuda but no GPU is visible; run on a GPU node or set probe.device: cpu")
-    src = resolve(cfg, model)
+    src = resolve(cfg, model, "probe")
     tower = vision_tower(load_model(src, "cpu")).to(device).eval()
     tower.requires_grad_(False)
     image_processor = load_processor(src).image_processor

@@ -2,11 +2,14 @@
 
 Head `sgd` (the authors' recipe): BatchNorm1d(affine=False, eps=1e-6) + Linear, cross-entropy, SGD (lr 0.1, momentum
 0.9, weight decay 0), cosine schedule stepped per epoch over `probe.epochs` (20), batches of `probe.probe_batch_size`
-(1024), all seeded from the config `seed`. Two choices of ours: the epoch kept is the one with the best val accuracy
-(earliest on ties), scored once on the test subset; BatchNorm keeps a cumulative (not exponential) average of the
-batch statistics, because the features are frozen and a small training set gives only a few steps, over which an
-exponential average would stay biased towards its initial values. Training batches of a single example (a remainder)
-are dropped: BatchNorm cannot normalise them.
+(1024), all seeded from the config `seed`. As the authors (linprobe.py), by default: BatchNorm's running statistics
+are an exponential average with momentum 0.1 (`probe.bn_momentum`, PyTorch's default), and the head kept is the
+last epoch's (`probe.select: last`), whose accuracy on the test subset is reported (their evaluation folder is the
+balanced test subset, printed every epoch: `test_curve` here). Alternatives: `bn_momentum: null` keeps a cumulative
+average (a small training set gives only a few steps, over which an exponential average stays biased towards its
+initial values: the tiny profile), `select: best_val` keeps the epoch with the best accuracy on MedMNIST's val split
+(earliest on ties), scored once on the test subset. Training batches of a single example (a remainder) are dropped:
+BatchNorm cannot normalise them.
 
 With augmented features (probe.augment `authors`), the train features hold one set per epoch, (epochs, N, D):
 epoch e trains on set e, as the authors' probe sees freshly cropped and flipped images every epoch.
@@ -22,6 +25,7 @@ import numpy as np
 from medbridge import MedbridgeError
 
 HEADS = ("sgd", "logreg")
+SELECT = ("last", "best_val")
 DEFAULT_LOGREG_C = (0.01, 0.1, 1.0, 10.0)
 
 
@@ -30,7 +34,11 @@ def probe_settings(cfg: dict) -> dict:
     out = {"head": p.get("head", "sgd"), "seed": cfg["seed"]}
     if out["head"] == "sgd":
         out |= {"epochs": p.get("epochs", 20), "lr": p.get("lr", 0.1), "momentum": p.get("momentum", 0.9),
-                "weight_decay": p.get("weight_decay", 0.0), "batch_size": p.get("probe_batch_size", 1024)}  # fmt: skip
+                "weight_decay": p.get("weight_decay", 0.0), "batch_size": p.get("probe_batch_size", 1024),
+                "bn_momentum": p.get("bn_momentum", 0.1), "select": p.get("select", "last")}  # fmt: skip
+        if out["select"] not in SELECT:
+            raise MedbridgeError(f"probe.select {out['select']!r} is unknown; choose one of {list(SELECT)} (last: the "
+                                 "authors' last epoch; best_val: the epoch best on MedMNIST's val split)")  # fmt: skip
     elif out["head"] == "logreg":
         out["logreg_c"] = list(p.get("logreg_c", DEFAULT_LOGREG_C))
     else:
@@ -38,10 +46,19 @@ def probe_settings(cfg: dict) -> dict:
     return out
 
 
+def probe_head(dim: int, n_classes: int, bn_momentum: float | None = 0.1):
+    """BatchNorm1d(affine=False, eps 1e-6) + Linear: the authors' head; `bn_momentum` None = a cumulative average."""
+    from torch import nn
+
+    return nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6, momentum=bn_momentum), nn.Linear(dim, n_classes))
+
+
 def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum: float, weight_decay: float,
-            batch_size: int, seed: int) -> dict:  # fmt: skip
-    """Train the BN + Linear head; return the head state of the best-val epoch and the val curve. `xtr` is (N, D), or
-    (epochs, N, D) with one augmented set per epoch."""
+            batch_size: int, seed: int, bn_momentum: float | None = 0.1, select: str = "last",
+            xte=None, yte=None) -> dict:  # fmt: skip
+    """Train the BN + Linear head; return the kept head (`select`: the last epoch's, or the best-val epoch's), the val
+    curve and, given the test set, the test curve (the authors' per-epoch printout). `xtr` is (N, D), or
+    (epochs, N, D) with one augmented set per epoch. `bn_momentum` None: a cumulative average."""
     import copy
 
     import torch
@@ -56,10 +73,12 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
                              "remake the features with the same probe.epochs")  # fmt: skip
     xva, yva = torch.as_tensor(xva, dtype=torch.float32), torch.as_tensor(yva, dtype=torch.long)
     dim = xtr.shape[-1]
-    head = nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6, momentum=None), nn.Linear(dim, n_classes))
+    head = probe_head(dim, n_classes, bn_momentum)
     opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=momentum, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    best, curve = None, []
+    best, curve, test_curve = None, [], []
+    if xte is not None:
+        xte, yte = torch.as_tensor(xte, dtype=torch.float32), torch.as_tensor(yte, dtype=torch.long)
     for epoch in range(epochs):
         head.train()
         x = per_epoch[epoch] if per_epoch is not None else xtr
@@ -74,8 +93,10 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
         head.eval()
         with torch.no_grad():
             acc = (head(xva).argmax(1) == yva).float().mean().item()
+            if xte is not None:
+                test_curve.append((head(xte).argmax(1) == yte).float().mean().item())
         curve.append(acc)
-        if best is None or acc > best["val_accuracy"]:
+        if select == "last" or best is None or acc > best["val_accuracy"]:
             best = {"epoch": epoch + 1, "val_accuracy": acc, "state": copy.deepcopy(head.state_dict())}
     head.load_state_dict(best["state"])
     head.eval()
@@ -84,7 +105,8 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
         with torch.no_grad():
             return head(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy()
 
-    return {"predict": predict, "epoch": best["epoch"], "val_accuracy": best["val_accuracy"], "val_curve": curve}
+    return {"predict": predict, "epoch": best["epoch"], "val_accuracy": best["val_accuracy"], "val_curve": curve,
+            "test_curve": test_curve or None}
 
 
 def fit_logreg(xtr, ytr, xva, yva, cs: list[float], seed: int) -> dict:
@@ -118,7 +140,8 @@ def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
             )
     if settings["head"] == "sgd":
         fit = fit_sgd(xtr, ytr, xva, yva, n_classes, settings["epochs"], settings["lr"], settings["momentum"],
-                      settings["weight_decay"], settings["batch_size"], settings["seed"])  # fmt: skip
+                      settings["weight_decay"], settings["batch_size"], settings["seed"], settings["bn_momentum"],
+                      settings["select"], xte, yte)  # fmt: skip
     else:  # augmented epochs: logistic regression sees every augmented view once
         fit = fit_logreg(xtr.reshape(-1, xtr.shape[-1]), np.tile(ytr, len(xtr)) if xtr.ndim == 3 else ytr, xva, yva,
                          settings["logreg_c"], settings["seed"])  # fmt: skip
@@ -140,6 +163,7 @@ def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
         "epoch": fit.get("epoch"),
         "C": fit.get("C"),
         "val_curve": fit.get("val_curve"),
+        "test_curve": fit.get("test_curve"),
         "settings": settings,
         "feature_settings": meta.get("settings"),
     }

@@ -1,6 +1,8 @@
 """Judges decide which option a response chose. `rule` trusts the extraction (score/extract.py); `vlm` asks the
-configured judge model (Qwen2.5-VL-32B in the paper) about every response without a clean <answer> tag and
-records each verdict, so a reviewer can see where the judge changed a choice."""
+configured judge model (Qwen2.5-VL-32B in the paper) and records each verdict (`changed`: the judge's choice differs
+from the extraction's), so a reviewer can see where the judge changed a choice. Which responses it re-reads is
+`evaluate.judge_scope`: `unclear` (default) every response without a clean closed <answer> tag, `all` every
+response. The metrics count the calls and the changed answers (`judge_calls`, `judge_changed`)."""
 
 from __future__ import annotations
 
@@ -42,9 +44,9 @@ class RuleJudge:
 
 
 class VLMJudge:
-    """Re-decides unclear responses with the judge model, loaded once (at its first unclear response) for every
-    generations file the scoring job judges, through the configured generation backend (vLLM on GPUs:
-    `evaluate.judge_tensor_parallel_size` GPUs; 32B in bf16 needs ~67 GB)."""
+    """Re-decides responses (`evaluate.judge_scope`: unclear ones, or all) with the judge model, loaded once (at its
+    first response to judge) for every generations file the scoring job judges, through the configured generation
+    backend (vLLM on GPUs: `evaluate.judge_tensor_parallel_size` GPUs; 32B in bf16 needs ~67 GB)."""
 
     name = "vlm"
 
@@ -67,7 +69,11 @@ class VLMJudge:
         """Mutates the unclear samples of `rows` in place; returns the verdict records."""
         from medbridge.score.extract import extract_choice
 
-        unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]] if s["method"] not in ("tag",)]
+        scope = self.cfg["evaluate"].get("judge_scope", "unclear")
+        if scope not in SCOPES:
+            raise MedbridgeError(f"evaluate.judge_scope {scope!r} is unknown; choose one of {list(SCOPES)}")
+        unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]]
+                   if scope == "all" or s["method"] not in ("tag",)]  # fmt: skip
         if not unclear:
             return []
         question = {i: it.get("question", "") for i, it in (items or {}).items()}
@@ -77,12 +83,14 @@ class VLMJudge:
         for (row, sample), out in zip(unclear, self.backend().complete([[]] * len(prompts), prompts, 8)):
             choice, _ = extract_choice(out, list(row["options"]))
             verdicts.append({"id": row["id"], "response": sample["text"], "rule_choice": sample["choice"],
-                             "judge_output": out, "judge_choice": choice})  # fmt: skip
+                             "judge_output": out, "judge_choice": choice,
+                             "changed": choice != sample["choice"]})  # fmt: skip
             sample.update(choice=choice, method="judge", correct=choice == row["answer"])
         return verdicts
 
 
 JUDGES = {"rule": RuleJudge, "vlm": VLMJudge}
+SCOPES = ("unclear", "all")
 
 
 def make_judge(cfg: dict):

@@ -1,6 +1,8 @@
 """Pass@k with the unbiased estimator (Chen et al., 2021): the chance that k of n samples, drawn without
-replacement, include at least one of the c correct ones. The authors' code counts "any of the first k correct",
-which is biased for k < n; this is the estimator the paper's definition calls for."""
+replacement, include at least one of the c correct ones. The authors' code (inference.py `eval_one_row`) draws
+exactly k fresh samples per item and counts whether any is correct: also unbiased for that k, only noisier (one
+draw of k where this averages over every k-subset of n samples) and one k per run. This gives every k <= n from one
+run of n samples."""
 
 from __future__ import annotations
 

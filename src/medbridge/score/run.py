@@ -8,14 +8,16 @@ def score_file(cfg: dict, judge, model: str, evalset: str, generations: str, ite
     from medbridge.io import read_jsonl, write_json, write_jsonl
     from medbridge.models.registry import resolve
     from medbridge.provenance import write_sidecar
-    from medbridge.score.metrics import compute_metrics
+    from medbridge.score.metrics import acc1_definition, compute_metrics
 
     ev = cfg["evaluate"]
     rows = read_jsonl(generations)
     items = {it["id"]: it for it in read_jsonl(items_path)}
     verdicts = judge(rows, items)
-    metrics = compute_metrics(rows, ev["k"], ev.get("bootstrap", 1000), cfg["seed"])
+    metrics = compute_metrics(rows, ev["k"], ev.get("bootstrap", 1000), cfg["seed"], acc1_definition(cfg))
     metrics.update(model=model, evalset=evalset, judge=judge.name,
+                   judge_scope=ev.get("judge_scope", "unclear") if judge.name == "vlm" else None,
+                   judge_calls=len(verdicts), judge_changed=sum(bool(v.get("changed")) for v in verdicts),
                    settings=rows[0]["settings"], settings_hash=config_hash(rows[0]["settings"]))  # fmt: skip
     if verdicts:
         write_jsonl(f"{out}.judge.jsonl", verdicts)

@@ -67,13 +67,17 @@ def sft_dataset(items: list[dict], prompt_kinds: list[str]):
     return Dataset.from_list(rows, features=_features("sft"))
 
 
-def grpo_dataset(items: list[dict], prompt_kind: str = "rl"):
-    """One row per item: the RL prompt, the images, and the answer letter the accuracy reward checks."""
+def grpo_dataset(items: list[dict], prompt_kind: str = "rl", letter_instruction: bool = False):
+    """One row per item: the RL prompt (with upstream GRPO-CARE's "only the single option letter" line appended when
+    `letter_instruction`), the images, and the answer letter the accuracy reward checks."""
     from datasets import Dataset
 
+    from medbridge.prompts import LETTER_INSTRUCTION
+
     cache: dict = {}
+    tail = LETTER_INSTRUCTION if letter_instruction else ""
     rows = [
-        {"prompt": [{"role": "user", "content": prompt_text(it, prompt_kind)}], "images": _images(it, cache),
+        {"prompt": [{"role": "user", "content": prompt_text(it, prompt_kind) + tail}], "images": _images(it, cache),
          "answer": it["answer"], "id": it["id"]}
         for it in items
     ]  # fmt: skip

@@ -20,7 +20,7 @@ from medbridge.train.common import common_args, init_source, load_for_training, 
 from medbridge.train.common import remove_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
 from medbridge.train.common import training_log
 from medbridge.train.data import grpo_dataset, load_train_items, with_fitted_images
-from medbridge.train.rewards import accuracy_reward, format_reward, make_length_reward
+from medbridge.train.rewards import accuracy_reward, answer_not_a_letter, format_reward, make_length_reward
 
 
 def rollout_settings(section: dict) -> dict:
@@ -47,9 +47,10 @@ def rollout_settings(section: dict) -> dict:
 
 
 def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None,
-              max_model_len: int | None = None):  # fmt: skip
+              max_model_len: int | None = None, reward_weights: list[float] | None = None):  # fmt: skip
     """GRPOConfig. `max_model_len`: the colocated vLLM engine's context (medbridge.engine); TRL's default None
-    leaves vLLM at the checkpoint's whole context, which cannot start beside the trainer (issue #20)."""
+    leaves vLLM at the checkpoint's whole context, which cannot start beside the trainer (issue #20).
+    `reward_weights`: 0 for the logged metrics (reward_weights())."""
     from trl import GRPOConfig
 
     vllm = {}
@@ -67,14 +68,23 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         loss_type="grpo",
         scale_rewards="group",
         remove_unused_columns=False,  # the reward functions read the `answer` column
+        reward_weights=reward_weights,  # 0 for logged metrics (answer_not_a_letter), 1 for rewards
         sync_ref_model=False,  # TRL's sync gathers both whole models under ZeRO-3; CARE's EMA callback replaces it
         model_init_kwargs={"revision": revision} if revision and beta > 0 else None,  # TRL loads its KL reference
         **vllm,
     )
 
 
+METRICS = (answer_not_a_letter,)  # computed and logged by TRL like rewards, weight 0: never in the summed reward
+
+
+def reward_weights(funcs: list) -> list[float]:
+    return [0.0 if f in METRICS else 1.0 for f in funcs]
+
+
 def reward_functions(section: dict, care: CareSettings) -> list:
-    funcs = [accuracy_reward, format_reward]
+    """The rewards (accuracy, format, the optional length bonus, CARE's bonus last) and the logged metrics."""
+    funcs = [accuracy_reward, format_reward, answer_not_a_letter]
     if section.get("length_bonus", False):
         funcs.append(make_length_reward(section["num_generations"]))
     if care.enabled:
@@ -140,7 +150,8 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
 
     section = cfg["train"]["grpo"]
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
-    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"))
+    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"),
+                           section.get("letter_instruction", False))  # fmt: skip
     src = init_source(cfg, init, train_dtype(cfg, section))
     args = args or grpo_config(cfg, init, work)  # before the model (DeepSpeed ZeRO-3 init)
     model, processor = load_for_training(src, section, resume)
@@ -162,7 +173,8 @@ def grpo_config(cfg: dict, init: str, work: Path):
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
     src = init_source(cfg, init, train_dtype(cfg, section))
     context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
-    return grpo_args(cfg, section, care, work, None, context)  # a snapshot folder: no revision left to pass
+    weights = reward_weights(reward_functions(section, care))  # the order build_trainer passes them in
+    return grpo_args(cfg, section, care, work, None, context, weights)  # a snapshot folder: no revision to pass
 
 
 def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:

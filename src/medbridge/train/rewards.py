@@ -3,6 +3,11 @@
 TRL calls each function with the rollouts' `completions` (conversational: `[{"role": "assistant", "content": ...}]`)
 plus every dataset column repeated per rollout (here `answer`, the item's option letter), and sums the returned
 lists. The CARE consistency bonus is in medbridge.train.care (it needs the EMA reference model).
+
+`answer_not_a_letter` is a metric, not a reward: TRL computes and logs it like one (`rewards/answer_not_a_letter/mean`
+per step: the share of rollouts whose last closed <answer> tag holds more than an option letter, which the exact-match
+accuracy reward scores 0 however right the text is), and its weight 0 keeps it out of the summed reward. The authors'
+RL prompt, unlike upstream GRPO-CARE's, never asks for the letter alone (`train.grpo.letter_instruction`).
 """
 
 from __future__ import annotations
@@ -53,6 +58,20 @@ def accuracy_reward(completions, answer, **kwargs) -> list[float]:
 def format_reward(completions, **kwargs) -> list[float]:
     """1.0 where the whole completion is `<think>...</think> <answer>...</answer>` (re.fullmatch, DOTALL)."""
     return [float(FORMAT_RE.fullmatch(completion_text(c)) is not None) for c in completions]
+
+
+LETTER_RE = re.compile(r"[a-z]")
+
+
+def answer_not_a_letter(completions, **kwargs) -> list[float]:
+    """1.0 where the last closed <answer> tag holds more than a single letter once cleaned as the accuracy reward
+    cleans it (e.g. "B. Pneumonia", "pneumonia"); 0.0 for a bare letter or no closed tag (the format reward's case)."""
+    out = []
+    for c in completions:
+        text = completion_text(c)
+        tags = ANSWER_RE.findall(text)
+        out.append(float(bool(tags) and LETTER_RE.fullmatch(clean_answer(tags[-1].strip())) is None))
+    return out
 
 
 def make_length_reward(num_generations: int):
