@@ -1,0 +1,134 @@
+"""CARE's reward function by value (issue #25): two simulated ranks whose rollouts split one prompt's group each get
+their own bonuses; the reference, kept in train mode with dropout, is scored in eval mode and left as it was."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from medbridge.train.care import CareBonus, CareSettings
+
+ANSWER_B = ["B"]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval(), AutoProcessor.from_pretrained(
+        tiny_model_dir
+    )
+
+
+def _prompt():
+    from PIL import Image
+
+    image = Image.new("RGB", (56, 56), (40, 160, 90))
+    return [{"role": "user", "content": [{"type": "image", "image": image}, {"type": "text", "text": "A or B?"}]}]
+
+
+def _ids(processor, texts):
+    tok = processor.tokenizer
+    return [tok(t, add_special_tokens=False)["input_ids"] + [tok.convert_tokens_to_ids("<|im_end|>")] for t in texts]
+
+
+class Ranks:
+    """`n` simulated processes: accelerator.gather concatenates every rank's tensor in rank order, as on GPUs."""
+
+    def __init__(self, n: int):
+        self.n, self.barrier, self.slots, self.calls = n, threading.Barrier(n, timeout=120), {}, [0] * n
+
+    def accelerator(self, rank: int):
+        def gather(t):
+            call = self.calls[rank]
+            self.calls[rank] += 1
+            self.slots[call, rank] = t
+            self.barrier.wait()
+            return torch.cat([self.slots[call, r] for r in range(self.n)])
+
+        return SimpleNamespace(gather=gather, device="cpu", process_index=rank, num_processes=self.n)
+
+
+def test_each_rank_gets_its_own_bonuses_when_a_group_straddles_ranks(tiny):
+    """One prompt's 4 rollouts, 2 on each rank: rank 0 holds a wrong and a right answer, rank 1 two right ones. The
+    group is decided on the gathered batch (mean acc 0.75: the right ones are accurate; margin 1: all confident);
+    each rank returns the bonuses of its own rollouts."""
+    model, processor = tiny
+    texts = {0: ["<answer>A</answer>", "<answer>B</answer>"], 1: ["<answer>B</answer>", "<answer>B</answer>"]}
+    ranks, out, logged, errors = Ranks(2), {}, {0: {}, 1: {}}, []
+
+    def run(rank):
+        try:
+            bonus = CareBonus(CareSettings(conf_margin=1.0, bonus_weight=0.5), num_generations=4)
+            trainer = SimpleNamespace(processing_class=processor, accelerator=ranks.accelerator(rank))
+            bonus.bind(trainer, copy.deepcopy(model))
+            out[rank] = bonus(prompts=[_prompt()] * 2, completions=texts[rank],
+                              completion_ids=_ids(processor, texts[rank]), answer=ANSWER_B * 2,
+                              log_metric=lambda k, v: logged[rank].__setitem__(k, v))  # fmt: skip
+        except Exception as e:  # noqa: BLE001  (re-raised in the main thread)
+            errors.append(e)
+            ranks.barrier.abort()
+
+    threads = [threading.Thread(target=run, args=(r,)) for r in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    if errors:
+        raise errors[0]
+    assert out == {0: [0.0, 0.5], 1: [0.5, 0.5]}
+    # the logged rates are of the whole gathered batch, the same on both ranks
+    assert logged[0]["care/bonus_rate"] == logged[1]["care/bonus_rate"] == 0.75
+
+
+class DropoutReference(torch.nn.Module):
+    """The tiny model with dropout on its logits, recording the mode of every forward it is asked for."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.drop, self.modes = inner, torch.nn.Dropout(0.5), []
+        self.config = inner.config
+
+    @property
+    def device(self):
+        return self.inner.device
+
+    def forward(self, *args, **kwargs):
+        self.modes.append(self.training)
+        out = self.inner(*args, **kwargs)
+        out.logits = self.drop(out.logits)
+        return out
+
+
+def test_the_reference_is_scored_in_eval_mode_and_left_in_its_mode(tiny):
+    model, processor = tiny
+    texts = ["<think>x</think><answer>B</answer>", "<think>yy</think><answer>B</answer>"]
+
+    def confidence(ref) -> float:
+        logged = {}
+        trainer = SimpleNamespace(processing_class=processor,
+                                  accelerator=SimpleNamespace(gather=lambda t: t, device="cpu", process_index=0,
+                                                              num_processes=1))  # fmt: skip
+        bonus = CareBonus(CareSettings(conf_clamp=1.0, span="content"), num_generations=2)
+        bonus.bind(trainer, ref)
+        bonus(prompts=[_prompt()] * 2, completions=texts, completion_ids=_ids(processor, texts),
+              answer=ANSWER_B * 2, log_metric=lambda k, v: logged.__setitem__(k, v))  # fmt: skip
+        return logged["care/ref_conf_accurate"]  # mean p of the accurate rollouts: both here
+
+    torch.manual_seed(0)
+    in_eval = DropoutReference(copy.deepcopy(model)).eval()
+    expected = confidence(in_eval)
+    assert in_eval.modes and not any(in_eval.modes) and not in_eval.training
+    assert 0 < expected < 1
+    in_train = DropoutReference(copy.deepcopy(model)).train()
+    # dropout is live in train mode: the same forward twice differs, so a reference scored in train mode would too
+    ids = torch.tensor(_ids(processor, texts[:1]))
+    assert not torch.equal(in_train(input_ids=ids).logits, in_train(input_ids=ids).logits)
+    in_train.modes.clear()
+    assert confidence(in_train) == pytest.approx(expected, rel=1e-6)
+    assert in_train.modes and not any(in_train.modes)  # every scoring forward ran in eval mode
+    assert in_train.training and in_train.inner.training  # and the reference is handed back in train mode
