@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test test-container
+.PHONY: tiny test test-container mutation
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -19,3 +19,7 @@ test:  ## the test suite (unit, CLI, DAG dry runs, tiny end-to-end, local SLURM,
 test-container:  ## opt-in: build the CPU variant of containers/Dockerfile and run a tiny rule in it (root, podman)
 	bash scripts/bootstrap.sh test
 	MEDBRIDGE_TEST_CONTAINER=1 .venv/bin/python -m pytest -m container tests/test_container.py $(PYTEST_ARGS)
+
+mutation:  ## benchmark, not a test: cosmic-ray's mutants of the core and plumbing modules, each against its fast tests
+	bash scripts/bootstrap.sh test
+	.venv/bin/python benchmarks/mutation.py $(MUTATION_ARGS)

@@ -25,7 +25,7 @@ def _sidecar(path, inputs) -> None:
     write_json(f"{path}.provenance.json", {
         "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
         "git": {"commit": "0" * 40, "dirty": False}, "host": "test", "started": "2026-01-01T00:00:00",
-        "models": [{"name": "sft", "path": "m", "revision": None, "weights_sha256": "f" * 64}],
+        "models": [{"name": "sft", "path": "m", "revision": None, "weights_sha256": "0123456789abcdef" * 4}],
     })  # fmt: skip
 
 
@@ -41,6 +41,8 @@ def build(root, fault: str | None = None) -> dict:
         rows[1]["samples"][0] |= {"choice": "B", "correct": True}
     if fault == "choice_scored":  # ... and the metrics a scorer trusting the stored choices would write
         metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0) | {"model": "sft", "evalset": "organamnist"}
+    if fault == "flag":  # the right choice with the wrong correctness flag
+        rows[0]["samples"][1]["correct"] = True
     if fault == "prompt_hash":
         rows[0]["prompt_hash"] = "0" * 16
     if fault == "acc1":
@@ -56,7 +58,9 @@ def build(root, fault: str | None = None) -> dict:
     write_jsonl(paths["gen"], rows)
     _sidecar(paths["gen"], [paths["items"]])
     write_json(paths["metrics"], metrics)
-    _sidecar(paths["metrics"], [paths["gen"], paths["items"]])
+    # the generations file is found by its folder, wherever the sidecar lists it; no item set: no prompt check
+    inputs = {"items_first": [paths["items"], paths["gen"]], "no_items": [paths["gen"]]}
+    _sidecar(paths["metrics"], inputs.get(fault, [paths["gen"], paths["items"]]))
     cell = 100 * metrics["acc1"] + (1.0 if fault == "cell" else 0.0)
     pd.DataFrame([{"model": "sft", "dataset": "organamnist", "acc1": cell},
                   {"model": "base", "dataset": "organamnist", "acc1": 0.0}]).to_csv(paths["table"], index=False)  # fmt: skip
@@ -65,6 +69,8 @@ def build(root, fault: str | None = None) -> dict:
         edited = [json.loads(line) for line in paths["gen"].read_text().splitlines()]
         edited[0]["source"] = "edited"
         write_jsonl(paths["gen"], edited)
+    if fault == "items_missing":
+        paths["items"].unlink()
     return paths
 
 
@@ -84,6 +90,7 @@ def test_a_clean_chain_matches(tmp_path):
     assert "pass@1: recomputed 0.250000" in text and "pass@2: recomputed 0.500000" in text
     assert "prompt hashes of all 2 items recomputed" in text
     assert "cell 50.0000% vs metrics acc1 50.0000%" in text
+    assert "model sft: m revision None weights sha256 0123456789abcdef\n" in text  # what was loaded, shown
     # the metrics file alone audits the same way
     alone = AuditReport()
     assert audit_metrics(str(paths["metrics"]), alone)["acc1"] == 0.5 and alone.problems == []
@@ -94,15 +101,24 @@ def test_a_clean_chain_matches(tmp_path):
     [("choice", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
      ("acc1", "acc1: recomputed 0.500000 vs metrics file 0.750000"),
      ("pass_at_k", "pass@2: recomputed 0.500000 vs metrics file 0.250000"),
+     ("flag", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
      ("prompt_hash", "1 mismatch(es)"),
      ("cell", "cell 51.0000% vs metrics acc1 50.0000%"),
-     ("edited", "changed after it was used")],
+     ("edited", "changed after it was used"),
+     ("items_missing", "is missing: prompt hashes cannot be recomputed")],
 )  # fmt: skip
 def test_each_fault_is_the_only_problem_reported(tmp_path, fault, expect):
     report = audit(build(tmp_path, fault))
     assert len(report.problems) == 1, report.text()
     assert expect in report.problems[0]
     assert "DOES NOT MATCH (1 problem(s))" in report.text()
+
+
+@pytest.mark.parametrize("layout", ["items_first", "no_items"])
+def test_the_chain_is_read_from_the_sidecar_as_it_lists_it(tmp_path, layout):
+    report = audit(build(tmp_path, layout))
+    assert report.problems == [], report.text()
+    assert ("prompt hashes" in report.text()) == (layout == "items_first")
 
 
 def test_metrics_made_from_a_wrong_stored_choice_are_recomputed_from_the_texts(tmp_path):

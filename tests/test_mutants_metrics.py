@@ -8,6 +8,7 @@ import pytest
 
 from medbridge.generate.run import parsed
 from medbridge.score.metrics import compute_metrics
+from medbridge.score.passk import pass_at_k
 from medbridge.score.stats import bootstrap_ci
 
 OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal", "D": "stone"}
@@ -85,3 +86,25 @@ def test_interval_width_tells_the_level_apart(level, z):
     assert (lo + hi) / 2 == pytest.approx(values.mean(), abs=0.1 * se)
     if level == 0.95:  # the default level is 95%
         assert bootstrap_ci(values, 4000, seed=0) == (lo, hi)
+
+
+@pytest.mark.parametrize("where", [0, 9])
+def test_every_item_is_resampled_at_the_same_rate(where):
+    """One correct item of 10, first or last: its count in a resample is Binomial(10, 0.1), whose 97.5% quantile is 3
+    (P(X <= 2) = 0.930, P(X <= 3) = 0.987); an index range that misses the first item, or draws the last twice as
+    often, moves it to 0 or 4."""
+    values = np.zeros(10)
+    values[where] = 1.0
+    lo, hi = bootstrap_ci(values, 4000, seed=2)
+    assert lo == 0.0 and hi == pytest.approx(0.3)
+
+
+def test_bootstrap_of_one_item_and_of_none():
+    assert bootstrap_ci([0.7], 100, seed=0) == (0.7, 0.7)  # one item: every resample is that item
+    assert bootstrap_ci([], 100, seed=0) == (None, None)
+
+
+@pytest.mark.parametrize("n,c,k", [(4, -1, 1), (4, 2, 0), (4, 5, 1), (4, 1, 5)])
+def test_pass_at_k_rejects_counts_outside_their_range(n, c, k):
+    with pytest.raises(ValueError, match="pass_at_k needs"):
+        pass_at_k(n, c, k)
