@@ -24,7 +24,7 @@ ANSWERS = [("A", "<answer>A</answer>", ["<answer>A</answer>", "<answer>B</answer
 def _sidecar(path, inputs) -> None:
     write_json(f"{path}.provenance.json", {
         "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
-        "git": {"commit": "0" * 40, "dirty": False}, "host": "test", "started": "2026-01-01T00:00:00",
+        "git": {"commit": "89abcdef0123" + "4" * 28, "dirty": False}, "host": "test", "started": "2026-01-01T00:00:00",
         "models": [{"name": "sft", "path": "m", "revision": None, "weights_sha256": "0123456789abcdef" * 4}],
     })  # fmt: skip
 
@@ -62,8 +62,9 @@ def build(root, fault: str | None = None) -> dict:
     inputs = {"items_first": [paths["items"], paths["gen"]], "no_items": [paths["gen"]]}
     _sidecar(paths["metrics"], inputs.get(fault, [paths["gen"], paths["items"]]))
     cell = 100 * metrics["acc1"] + (1.0 if fault == "cell" else 0.0)
-    pd.DataFrame([{"model": "sft", "dataset": "organamnist", "acc1": cell},
-                  {"model": "base", "dataset": "organamnist", "acc1": 0.0}]).to_csv(paths["table"], index=False)  # fmt: skip
+    pd.DataFrame([{"model": "base", "dataset": "organamnist", "acc1": 0.0},  # the cell is (model AND column)
+                  {"model": "sft", "dataset": "organamnist", "acc1": cell},
+                  {"model": "sft", "dataset": "pathmnist", "acc1": 0.0}]).to_csv(paths["table"], index=False)  # fmt: skip
     _sidecar(paths["table"], [paths["metrics"]])
     if fault == "edited":  # a field no metric reads, changed by hand after the metrics were made
         edited = [json.loads(line) for line in paths["gen"].read_text().splitlines()]
@@ -90,7 +91,13 @@ def test_a_clean_chain_matches(tmp_path):
     assert "pass@1: recomputed 0.250000" in text and "pass@2: recomputed 0.500000" in text
     assert "prompt hashes of all 2 items recomputed" in text
     assert "cell 50.0000% vs metrics acc1 50.0000%" in text
-    assert "model sft: m revision None weights sha256 0123456789abcdef\n" in text  # what was loaded, shown
+    # what was used, shown by its hashes' prefixes: the files checked, the model and data loaded, the commit
+    gen, items = paths["gen"], paths["items"]
+    assert f"generations {gen} is the file that was used (sha256 {sha256_file(gen)[:12]})" in text
+    assert f"metrics {paths['metrics']} is the file that was used (sha256 {sha256_file(paths['metrics'])[:12]})" in text
+    assert "        model sft: m revision None weights sha256 0123456789abcdef" in report.lines
+    assert f"        data {items} sha256 {sha256_file(items)[:16]}" in report.lines
+    assert "generated at git 89abcdef0123 (dirty=False) on test, 2026-01-01T00:00:00" in text
     # the metrics file alone audits the same way
     alone = AuditReport()
     assert audit_metrics(str(paths["metrics"]), alone)["acc1"] == 0.5 and alone.problems == []
