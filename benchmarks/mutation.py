@@ -43,8 +43,8 @@ MODULES: dict[str, list[str]] = {
     "recipe.py": ["tests/test_recipe.py"],
     "audit.py": ["tests/test_mutants_audit.py"],
     "generate/run.py": ["tests/test_mutants_shards.py"],
-    "config.py": ["tests/test_config.py", "tests/test_mutants_config_plan.py"],
-    "plan.py": ["tests/test_plan.py", "tests/test_mutants_config_plan.py"],
+    "config.py": ["tests/test_config.py", "tests/test_mutants_config.py"],
+    "plan.py": ["tests/test_plan.py", "tests/test_mutants_plan.py"],
 }
 # tests of a listed file that are not fast (a Snakemake subprocess): left out of every mutant's run
 DESELECT = ["tests/test_config.py::test_snakemake_configfile_with_exponent_floats"]
