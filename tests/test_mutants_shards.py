@@ -5,12 +5,14 @@ counts what it is asked to generate (no model runs); the model fingerprint is th
 from __future__ import annotations
 
 import copy
+import json
+from pathlib import Path
 
 import pytest
 
 import medbridge.generate.run as gen_run
 from medbridge.generate import Completion
-from medbridge.generate.run import EvalJob, run_generation
+from medbridge.generate.run import EvalJob, run_generation, seeding
 from medbridge.io import read_jsonl, write_jsonl
 
 OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal"}
@@ -126,3 +128,72 @@ def test_answer_tag_rereads_the_kept_texts(setup):
     assert [r["greedy"]["text"] for r in again] == [r["greedy"]["text"] for r in first]
     assert all(r["answer_tag"] == "last" and r["greedy"]["choice"] == "B" and r["greedy"]["correct"] for r in again)
     assert all(s["choice"] == "B" and s["correct"] for r in again for s in r["samples"])
+
+
+def test_the_key_file_names_the_device_kind(setup):
+    cfg, job, _ = setup
+    folder = f"{job.out}.shards"
+    assert json.loads(Path(folder, "key.json").read_text())["device"] == "cpu"
+    _run(cfg, job, device="cuda")
+    assert json.loads(Path(folder, "key.json").read_text())["device"] == "gpu"
+
+
+def test_an_unset_batch_size_keys_as_the_hf_backends_default(setup):
+    """Stating the HF backend's default batch size (8) changes nothing the texts depend on: no regeneration."""
+    cfg, job, _ = setup
+    unset = copy.deepcopy(cfg)
+    del unset["evaluate"]["batch_size"]
+    assert len(_run(unset, job)) == 4
+    explicit = copy.deepcopy(unset)
+    explicit["evaluate"]["batch_size"] = 8
+    assert _run(explicit, job) == []
+
+
+@pytest.mark.parametrize("damage", ["key_garbled", "key_missing", "shard_truncated"])
+def test_a_damaged_shard_folder_regenerates(setup, damage):
+    cfg, job, _ = setup
+    folder = Path(f"{job.out}.shards")
+    if damage == "key_garbled":
+        (folder / "key.json").write_text('{"model": ')
+    elif damage == "key_missing":
+        (folder / "key.json").unlink()
+    else:
+        shard = folder / "shard-00001.jsonl"
+        shard.write_text(shard.read_text()[:-40])  # a torn last line
+    expect = ["organ-2", "organ-3"] if damage == "shard_truncated" else [f"organ-{i}" for i in range(4)]
+    assert _run(cfg, job) == expect
+    assert len(read_jsonl(job.out)) == 4
+
+
+def test_stale_temp_files_are_cleared_and_shards_live_under_shard_root(setup, tmp_path):
+    cfg, job, _ = setup
+    folder = Path(f"{job.out}.shards")
+    (folder / ".shard-00001.jsonl.tmp").write_text("half a shard")  # left by a SIGKILLed attempt
+    assert _run(cfg, job) == []
+    assert not list(folder.glob(".*.tmp"))
+    # under shard_root, an eval set's shards sit in <shard_root>/<eval set>/
+    CountingBackend.calls = []
+    run_generation(cfg, "base", [job], shard_root=str(tmp_path / "shards"))
+    assert len(CountingBackend.calls) == 4
+    assert sorted(p.name for p in (tmp_path / "shards" / "gen").iterdir()) == [
+        "key.json", "shard-00000.jsonl", "shard-00001.jsonl"
+    ]  # fmt: skip
+
+
+def test_the_default_shard_size_is_256_items(setup, tmp_path):
+    cfg, job, _ = setup
+    unset = copy.deepcopy(cfg)
+    del unset["evaluate"]["shard_size"]
+    items = tmp_path / "many.jsonl"
+    write_jsonl(items, [_item(i) for i in range(257)])
+    run_generation(unset, "base", [EvalJob(str(items), str(tmp_path / "many-gen.jsonl"))])
+    shards = sorted((tmp_path / "many-gen.jsonl.shards").glob("shard-*.jsonl"))
+    assert [len(read_jsonl(s)) for s in shards] == [256, 1]
+
+
+def test_how_each_backend_seeds(tiny_cfg):
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["evaluate"]["backend"] = "hf"
+    assert seeding(cfg, "cpu") == seeding(cfg, "cuda") == "per-batch"
+    cfg["evaluate"]["backend"] = "vllm"
+    assert (seeding(cfg, "cpu"), seeding(cfg, "cuda")) == ("engine", "per-request")
