@@ -4,6 +4,7 @@ the reference forwards' terms."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import yaml
@@ -109,3 +110,45 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
         2 * (one_reference(BUDGET) + load)
     )
     assert bare["fixed_gpu_hours"] == pytest.approx(load + (a.vllm_start_s / 3600 if use_vllm else 0))
+
+
+def test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu(small):
+    """profiles/slurm gives the judge 2 GPUs: its load and vLLM start are paid twice, in both estimates."""
+    a = Assumptions()
+    one, two = _rows(plan(small, a))["score"], _rows(plan(small, a, profile=ROOT / "profiles" / "slurm"))["score"]
+    fixed = (32 * a.load_s_per_b + a.vllm_start_s) / 3600
+    assert two["gpus_per_job"] == 2 and two["fixed_gpu_hours"] == pytest.approx(2 * fixed)
+    assert two["gpu_hours"] - one["gpu_hours"] == pytest.approx(fixed)
+    assert two["gpu_hours_at_budget"] - one["gpu_hours_at_budget"] == pytest.approx(fixed)
+
+
+def test_documented_assumptions_are_the_defaults():
+    """docs/CLUSTER.md quotes each throughput flag's default, e.g. `--load-s-per-b` (6 s per billion parameters)."""
+    text = " ".join((ROOT / "docs" / "CLUSTER.md").read_text().split())
+    quoted = dict(re.findall(r"`--([a-z-]+)` \((?:[A-Za-z]+, )?([0-9.]+)", text))  # "(vLLM, 2500 at 7B)" too
+    assert len(quoted) >= 7
+    defaults = Assumptions()
+    for flag, value in quoted.items():
+        assert getattr(defaults, flag.replace("-", "_")) == float(value), flag
+    assert "a quarter of their token budget" in text and defaults.completion_fraction == 0.25
+    assert "0.6 of it" in text and defaults.longest_fraction == 0.6
+
+
+def test_synthetic_split_sizes_are_what_the_data_verb_writes(tiny_cfg, tmp_path):
+    """Without data.synthetic sizes, the plan counts the images `medbridge data` makes by default."""
+    import json
+
+    import numpy as np
+
+    from medbridge.cli import main
+    from medbridge.plan import split_size
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["data"].pop("synthetic", None)
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    out = tmp_path / "breastmnist.npz"
+    code = main(["data", "--config", str(tmp_path / "cfg.json"), "--dataset", "breastmnist", "--out", str(out)])
+    assert code in (0, None)
+    arrays = np.load(out)
+    for split in ("train", "val", "test"):
+        assert split_size(cfg, "breastmnist", split) == len(arrays[f"{split}_labels"])
