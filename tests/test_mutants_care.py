@@ -132,3 +132,13 @@ def test_the_reference_is_scored_in_eval_mode_and_left_in_its_mode(tiny):
     assert confidence(in_train) == pytest.approx(expected, rel=1e-6)
     assert in_train.modes and not any(in_train.modes)  # every scoring forward ran in eval mode
     assert in_train.training and in_train.inner.training  # and the reference is handed back in train mode
+
+
+def test_the_defaults_are_the_authors_settings_as_the_paper_config_records_them():
+    import yaml
+
+    from .conftest import ROOT
+
+    care = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["train"]["grpo"]["care"]
+    assert set(care) == set(CareSettings.__dataclass_fields__)  # every setting is stated there
+    assert CareSettings() == CareSettings.from_config(care)
