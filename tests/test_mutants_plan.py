@@ -83,7 +83,8 @@ def test_sft_hours_by_hand(small, epochs):
 @pytest.mark.parametrize("use_vllm", [False, True])
 def test_grpo_reference_forward_by_hand(small, use_vllm):
     """grpo_model: CARE's EMA reference (and a KL reference, beta > 0) each cost one more forward over every rollout
-    (2 x params x tokens) and one more model load; with neither, the difference is exactly zero."""
+    (2 x params x tokens) and one more model load; without either, the job is the rollouts (each GPU waits for the
+    longest of its batch), their prompts' prefill and the training (6 x params x tokens), worked out whole."""
     a, cfg = Assumptions(), copy.deepcopy(small)
     cfg["models"]["rl"] = {"source": "grpo", "init": "base", "task": "breastmnist"}
     grpo = cfg["train"]["grpo"]
@@ -110,6 +111,15 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
         2 * (one_reference(BUDGET) + load)
     )
     assert bare["fixed_gpu_hours"] == pytest.approx(load + (a.vllm_start_s / 3600 if use_vllm else 0))
+
+    def bare_hours(completion):  # the whole job without a reference: rollouts, their prompts' prefill, training
+        longest = min(BUDGET, completion / a.completion_fraction * a.longest_fraction)
+        waiting = prompts * 4 / grpo["batch_size"] * longest * a.decode_latency_ms / 1000 / 3600  # 7B: reference
+        prefill = _hours(2, 7, prompts * (IMG + a.prompt_tokens), a.prefill_tflops)
+        return waiting + prefill + _hours(6, 7, prompts * 4 * (IMG + a.prompt_tokens + completion), a.train_tflops)
+
+    assert bare["gpu_hours_at_budget"] == pytest.approx(bare_hours(BUDGET) + bare["fixed_gpu_hours"])
+    assert bare["gpu_hours"] == pytest.approx(bare_hours(BUDGET * a.completion_fraction) + bare["fixed_gpu_hours"])
 
 
 def test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu(small):
