@@ -142,3 +142,16 @@ def test_the_defaults_are_the_authors_settings_as_the_paper_config_records_them(
     care = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())["train"]["grpo"]["care"]
     assert set(care) == set(CareSettings.__dataclass_fields__)  # every setting is stated there
     assert CareSettings() == CareSettings.from_config(care)
+
+
+def test_the_end_token_is_not_answer_text(tiny):
+    """span content without tags reads the whole completion's text; the end-of-sequence token is no text, so a
+    completion's p is the same with or without it (the logits before it do not depend on it)."""
+    from medbridge.train.care import answer_confidence
+
+    model, processor = tiny
+    with_end = _ids(processor, ["B is my answer"])
+    without = [with_end[0][:-1]]
+    p = [answer_confidence(model, processor, [_prompt()], ids, clamp=1.0, span="content").item()
+         for ids in (with_end, without)]  # fmt: skip
+    assert 0 < p[0] < 1 and p[0] == pytest.approx(p[1], rel=1e-5)
