@@ -35,11 +35,11 @@ PKG = "src/medbridge"
 # module (under src/medbridge) -> the fast tests that import it (pytest node ids; no model training, no DAG run)
 MODULES: dict[str, list[str]] = {
     "score/passk.py": ["tests/test_passk.py", "tests/test_mutants_metrics.py"],
-    "score/extract.py": ["tests/test_extract.py"],
+    "score/extract.py": ["tests/test_extract.py", "tests/test_mutants_text.py"],
     "score/stats.py": ["tests/test_stats.py", "tests/test_mutants_metrics.py"],
     "score/metrics.py": ["tests/test_mutants_metrics.py", "tests/test_mutants_audit.py",
                          "tests/test_generate.py::test_metrics_on_constructed_rows"],  # fmt: skip
-    "train/rewards.py": ["tests/test_rewards.py"],
+    "train/rewards.py": ["tests/test_rewards.py", "tests/test_mutants_text.py"],
     "train/care.py": ["tests/test_care.py", "tests/test_mutants_care.py"],
     "recipe.py": ["tests/test_recipe.py"],
     "audit.py": ["tests/test_mutants_audit.py"],

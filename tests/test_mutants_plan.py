@@ -112,14 +112,22 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
     )
     assert bare["fixed_gpu_hours"] == pytest.approx(load + (a.vllm_start_s / 3600 if use_vllm else 0))
 
-    def bare_hours(completion):  # the whole job without a reference: rollouts, their prompts' prefill, training
+    def bare_hours(completion, n=prompts):  # without a reference: rollouts, their prompts' prefill, training
         longest = min(BUDGET, completion / a.completion_fraction * a.longest_fraction)
-        waiting = prompts * 4 / grpo["batch_size"] * longest * a.decode_latency_ms / 1000 / 3600  # 7B: reference
-        prefill = _hours(2, 7, prompts * (IMG + a.prompt_tokens), a.prefill_tflops)
-        return waiting + prefill + _hours(6, 7, prompts * 4 * (IMG + a.prompt_tokens + completion), a.train_tflops)
+        waiting = n * 4 / grpo["batch_size"] * longest * a.decode_latency_ms / 1000 / 3600  # 7B: reference
+        prefill = _hours(2, 7, n * (IMG + a.prompt_tokens), a.prefill_tflops)
+        return waiting + prefill + _hours(6, 7, n * 4 * (IMG + a.prompt_tokens + completion), a.train_tflops)
 
     assert bare["gpu_hours_at_budget"] == pytest.approx(bare_hours(BUDGET) + bare["fixed_gpu_hours"])
     assert bare["gpu_hours"] == pytest.approx(bare_hours(BUDGET * a.completion_fraction) + bare["fixed_gpu_hours"])
+    # max_steps caps the prompts: TRL's step takes batch_size x grad_accum completions, num_generations per prompt
+    capped = copy.deepcopy(cfg)
+    capped["train"]["grpo"].update(max_steps=3, grad_accum=2)
+    capped["train"]["grpo"]["care"]["enabled"] = False
+    n = 3 * grpo["batch_size"] * 2 / 4
+    assert n < prompts
+    row = _rows(plan(capped, a))["grpo_model"]
+    assert row["gpu_hours_at_budget"] == pytest.approx(bare_hours(BUDGET, n) + bare["fixed_gpu_hours"])
 
 
 def test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu(small):
@@ -162,3 +170,14 @@ def test_synthetic_split_sizes_are_what_the_data_verb_writes(tiny_cfg, tmp_path)
     arrays = np.load(out)
     for split in ("train", "val", "test"):
         assert split_size(cfg, "breastmnist", split) == len(arrays[f"{split}_labels"])
+
+
+def test_profile_defaults_apply_to_rules_it_does_not_set(tmp_path):
+    from medbridge.plan import profile_requests
+
+    (tmp_path / "config.yaml").write_text(
+        "__use_yte__: true\ndefault-resources:\n  runtime: 90\n  gpu: 1\nset-resources:\n  generate:\n    gpu: 2\n"
+    )
+    got = profile_requests(tmp_path)
+    assert got["generate"] == {"gpus": 2, "runtime": 90}
+    assert got["features"] == {"gpus": 1, "runtime": 90}
