@@ -31,3 +31,8 @@ def test_a_conversation_is_read_from_its_last_turn():
     chat = [{"role": "user", "content": "B"}, {"role": "assistant", "content": "<answer>A</answer>"}]
     assert accuracy_reward([chat], ["A"]) == [1.0]
     assert accuracy_reward([chat], ["B"]) == [0.0]
+
+
+def test_completions_and_answers_must_pair_up():
+    with pytest.raises(ValueError):
+        accuracy_reward(["<answer>A</answer>"] * 2, ["A"])
