@@ -41,7 +41,7 @@ MODULES: dict[str, list[str]] = {
                          "tests/test_generate.py::test_metrics_on_constructed_rows"],  # fmt: skip
     "train/rewards.py": ["tests/test_rewards.py", "tests/test_mutants_text.py"],
     "train/care.py": ["tests/test_care.py", "tests/test_mutants_care.py"],
-    "recipe.py": ["tests/test_recipe.py"],
+    "recipe.py": ["tests/test_recipe.py", "tests/test_mutants_recipe.py"],
     "audit.py": ["tests/test_mutants_audit.py"],
     "generate/run.py": ["tests/test_mutants_shards.py"],
     "config.py": ["tests/test_config.py", "tests/test_mutants_config.py"],

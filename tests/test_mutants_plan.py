@@ -181,3 +181,20 @@ def test_profile_defaults_apply_to_rules_it_does_not_set(tmp_path):
     got = profile_requests(tmp_path)
     assert got["generate"] == {"gpus": 2, "runtime": 90}
     assert got["features"] == {"gpus": 1, "runtime": 90}
+
+
+@pytest.mark.parametrize("augment,epochs", [("authors", 20), ("none", 1)])
+def test_feature_hours_by_hand(small, augment, epochs):
+    """features: the vision tower (vision_params_b) over every probe image's patches, the train images once per
+    epoch under the authors' augmentation, the val and eval images once; one load of the model."""
+    a, cfg = Assumptions(), copy.deepcopy(small)
+    cfg["probe"] = {"augment": augment, "crop_size": 224, "epochs": 20}
+    sizes = medmnist_info()["breastmnist"]["n_samples"]
+    patches = 8 * 8 * 4  # 224 px within the default pixel bounds: 8 x 8 merged tokens of 2 x 2 patches
+    images = sizes["train"] * epochs + sizes["val"] + min(100 * 2, sizes["test"])
+    features = _rows(plan(cfg, a))["features"]
+    assert features["jobs"] == 1
+    load = 7 * a.load_s_per_b / 3600
+    assert features["gpu_hours"] == pytest.approx(
+        _hours(2, a.vision_params_b, images * patches, a.prefill_tflops) + load
+    )
