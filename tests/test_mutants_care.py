@@ -155,3 +155,14 @@ def test_the_end_token_is_not_answer_text(tiny):
     p = [answer_confidence(model, processor, [_prompt()], ids, clamp=1.0, span="content").item()
          for ids in (with_end, without)]  # fmt: skip
     assert 0 < p[0] < 1 and p[0] == pytest.approx(p[1], rel=1e-5)
+
+
+def test_authors_span_edges():
+    """The last "<answer>" counts even as the completion's last token (then the span is empty), and a span never
+    reaches past eos - 3 (the closing tag's tokens), so a tag within 3 tokens of eos leaves it empty too."""
+    from medbridge.train.care import authors_token_mask
+
+    truncated = ["<answer>", "A", "B", "C", "D", "</answer>", "<answer>"]
+    assert authors_token_mask(truncated, list(range(7)), [99]) == [False] * 7
+    short = ["<answer>", "A", "</answer>"]
+    assert authors_token_mask(short + [""], [0, 1, 2, 99], [99]) == [False] * 4

@@ -198,3 +198,28 @@ def test_feature_hours_by_hand(small, augment, epochs):
     assert features["gpu_hours"] == pytest.approx(
         _hours(2, a.vision_params_b, images * patches, a.prefill_tflops) + load
     )
+
+
+@pytest.mark.parametrize("care", [None, {}, {"enabled": False}, {"enabled": True}, {"span": "content"}])
+def test_the_plan_counts_the_reference_exactly_when_training_runs_care(small, care):
+    """train.grpo builds CareSettings from the care section (none: off; a section without `enabled`: on)."""
+    from medbridge.train.care import CareSettings
+
+    cfg, a = copy.deepcopy(small), Assumptions()
+    cfg["models"]["rl"] = {"source": "grpo", "init": "base", "task": "breastmnist"}
+    grpo = cfg["train"]["grpo"]
+    grpo.update(beta=0.0, use_vllm=False)
+    grpo.pop("care", None)
+    if care is not None:
+        grpo["care"] = care
+    runs_care = CareSettings.from_config(grpo.get("care", {"enabled": False})).enabled  # as medbridge.train.grpo
+    fixed = _rows(plan(cfg, a))["grpo_model"]["fixed_gpu_hours"]
+    assert fixed == pytest.approx((1 + runs_care) * 7 * a.load_s_per_b / 3600)
+
+
+def test_benchmark_repeats_are_averaged(tmp_path):
+    from medbridge.plan import read_benchmarks
+
+    (tmp_path / "generate").mkdir()
+    (tmp_path / "generate" / "base.tsv").write_text("s\th:m:s\n30\t0:00:30\n90\t0:01:30\n")
+    assert read_benchmarks(tmp_path) == {"generate": {"base": 60.0}}
