@@ -162,7 +162,7 @@ def test_authors_span_edges():
     reaches past eos - 3 (the closing tag's tokens), so a tag within 3 tokens of eos leaves it empty too."""
     from medbridge.train.care import authors_token_mask
 
-    truncated = ["<answer>", "A", "B", "C", "D", "</answer>", "<answer>"]
+    truncated = ["<answer>", "A", "B", "</answer>", "x", "y", "<answer>"]
     assert authors_token_mask(truncated, list(range(7)), [99]) == [False] * 7
     short = ["<answer>", "A", "</answer>"]
     assert authors_token_mask(short + [""], [0, 1, 2, 99], [99]) == [False] * 4
