@@ -166,3 +166,10 @@ def test_authors_span_edges():
     assert authors_token_mask(truncated, list(range(7)), [99]) == [False] * 7
     short = ["<answer>", "A", "</answer>"]
     assert authors_token_mask(short + [""], [0, 1, 2, 99], [99]) == [False] * 4
+
+
+def test_no_rollouts_give_no_confidences(tiny):
+    from medbridge.train.care import answer_confidence
+
+    model, processor = tiny
+    assert answer_confidence(model, processor, [], [], clamp=0.95).shape == (0,)

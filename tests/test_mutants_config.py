@@ -113,3 +113,20 @@ def test_config_hash_and_run_dir():
     assert config_hash({"b": 1, "a": [2]}) == config_hash({"a": [2], "b": 1})  # key order does not matter
     assert config_hash({"a": 1}) == hashlib.sha256(json.dumps({"a": 1}).encode()).hexdigest()[:16]
     assert run_dir({"run_name": "tiny"}) == Path("results") / "tiny"
+
+
+def test_only_type_errors_are_coerced(tiny_cfg, tmp_path):
+    """An exponent-like string that fails another check (an enum) stays a string; freezing is stable text."""
+    from medbridge.config import coerce_exponent_floats, freeze_config
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["evaluate"]["backend"] = "1e5"
+    cfg["evaluate"]["n_samples"] = 3  # an error whose instance is not a string at all
+    cfg["evaluate"]["k"] = ["x"]
+    coerce_exponent_floats(cfg)
+    assert cfg["evaluate"]["backend"] == "1e5" and cfg["evaluate"]["k"] == ["x"]
+    # the frozen text does not depend on key order, so an unchanged config is never rewritten
+    path = freeze_config(tiny_cfg, tmp_path / "config.json")
+    mtime = path.stat().st_mtime_ns
+    freeze_config(dict(reversed(list(tiny_cfg.items()))), path)
+    assert path.stat().st_mtime_ns == mtime

@@ -223,3 +223,8 @@ def test_benchmark_repeats_are_averaged(tmp_path):
     (tmp_path / "generate").mkdir()
     (tmp_path / "generate" / "base.tsv").write_text("s\th:m:s\n30\t0:00:30\n90\t0:01:30\n")
     assert read_benchmarks(tmp_path) == {"generate": {"base": 60.0}}
+
+
+def test_the_result_names_its_profile(small):
+    assert plan(small, profile=ROOT / "profiles" / "slurm")["profile"] == str(ROOT / "profiles" / "slurm")
+    assert plan(small)["profile"] is None

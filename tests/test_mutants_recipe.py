@@ -27,3 +27,28 @@ def test_a_greedy_only_metrics_file_has_zero_samples():
     d = from_metrics(m)
     assert (d.k, d.support, d.acc1, d.n_items, d.n_samples) == (1, 0.5, 0.25, 4, 0)
     assert from_metrics(m | {"n_samples": 16}).n_samples == 16
+
+
+def test_without_k_the_largest_k_is_read():
+    m = {"acc1": 0.25, "pass_at_k": {"4": 0.75, "1": 0.5, "2": 0.6}, "n_items": 4}
+    assert (from_metrics(m).k, from_metrics(m).support) == (4, 0.75)
+
+
+def test_the_explanation_states_the_decision_and_its_numbers():
+    from medbridge.recipe import Diagnosis, explain
+
+    low = explain(Diagnosis("organamnist", "base", 8, 0.30, 0.10, 33, 8, "m.json"), tau=0.5)
+    assert "Support@8 = 30.0%   Acc@1 = 10.0%   gap = 20.0 points" in low
+    assert "BRIDGE" in low and "SHARPEN" not in low
+    high = explain(Diagnosis("organamnist", "sft", 8, 0.75, 0.30, 33, 8, "m.json"), tau=0.5)
+    assert "SHARPEN" in high and "BRIDGE" not in high and "turn the 45.0-point gap into Acc@1" in high
+
+
+def test_a_missing_item_names_the_first_three(tmp_path):
+    from medbridge.recipe import from_generations
+
+    s = {"text": "<answer>A</answer>", "choice": "A", "correct": True}
+    rows = [{"id": "q0", "answer": "A", "options": {"A": "x", "B": "y"}, "greedy": s, "samples": [s]}]
+    items = [{"id": f"q{i}", "answer": "A"} for i in range(5)]
+    with pytest.raises(MedbridgeError, match=r"no generations for 4 items .*\['q1', 'q2', 'q3'\]\)"):
+        from_generations(rows, k=1, items=items)
