@@ -228,3 +228,14 @@ def test_benchmark_repeats_are_averaged(tmp_path):
 def test_the_result_names_its_profile(small):
     assert plan(small, profile=ROOT / "profiles" / "slurm")["profile"] == str(ROOT / "profiles" / "slurm")
     assert plan(small)["profile"] is None
+
+
+def test_the_tiny_models_size_by_hand(tiny_cfg):
+    """The tiny profile's model: embeddings + per layer 4 h^2 (attention) + 3 h i (MLP) parameters; its SFT job
+    loads it once, at load_s_per_b per billion."""
+    a, t = Assumptions(), tiny_cfg["tiny_model"]
+    h, i = t["hidden_size"], t["intermediate_size"]
+    params_b = (t["vocab_size"] * h + t["num_hidden_layers"] * (4 * h * h + 3 * h * i)) / 1e9
+    assert tiny_cfg["models"]["base"]["source"] == "tiny"
+    sft = _rows(plan(tiny_cfg, a))["sft_model"]
+    assert sft["fixed_gpu_hours"] == pytest.approx(a.load_s_per_b * params_b / 3600)
