@@ -239,3 +239,21 @@ def test_the_tiny_models_size_by_hand(tiny_cfg):
     assert tiny_cfg["models"]["base"]["source"] == "tiny"
     sft = _rows(plan(tiny_cfg, a))["sft_model"]
     assert sft["fixed_gpu_hours"] == pytest.approx(a.load_s_per_b * params_b / 3600)
+
+
+def test_max_steps_caps_only_when_set_and_unknown_tasks_skip_one_run(small):
+    a, cfg = Assumptions(), copy.deepcopy(small)
+    cfg["models"]["rl"] = {"source": "grpo", "init": "base", "task": "breastmnist"}
+    grpo = cfg["train"]["grpo"]
+    grpo.pop("max_steps", None)
+    unset = _rows(plan(cfg, a))["grpo_model"]["gpu_hours"]
+    grpo["max_steps"] = -1
+    assert _rows(plan(cfg, a))["grpo_model"]["gpu_hours"] == pytest.approx(unset)
+    grpo["max_steps"] = 1  # one step: far fewer prompts than the training set
+    assert _rows(plan(cfg, a))["grpo_model"]["gpu_hours"] < unset / 10
+    # a run whose task size is unknown is noted and skipped; the runs after it are still counted
+    grpo["max_steps"] = -1
+    cfg["models"] = {"ghost": {"source": "grpo", "init": "base", "task": "unknown_task"}, **cfg["models"]}
+    result = plan(cfg, a)
+    assert _rows(result)["grpo_model"]["jobs"] == 1
+    assert any("grpo_model ghost" in n for n in result["notes"])

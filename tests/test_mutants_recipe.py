@@ -52,3 +52,28 @@ def test_a_missing_item_names_the_first_three(tmp_path):
     items = [{"id": f"q{i}", "answer": "A"} for i in range(5)]
     with pytest.raises(MedbridgeError, match=r"no generations for 4 items .*\['q1', 'q2', 'q3'\]\)"):
         from_generations(rows, k=1, items=items)
+
+
+def test_the_explanations_header_and_thresholds():
+    from medbridge.recipe import Diagnosis, explain
+
+    named = explain(Diagnosis("organamnist", "base", 8, 0.30, 0.10, 33, 8, "m.json"), tau=0.4)
+    assert named.splitlines()[0] == "task organamnist (model base): 33 items, 8 samples each"
+    assert "Support@8 < tau = 40.0%  ->  BRIDGE" in named
+    bare = explain(Diagnosis("organamnist", None, 1, 0.75, 0.30, 33, 0, "m.json"), tau=0.4)
+    assert bare.splitlines()[0] == "task organamnist: 33 items"
+    assert "Support@1 >= tau = 40.0%  ->  SHARPEN" in bare
+
+
+def test_generations_are_named_by_their_file_and_k_must_be_positive(tiny_cfg):
+    from medbridge.recipe import from_generations
+
+    s = {"text": "<answer>A</answer>", "choice": "A", "correct": True}
+    rows = [{"id": "q0", "answer": "A", "options": {"A": "x", "B": "y"}, "greedy": s, "samples": [s, s]}]
+    assert from_generations(rows, k=1, where="gen/organamnist.jsonl").task == "organamnist"
+    assert from_generations(rows, k=2, where="gen/organamnist.jsonl", task="mine").task == "mine"
+    with pytest.raises(MedbridgeError):
+        from_generations(rows, k=0)
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["recipe"] = {"k": cfg["evaluate"]["k"][0]}  # tau unset: its default, 0.5, is valid
+    check_recipe_config(cfg)
