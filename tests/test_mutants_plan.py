@@ -257,3 +257,11 @@ def test_max_steps_caps_only_when_set_and_unknown_tasks_skip_one_run(small):
     result = plan(cfg, a)
     assert _rows(result)["grpo_model"]["jobs"] == 1
     assert any("grpo_model ghost" in n for n in result["notes"])
+
+
+def test_one_benchmark_file_calibrates_its_own_rule(small, tmp_path):
+    """Only pmc_label's single job is matched whatever its file is called; another rule's file keeps its name."""
+    est = _rows(plan(small))["generate"]["jobs_detail"]["base"]["gpu_hours"] * 3600
+    (tmp_path / "generate").mkdir()
+    (tmp_path / "generate" / "base.tsv").write_text(f"s\n{2 * est}\n")
+    assert _rows(plan(small, benchmarks=tmp_path))["generate"]["calibrated_gpu_hours"] == pytest.approx(2 * est / 3600)
