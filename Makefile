@@ -5,7 +5,7 @@ SNAKEMAKE_ARGS ?=
 # The venv's tools (medbridge, snakemake) first on PATH, for the rules' shell commands and the tests.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: tiny test test-container test-gpu-lock test-zero3
+.PHONY: tiny test test-container test-gpu-lock test-zero3 mutation
 
 tiny:  ## the whole paper DAG on the embedded tiny profile (CPU, minutes)
 	bash scripts/bootstrap.sh test
@@ -29,3 +29,7 @@ DEEPSPEED_PYTHON ?= $(CURDIR)/.venv-gpu/bin/python
 test-zero3:  ## opt-in: DeepSpeed ZeRO-3 over 2 CPU processes; DEEPSPEED_PYTHON: a venv of envs/requirements-gpu.txt
 	bash scripts/bootstrap.sh test
 	MEDBRIDGE_DEEPSPEED_PYTHON=$(DEEPSPEED_PYTHON) .venv/bin/python -m pytest -m zero3 tests/test_zero3.py $(PYTEST_ARGS)
+
+mutation:  ## benchmark, not a test: cosmic-ray's mutants of the core and plumbing modules, each against its fast tests
+	bash scripts/bootstrap.sh test
+	.venv/bin/python benchmarks/mutation.py $(MUTATION_ARGS)

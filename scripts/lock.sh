@@ -23,6 +23,8 @@ python3 -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", 
 stamp="$(PYTHONPATH=src python3 -m medbridge.environment stamp)"
 
 compile() {  # <output> <extra> [more uv options]
+  # uv keeps the pins of an existing output file where they still fit: a dependency change moves only what it must
+  if [ -f "$1" ]; then cp "$1" "$tmp/out.txt"; else rm -f "$tmp/out.txt"; fi
   "$UV" pip compile pyproject.toml "$tmp/build-system.in" --extra "$2" "${@:3}" \
     --python-version 3.11 --python-platform x86_64-manylinux_2_28 \
     --index-url https://pypi.org/simple --generate-hashes \

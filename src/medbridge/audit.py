@@ -84,7 +84,9 @@ def audit_generations(gen_path: str, metrics: dict, report: AuditReport, items_p
         (report.ok if abs(ours - theirs) < 1e-9 else report.bad)(
             f"{name}: recomputed {ours:.6f} vs metrics file {theirs:.6f}"
         )
-    if items_path and Path(items_path).exists():
+    if items_path and not Path(items_path).exists():  # a deleted item set must not skip the prompt check silently
+        report.bad(f"item set {items_path} is missing: prompt hashes cannot be recomputed")
+    elif items_path:
         items = {it["id"]: it for it in read_jsonl(items_path)}
         bad = [r["id"] for r in rows if r["id"] not in items
                or prompt_hash(prompt_text(items[r["id"]], r["settings"]["prompt"])) != r["prompt_hash"]]  # fmt: skip

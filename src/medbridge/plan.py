@@ -384,7 +384,9 @@ class _Planner:
         g, budget = grpo.get("num_generations", 8), grpo.get("max_completion_length", 2048)
         per_gpu = grpo.get("batch_size", 8)  # rollouts each GPU decodes at once
         # forward-only passes over every rollout besides the policy's own: CARE's EMA reference, a KL reference
-        extra = int((grpo.get("care") or {}).get("enabled", False)) + int(grpo.get("beta", 0) > 0)
+        # CARE runs as train.grpo decides it: a care section without `enabled` is on (CareSettings), none is off
+        care_on = (grpo["care"] or {}).get("enabled", True) if "care" in grpo else False
+        extra = int(care_on) + int(grpo.get("beta", 0) > 0)
         jobs, rq3 = [], set(self.rq3_models())
         for name, task in self.grpo_runs():
             n = self.train_prompts(task)
