@@ -16,7 +16,7 @@ from medbridge.score.metrics import compute_metrics
 
 OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal"}
 SETTINGS = SamplingSettings(n_samples=2, temperature=0.7, top_p=0.9, max_new_tokens=16, prompt="eval")
-# (answer, greedy text, sample texts): Acc@1 1/2, Pass@1 1/4, Pass@2 1/2
+# (answer, greedy text, sample texts): greedy Acc@1 1/2 (the files report greedy), Pass@1 1/4, Pass@2 1/2
 ANSWERS = [("A", "<answer>A</answer>", ["<answer>A</answer>", "<answer>B</answer>"]),
            ("B", "<answer>C</answer>", ["<answer>C</answer>", "<answer>A</answer>"])]  # fmt: skip
 
@@ -36,11 +36,11 @@ def build(root, fault: str | None = None) -> dict:
     items = [{"id": f"q{i}", "question": f"Which {i}?", "options": OPTIONS, "answer": a, "images": []}
              for i, (a, _, _) in enumerate(ANSWERS)]  # fmt: skip
     rows = [record(it, Completion(g, s), SETTINGS) for it, (_, g, s) in zip(items, ANSWERS)]
-    metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0) | {"model": "sft", "evalset": "organamnist"}
+    metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {"model": "sft", "evalset": "organamnist"}
     if fault in ("choice", "choice_scored"):  # a stored choice that the raw text does not say
         rows[1]["samples"][0] |= {"choice": "B", "correct": True}
     if fault == "choice_scored":  # ... and the metrics a scorer trusting the stored choices would write
-        metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0) | {"model": "sft", "evalset": "organamnist"}
+        metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {"model": "sft", "evalset": "organamnist"}
     if fault == "flag":  # the right choice with the wrong correctness flag
         rows[0]["samples"][1]["correct"] = True
     if fault == "prompt_hash":

@@ -45,7 +45,7 @@ def test_judge_hours_by_hand(small):
     """score (evaluate.judge vlm): the 32B judge re-reads judge_fraction of the 1 + n responses of every item (image,
     prompt and the response as prefill) and writes judge_output_tokens per verdict; it loads once and starts vLLM."""
     a = Assumptions()
-    items = min(100 * 2, medmnist_info()["breastmnist"]["n_samples"]["test"])
+    items = 2 * 42  # the paper's subset: both classes at BreastMNIST's smallest test class (Table 1's 84)
     judged = a.judge_fraction * (1 + 4) * items
 
     def hours(completion):
@@ -70,7 +70,7 @@ def test_sft_hours_by_hand(small, epochs):
     a, cfg = Assumptions(), copy.deepcopy(small)
     cfg["models"]["tuned"] = {"source": "sft", "init": "base"}
     cfg["train"]["sft"].update(datasets=["breastmnist"], epochs=epochs)
-    examples = min(cfg["mcq"].get("train_per_class", cfg["mcq"]["per_class"]) * 2,
+    examples = min(cfg["mcq"]["train_per_class"] * 2,
                    medmnist_info()["breastmnist"]["n_samples"]["train"])  # fmt: skip
     work = _hours(6, 7, examples * epochs * (IMG + a.prompt_tokens + a.sft_target_tokens), a.train_tflops)
     sft = _rows(plan(cfg, a))["sft_model"]
@@ -90,7 +90,7 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
     grpo = cfg["train"]["grpo"]
     grpo.update(num_generations=4, epochs=1, max_steps=-1, beta=0.0, use_vllm=use_vllm)
     grpo.setdefault("care", {})
-    prompts = min(cfg["mcq"].get("train_per_class", cfg["mcq"]["per_class"]) * 2,
+    prompts = min(cfg["mcq"]["train_per_class"] * 2,
                   medmnist_info()["breastmnist"]["n_samples"]["train"])  # fmt: skip
 
     def grpo_row(care: bool, beta: float) -> dict:
@@ -191,7 +191,7 @@ def test_feature_hours_by_hand(small, augment, epochs):
     cfg["probe"] = {"augment": augment, "crop_size": 224, "epochs": 20}
     sizes = medmnist_info()["breastmnist"]["n_samples"]
     patches = 8 * 8 * 4  # 224 px within the default pixel bounds: 8 x 8 merged tokens of 2 x 2 patches
-    images = sizes["train"] * epochs + sizes["val"] + min(100 * 2, sizes["test"])
+    images = sizes["train"] * epochs + sizes["val"] + 2 * 42  # the test subset: the smallest class, both classes
     features = _rows(plan(cfg, a))["features"]
     assert features["jobs"] == 1
     load = 7 * a.load_s_per_b / 3600
