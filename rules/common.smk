@@ -7,6 +7,7 @@ from medbridge.config import freeze_config
 from medbridge.artifacts.rq3 import rq3_models
 from medbridge.hub import dataset_repos
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
+from medbridge.generate.parts import generation_parts
 
 RUN = f"results/{config['run_name']}"
 CFG = f"{RUN}/config.json"  # what every verb reads; rewritten only when the config changes
@@ -21,6 +22,9 @@ DATASETS = config["data"]["datasets"]
 MODELS = config["models"]
 EVAL_MODELS = config["evaluate"]["models"]
 EVALSETS = evalsets_by_model(config)  # model -> the eval sets its one generate (and score) job covers
+# model -> how many generate_part jobs generate its eval sets (evaluate.job_hours; src/medbridge/generate/parts.py);
+# empty without job_hours: each model's one generate job generates them itself
+GENERATE_PARTS = generation_parts(config)
 # Under --sdm apptainer/conda a job runs the `medbridge` of its own environment, never a path of this host. Otherwise
 # `medbridge` from PATH (an activated env), else the one beside this Snakemake's Python (a venv not activated).
 _SDM = {m.name for m in workflow.deployment_settings.deployment_method} & {"APPTAINER", "CONDA"}
@@ -110,6 +114,17 @@ def generations(model, evalset):
 def shards_dir(model):
     """Resumable generation shards of a model (outside its generations folder, which a rerun empties)."""
     return f"{RUN}/shards/generations/{model}"
+
+
+def part_receipt(model, part):
+    """The record a generate_part job leaves of the shards it made; `part`: i-of-n."""
+    return f"{shards_dir(model)}/parts/{part}.json"
+
+
+def part_receipts(model):
+    """The receipts of every generate_part job of a model (none: the model has no parts)."""
+    n = GENERATE_PARTS.get(model, 0)
+    return [part_receipt(model, f"{i}-of-{n}") for i in range(1, n + 1)]
 
 
 def metrics_dir(model):

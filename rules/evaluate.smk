@@ -1,14 +1,41 @@
 # RQ2 (and every other eval set): one `generate` job per model answers all its eval sets (greedy + n samples; one
 # model load), one `score` job per model judges them (one judge load); then Table 2 and Figure 1 from the metrics.
+# With evaluate.job_hours (the paper), a model's generation is split over `generate_part` jobs, one GPU each, working
+# at once on every n-th shard; `generate` then only assembles their shards on a CPU.
 # Each job writes one file per eval set into the model's folder: generations/<model>/<evalset>.jsonl and
 # metrics/<model>/<evalset>.json (+ sidecars). Shards live outside those folders (Snakemake empties an output folder
 # before it reruns a job), keyed on the model, seed and settings (src/medbridge/generate/run.py).
+
+
+rule generate_part:
+    input:
+        evalitems=lambda w: [eval_items(e) for e in EVALSETS[w.model]],
+        model=lambda w: model_input(w.model),
+    output:
+        part_receipt("{model}", "{part}"),
+    log:
+        log("generate_part/{model}/{part}"),
+    benchmark:
+        bench("generate_part/{model}/{part}")
+    wildcard_constraints:
+        model="|".join(GENERATE_PARTS) or "__none__",
+        part=r"\d+-of-\d+",
+    params:
+        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
+        out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
+        n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],
+        shards=lambda w: shards_dir(w.model),
+    shell:
+        "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.evalitems} "
+        "--n-samples {params.n_samples} --out {params.out} --shard-dir {params.shards} --part {wildcards.part} "
+        "--receipt {output} > {log} 2>&1"
 
 
 rule generate:
     input:
         evalitems=lambda w: [eval_items(e) for e in EVALSETS[w.model]],
         model=lambda w: model_input(w.model),
+        parts=lambda w: part_receipts(w.model),
     output:
         directory(generations_dir("{model}")),
     log:
@@ -18,14 +45,16 @@ rule generate:
     wildcard_constraints:
         model="|".join(EVALSETS) or "__none__",
     params:
-        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1"),
+        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
         evalsets=lambda w: EVALSETS[w.model],
         out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
         n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],
         shards=lambda w: shards_dir(w.model),
+        assemble=lambda w: f"--assemble {GENERATE_PARTS[w.model]}" if w.model in GENERATE_PARTS else "",
     shell:
         "{MEDBRIDGE} generate --config {CFG} --model {wildcards.model} --items {input.evalitems} "
-        "--n-samples {params.n_samples} --out {params.out} --shard-dir {params.shards} > {log} 2>&1"
+        "--n-samples {params.n_samples} --out {params.out} --shard-dir {params.shards} {params.assemble} "
+        "> {log} 2>&1"
 
 
 rule score:

@@ -22,9 +22,9 @@ SLURM_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 # The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
 # if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
-GPU_RULES = {"generate", "score", "features", "sft_model", "grpo_model", "pmc_label"}
-CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "build_tiny", "table2", "fig1", "probe", "table1",
-             "fig2_rq3", "vqa_fixture", "vqa_items", "pmc_balance", "table3", "recipe", "comparison",
+GPU_RULES = {"generate_part", "score", "features", "sft_model", "grpo_model", "pmc_label"}
+CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "generate", "build_tiny", "table2", "fig1", "probe",
+             "table1", "fig2_rq3", "vqa_fixture", "vqa_items", "pmc_balance", "table3", "recipe", "comparison",
              "report"}  # fmt: skip
 # Lints the project accepts on purpose: every rule calls `{MEDBRIDGE} <verb> --config {CFG}` (docs/ARCHITECTURE.md).
 ACCEPTED_LINTS = {
@@ -145,7 +145,7 @@ def test_retries_stay_within_the_clusters_limits(slurm_profile):
     import yte
 
     caps = yaml.safe_load(SLURM_PROFILE.read_text())["__variables__"]
-    gpu_partition = slurm_profile["set-resources"]["generate"]["slurm_partition"]
+    gpu_partition = slurm_profile["set-resources"]["generate_part"]["slurm_partition"]
     for name, res in [("default", slurm_profile["default-resources"]), *slurm_profile["set-resources"].items()]:
         for key, cap in (("mem_mb", caps["max_mem_mb"]), ("runtime", caps["max_runtime"])):
             if key not in res:
@@ -188,9 +188,9 @@ def test_the_judge_lands_on_gpus_that_hold_it(slurm_profile):
 
 
 def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs, paper_dry_run):
-    gpu_partition = slurm_profile["set-resources"]["generate"]["slurm_partition"]
+    gpu_partition = slurm_profile["set-resources"]["generate_part"]["slurm_partition"]
     present_gpu_rules = GPU_RULES & set(paper_jobs)
-    assert {"generate", "score", "features", "grpo_model"} <= present_gpu_rules and "mcq_items" in paper_jobs
+    assert {"generate_part", "score", "features", "grpo_model"} <= present_gpu_rules and "mcq_items" in paper_jobs
     for rule, jobs in paper_jobs.items():
         for res in jobs:
             if rule in GPU_RULES:
@@ -232,8 +232,10 @@ def test_local_profile_dry_run_gives_gpu_rules_the_gpu():
     target = "results/paper/generations/base"
     proc = run([str(BIN / "snakemake"), "--profile", "profiles/local", "-n", target])
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    gen = re.search(r"rule generate:.*?resources: ([^\n]*)", proc.stdout, re.S)
-    assert gen and "gpu=1" in gen.group(1).split(", ")
+    part = re.search(r"rule generate_part:.*?resources: ([^\n]*)", proc.stdout, re.S)
+    assert part and "gpu=1" in part.group(1).split(", ")
+    assemble = re.search(r"rule generate:.*?resources: ([^\n]*)", proc.stdout, re.S)
+    assert assemble and "gpu=0" in assemble.group(1).split(", ")  # assembling the parts' shards needs no GPU
 
 
 # ---- the container: one image name for every rule -------------------------------------------------------------------

@@ -130,7 +130,7 @@ def n_items(cfg: dict, flag: str, split: str, per_class: int | None) -> int:
     return size if per_class is None else min(per_class * dataset_info(flag).n_classes, size)
 
 
-def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
+def smallest_class(cfg: dict, flag: str, split: str, count_files: bool = True) -> tuple[int, str]:
     """(images of the split's smallest class under the MCQ rule, how it is known): counted from the data file when
     it exists, else the synthetic twin's round-robin size, the paper's denominators (test splits they give), or the
     upper bound size / classes (said in the plan's notes)."""
@@ -144,7 +144,7 @@ def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
     chest = cfg["mcq"].get("chestmnist", "with_no_finding")
     root = Path(cfg["data"].get("root") or run_dir(cfg) / "data" / "medmnist")
     path = root / npz_name(flag, cfg["data"]["size"])
-    if path.exists():
+    if count_files and path.exists():
         classes = class_of(flag, load_split(path, flag, split)[1], chest)
         counts = np.bincount(classes[classes >= 0])
         return int(counts[counts > 0].min()), "counted"
@@ -155,7 +155,7 @@ def smallest_class(cfg: dict, flag: str, split: str) -> tuple[int, str]:
     return split_size(cfg, flag, split) // len(class_names(flag, chest)), "bound"
 
 
-def eval_items(cfg: dict, flag: str, split: str) -> tuple[int, str]:
+def eval_items(cfg: dict, flag: str, split: str, count_files: bool = True) -> tuple[int, str]:
     """(items of a dataset's balanced eval subset on `split`, how the count is known): per_class per class
     (medbridge.evalsets.eval_per_class; capped by the smallest class), or without it all of the smallest class and
     as many of every other (the paper's subsets); classes as the MCQ rule makes them (ChestMNIST: mcq.chestmnist)."""
@@ -168,7 +168,7 @@ def eval_items(cfg: dict, flag: str, split: str) -> tuple[int, str]:
     per_class = eval_per_class(cfg, split)
     if per_class is not None and mcq.get("balance", "equal") == "capped":
         return min(per_class * n_classes, split_size(cfg, flag, split)), "per_class"
-    smallest, how = smallest_class(cfg, flag, split)
+    smallest, how = smallest_class(cfg, flag, split, count_files)
     if per_class is None:
         return n_classes * smallest, how
     if how == "bound":  # at most per_class of each class, at most the split
@@ -191,8 +191,9 @@ _SIZE_IN_NAME = re.compile(r"(?<![A-Za-z0-9.])(\d+(?:\.\d+)?)[Bb](?![A-Za-z])")
 class _Planner:
     """The estimate of one config; `notes` collects what was assumed or left out, for the reader."""
 
-    def __init__(self, cfg: dict, a: Assumptions, model_sizes: dict[str, float], gpus: dict[str, int]):
-        self.cfg, self.a, self.overrides, self.gpus = cfg, a, model_sizes, gpus
+    def __init__(self, cfg: dict, a: Assumptions, model_sizes: dict[str, float], gpus: dict[str, int],
+                 count_files: bool = True):  # fmt: skip
+        self.cfg, self.a, self.overrides, self.gpus, self.count_files = cfg, a, model_sizes, gpus, count_files
         self.notes: list[str] = []
         self._sizes: dict[str, float] = {}
         ev = cfg["evaluate"]
@@ -237,7 +238,7 @@ class _Planner:
         mcq, vqa = self.cfg["mcq"], self.cfg.get("vqa") or {}
         where = dataset_split(evalset, self.cfg)
         if where:
-            n, how = eval_items(self.cfg, *where)
+            n, how = eval_items(self.cfg, *where, self.count_files)
             note = (f"{evalset}: the smallest class of {where[0]}'s {where[1]} split is unknown without its data "
                     f"file; priced at the bound of {n} items (classes x split size / classes)")  # fmt: skip
             if how == "bound" and note not in self.notes:
@@ -430,6 +431,23 @@ class _Planner:
         work = (self.forward(questions * (img + a.prompt_tokens), judge)
                 + self.decode(questions * tokens, judge, backend))  # fmt: skip
         return [self.job("pmc_label", "pmc_label", lambda _: work, 0, self.load(judge, backend == "vllm"), ["Sec. 4"])]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One model's whole generation: items per eval set, GPU-seconds at budget, fixed seconds (load, engine start)."""
+
+    items: tuple[int, ...]
+    work_budget_s: float
+    fixed_s: float
+
+
+def generation_estimates(cfg: dict, a: Assumptions, count_files: bool = True) -> dict[str, Generation]:
+    """model -> its generation's size and cost, as `plan` prices it; `count_files` False: eval subsets sized from the
+    config and the paper alone (what medbridge.generate.parts splits jobs by, so the DAG never depends on data)."""
+    planner = _Planner(cfg, a, {}, {}, count_files)
+    sets, jobs = planner.by_model(), {j.key: j for j in planner.generate()}
+    return {m: Generation(tuple(n for _, n, *_ in sets[m]), jobs[m].work_budget_s, jobs[m].fixed_s) for m in jobs}
 
 
 def _memory_and_disk(planner: _Planner, card_gib: float):

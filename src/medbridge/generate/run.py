@@ -14,6 +14,7 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from medbridge import MedbridgeError
 from medbridge.data.mcq import check_items
 from medbridge.fingerprint import model_fingerprint
 from medbridge.generate import SamplingSettings, get_backend
@@ -82,21 +83,78 @@ def shard_dir(out_path: str, shard_root: str | None) -> Path:
     return Path(shard_root) / Path(out_path).stem if shard_root else Path(f"{out_path}.shards")
 
 
-def open_shard_dir(path: Path, key: dict) -> None:
-    """Keep the folder's shards only if they were made under `key`; else start it afresh with the key."""
-    key_file = path / "key.json"
-    if path.exists():
+@dataclass(frozen=True)
+class Part:
+    """Part `index` of `count` (1-based, written `2-of-8`) of a model's generation: the shards whose position in the
+    run's order (eval sets in order, shards in order) is index - 1 modulo count, so every part gets a share of every
+    eval set and the parts finish together. Several part jobs generate one model at once (one GPU each)."""
+
+    index: int
+    count: int
+
+    @classmethod
+    def parse(cls, text: str) -> Part:
         try:
-            same = json.loads(key_file.read_text()) == json.loads(json.dumps(key))
-        except (OSError, json.JSONDecodeError):
-            same = False
-        if not same:
-            print(f"{path}: shards were made by another model, seed or settings; discarded", flush=True)
-            shutil.rmtree(path)
-    for stale in path.glob(".*.tmp") if path.exists() else []:  # a SIGKILLed attempt cannot clean up its temp file
-        stale.unlink()
-    if not key_file.exists():
-        write_json(key_file, key)
+            index, count = (int(x) for x in text.split("-of-"))
+        except ValueError:
+            index = count = 0
+        if not 1 <= index <= count:
+            raise MedbridgeError(f"part {text!r} is not <i>-of-<n> with 1 <= i <= n (e.g. 2-of-8)")
+        return cls(index, count)
+
+    def owns(self, position: int) -> bool:
+        return position % self.count == self.index - 1
+
+    def __str__(self) -> str:
+        return f"{self.index}-of-{self.count}"
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One resumable unit of work: `items` of one eval set, kept in `path`."""
+
+    job: EvalJob
+    settings: SamplingSettings
+    path: Path
+    items: list[dict]
+
+
+def plan_shards(cfg: dict, jobs: list[EvalJob], shard_root: str | None) -> list[Shard]:
+    """Every shard of the run, in order: the eval sets of `jobs` in order, each cut into `evaluate.shard_size` items."""
+    size = cfg["evaluate"].get("shard_size", 256)
+    shards = []
+    for job in jobs:
+        items = check_items(read_jsonl(job.items), job.items)
+        settings = SamplingSettings.from_config(cfg, job.n_samples)
+        folder = shard_dir(job.out, shard_root)
+        shards += [Shard(job, settings, folder / f"shard-{s // size:05d}.jsonl", items[s : s + size])
+                   for s in range(0, len(items), size)]  # fmt: skip
+    return shards
+
+
+def open_shard_dir(path: Path, key: dict, own: list[Path] | None = None) -> None:
+    """Keep the folder's shards only if they were made under `key`; else start it afresh with the key. Part jobs of
+    one model open the same folders at once: a lock beside the folder makes the check-and-reset happen once, and
+    each removes only its own shards' temp files (`own`; None: every one, for a job that owns the folder)."""
+    from filelock import FileLock
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{path}.lock"):
+        key_file = path / "key.json"
+        if path.exists():
+            try:
+                same = json.loads(key_file.read_text()) == json.loads(json.dumps(key))
+            except (OSError, json.JSONDecodeError):
+                same = False
+            if not same:
+                print(f"{path}: shards were made by another model, seed or settings; discarded", flush=True)
+                shutil.rmtree(path)
+        if not key_file.exists():
+            write_json(key_file, key)
+    # a SIGKILLed attempt cannot clean up its temp files (io.atomic_path names them .<file>.<random>.tmp)
+    for pattern in [f".{p.name}.*tmp" for p in own] if own is not None else [".*.tmp"]:
+        for stale in path.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def _shard_ok(path: Path, shard: list[dict], settings: SamplingSettings) -> bool:
@@ -110,31 +168,70 @@ def _shard_ok(path: Path, shard: list[dict], settings: SamplingSettings) -> bool
     return [(r["id"], r["prompt_hash"]) for r in rows] == want and all(r["settings"] == asdict(settings) for r in rows)
 
 
-def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu",
-                   shard_root: str | None = None) -> dict[str, int]:  # fmt: skip
-    """Generate every eval set of `jobs` with one backend (loaded once, and only if some shard is left to do).
-    Returns rows written per generations file."""
-    backend, written = None, {}
-    shard_size = cfg["evaluate"].get("shard_size", 256)
-    answer_tag = cfg["evaluate"].get("answer_tag", "first")
+def generate_shards(cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu",
+                    shard_root: str | None = None, part: Part | None = None) -> list[Shard]:  # fmt: skip
+    """Generate the shards of `part` (None: all) that are not done yet, with one backend loaded once and only if
+    some shard is left to do. Returns the part's shards."""
     model = model_fingerprint(resolve(cfg, model_name))  # once for every eval set of the job
+    answer_tag = cfg["evaluate"].get("answer_tag", "first")
+    every = plan_shards(cfg, jobs, shard_root)
+    shards = [s for i, s in enumerate(every) if part is None or part.owns(i)]
+    for folder, settings in dict.fromkeys((s.path.parent, s.settings) for s in every):
+        own = None if part is None else [s.path for s in shards if s.path.parent == folder]
+        open_shard_dir(folder, shard_key(cfg, model, settings, device), own)
+    backend = None
+    for shard in shards:
+        if _shard_ok(shard.path, shard.items, shard.settings):
+            continue
+        if backend is None:
+            backend = get_backend(cfg["evaluate"]["backend"])(cfg, model_name, device)
+        completions = backend.generate(shard.items, shard.settings, cfg["seed"])
+        write_jsonl(shard.path, (record(it, c, shard.settings, answer_tag) for it, c in zip(shard.items, completions)))
+    return shards
+
+
+def shard_device(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | None) -> str:
+    """The device ("cpu" or "gpu") the shards of a run were made on, as their key records it: what an assembling
+    job, which generates nothing, reports in its files' sidecars."""
+    keys = {json.dumps(json.loads((s.path.parent / "key.json").read_text())["device"])
+            for s in plan_shards(cfg, jobs, shard_root) if (s.path.parent / "key.json").exists()}  # fmt: skip
+    return json.loads(keys.pop()) if len(keys) == 1 else "cpu"
+
+
+def assemble(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | None, device: str,
+             parts: int | None = None) -> dict[str, int]:  # fmt: skip
+    """Write one generations file per eval set from its shards, the answers re-read under `evaluate.answer_tag`.
+    Every shard must be done and made under the current key (model, seed, settings, `device`); otherwise nothing is
+    written and the error names the missing shards (and, with `parts`, the part jobs that make them). Returns rows
+    written per generations file."""
+    model = model_fingerprint(resolve(cfg, model_name))
+    answer_tag = cfg["evaluate"].get("answer_tag", "first")
+    shards = plan_shards(cfg, jobs, shard_root)
+    missing = []
+    for i, s in enumerate(shards):
+        key_file = s.path.parent / "key.json"
+        keyed = key_file.exists() and json.loads(key_file.read_text()) == json.loads(
+            json.dumps(shard_key(cfg, model, s.settings, device)))
+        if not (keyed and _shard_ok(s.path, s.items, s.settings)):
+            missing.append(f"{s.path}" + (f" (part {Part(i % parts + 1, parts)})" if parts else ""))
+    if missing:
+        raise MedbridgeError(f"{len(missing)} of {len(shards)} generation shards of {model_name} are missing or were "
+                             f"made by other weights, seed or settings: {', '.join(missing[:5])}"
+                             + (" ..." if len(missing) > 5 else "") + "; run their generate_part jobs (snakemake does) "
+                             "or generate without --assemble")  # fmt: skip
+    written = {}
     for job in jobs:
-        items = check_items(read_jsonl(job.items), job.items)
-        settings = SamplingSettings.from_config(cfg, job.n_samples)
-        folder = shard_dir(job.out, shard_root)
-        open_shard_dir(folder, shard_key(cfg, model, settings, device))
-        shards = [items[i : i + shard_size] for i in range(0, len(items), shard_size)]
-        for s, shard in enumerate(shards):
-            path = folder / f"shard-{s:05d}.jsonl"
-            if _shard_ok(path, shard, settings):
-                continue
-            if backend is None:
-                backend = get_backend(cfg["evaluate"]["backend"])(cfg, model_name, device)
-            completions = backend.generate(shard, settings, cfg["seed"])
-            write_jsonl(path, (record(it, c, settings, answer_tag) for it, c in zip(shard, completions)))
-        rows = [reparse(r, answer_tag) for s in range(len(shards)) for r in read_jsonl(folder / f"shard-{s:05d}.jsonl")]
+        rows = [reparse(r, answer_tag) for s in shards if s.job is job for r in read_jsonl(s.path)]
         written[job.out] = write_jsonl(job.out, rows)
     return written
+
+
+def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu",
+                   shard_root: str | None = None) -> dict[str, int]:  # fmt: skip
+    """Generate every eval set of `jobs` in one job (shards resumed) and write its generations files. Returns rows
+    written per generations file."""
+    generate_shards(cfg, model_name, jobs, device, shard_root)
+    return assemble(cfg, model_name, jobs, shard_root, "cpu" if device == "cpu" else "gpu")
 
 
 def seeding(cfg: dict, device: str) -> str:
