@@ -100,6 +100,10 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
     assert frozen["train"]["grpo"]["lr"] == 5e-7  # read back by every verb as the number it is
     metrics = json.loads((tmp_path / TARGETS[0] / "breastmnist.json").read_text())
     assert metrics["judge"] == "vlm"  # scored by the VLM judge (the tiny `judge` role)
+    # evaluate.job_hours: generation ran as generate_part jobs (stand-ins are small: one part per model), assembled
+    parts = sorted(p.relative_to(logs / "generate_part").as_posix() for p in (logs / "generate_part").rglob("*.log"))
+    receipt = json.loads((tmp_path / "results/paper-smoke/shards/generations/base/parts/1-of-1.json").read_text())
+    assert "base/1-of-1.log" in parts and receipt["part"] == "1-of-1" and receipt["shards"]
     for model in ("sft", "ours"):  # both trained through `accelerate launch`, 2 processes, the paper's lr
         log = (logs / "models" / f"{model}.log").read_text()
         assert "accelerate.commands.launch" in log and "--num_processes 2" in log, log[-2000:]
@@ -173,8 +177,9 @@ def test_the_pilot_is_the_paper_on_a_thin_slice_of_about_one_gpu_hour(tmp_path):
                            "-n", "--cores", "1024", "--config", image], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for rule in ("generate", "score", "features", "grpo_model", "pmc_label", "download_model", "download_dataset",
+    for rule in ("generate_part", "generate", "score", "features", "grpo_model", "pmc_label", "download_model",
+                 "download_dataset",
                  "medmnist_npz", "medmnist_check", "vqa_items", "pmc_balance"):  # fmt: skip
         assert re.search(rf"^rule {rule}:", proc.stdout, re.M), rule
     gpu = re.findall(r"^rule (\w+):(?:\n    .*)*?\n    resources: .*slurm_partition=gpu.*$", proc.stdout, re.M)
-    assert set(gpu) == {"generate", "score", "features", "grpo_model", "pmc_label"}, gpu
+    assert set(gpu) == {"generate_part", "score", "features", "grpo_model", "pmc_label"}, gpu
