@@ -118,13 +118,12 @@ def test_rollout_prompts_get_one_placeholder_per_image():
 
 
 def test_grpo_gives_trl_the_context(tiny_cfg):
-    from medbridge.train.care import CareSettings
     from medbridge.train.grpo import grpo_args
 
     section = {**tiny_cfg["train"]["grpo"], "use_vllm": True}
-    args = grpo_args(tiny_cfg, section, CareSettings(), "/tmp/unused", None, 1234)
+    args = grpo_args(tiny_cfg, section, "/tmp/unused", 1234)
     assert args.vllm_max_model_length == 1234
-    assert grpo_args(tiny_cfg, {**section, "save_only_model": True}, CareSettings(), "/tmp/u", None).save_only_model
+    assert grpo_args(tiny_cfg, {**section, "save_only_model": True}, "/tmp/u").save_only_model
 
 
 def test_plan_fits_the_paper_once_the_fixes_are_in(paper, monkeypatch):

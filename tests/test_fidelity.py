@@ -79,16 +79,14 @@ def test_trl_runs_with_the_authors_rollout_settings(cfg_with_local_model, synthe
     from medbridge.data.mcq import make_items
     from medbridge.data.medmnist import npz_name
     from medbridge.io import write_jsonl
-    from medbridge.train.care import CareSettings
     from medbridge.train.grpo import build_trainer, grpo_args
 
     cfg = copy.deepcopy(cfg_with_local_model)
     section = cfg["train"]["grpo"]
-    args = grpo_args(cfg, {**section, "use_vllm": True}, CareSettings(), tmp_path / "w", None)
+    args = grpo_args(cfg, {**section, "use_vllm": True}, tmp_path / "w")
     assert (args.top_k, args.repetition_penalty, args.min_p) == (50, 1.0, None)
     assert args.use_vllm and not args.vllm_importance_sampling_correction
-    other = grpo_args(cfg, {**section, "top_k": 0, "vllm_importance_sampling_correction": True}, CareSettings(),
-                      tmp_path / "w", None)  # fmt: skip
+    other = grpo_args(cfg, {**section, "top_k": 0, "vllm_importance_sampling_correction": True}, tmp_path / "w")
     assert other.top_k == 0 and other.vllm_importance_sampling_correction
     # the HF rollout path (the authors' engine): TRL's GenerationConfig carries the same values
     items = tmp_path / "items.jsonl"

@@ -117,13 +117,13 @@ def test_grpo_settings_follow_the_authors_and_care_switches_off(tiny_cfg):
 
     section = dict(tiny_cfg["train"]["grpo"])
     care = CareSettings.from_config(section["care"])
-    args = grpo_args(tiny_cfg, section, care, "/tmp/unused", None)
+    args = grpo_args(tiny_cfg, section, "/tmp/unused")
     assert (args.loss_type, args.scale_rewards, args.beta) == ("grpo", "group", 0.0)
     # every rollout knob explicit (a checkpoint's generation_config must not fill any): the authors' sampling
     assert (args.temperature, args.top_p, args.top_k, args.repetition_penalty) == (1.0, 1.0, 50, 1.0)
     assert not args.bf16 and not args.gradient_checkpointing and args.use_cpu and args.report_to == []
     # never TRL's reference sync: under ZeRO-3 it gathers both whole models at once (CARE's own callback instead)
-    with_kl = grpo_args(tiny_cfg, {**section, "beta": 0.04}, CareSettings(ema="ema"), "/tmp/unused", None)
+    with_kl = grpo_args(tiny_cfg, {**section, "beta": 0.04}, "/tmp/unused")
     assert not args.sync_ref_model and not with_kl.sync_ref_model
     names = [getattr(f, "__name__", "") for f in reward_functions(section, care)]
     assert names == ["accuracy_reward", "format_reward", "answer_not_a_letter", "care_bonus"]

@@ -46,8 +46,8 @@ def rollout_settings(section: dict) -> dict:
     }
 
 
-def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, revision: str | None,
-              max_model_len: int | None = None, reward_weights: list[float] | None = None):  # fmt: skip
+def grpo_args(cfg: dict, section: dict, output_dir: Path, max_model_len: int | None = None,
+              reward_weights: list[float] | None = None):  # fmt: skip
     """GRPOConfig. `max_model_len`: the colocated vLLM engine's context (medbridge.engine); TRL's default None
     leaves vLLM at the checkpoint's whole context, which cannot start beside the trainer (issue #20).
     `reward_weights`: 0 for the logged metrics (reward_weights())."""
@@ -70,7 +70,6 @@ def grpo_args(cfg: dict, section: dict, care: CareSettings, output_dir: Path, re
         remove_unused_columns=False,  # the reward functions read the `answer` column
         reward_weights=reward_weights,  # 0 for logged metrics (answer_not_a_letter), 1 for rewards
         sync_ref_model=False,  # TRL's sync gathers both whole models under ZeRO-3; CARE's EMA callback replaces it
-        model_init_kwargs={"revision": revision} if revision and beta > 0 else None,  # TRL loads its KL reference
         **vllm,
     )
 
@@ -174,7 +173,7 @@ def grpo_config(cfg: dict, init: str, work: Path):
     src = init_source(cfg, init, train_dtype(cfg, section))
     context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
     weights = reward_weights(reward_functions(section, care))  # the order build_trainer passes them in
-    return grpo_args(cfg, section, care, work, None, context, weights)  # a snapshot folder: no revision to pass
+    return grpo_args(cfg, section, work, context, weights)
 
 
 def train_grpo(cfg: dict, init: str, train_items: list[str], out: str | Path) -> Path:
