@@ -67,9 +67,9 @@ def test_generations_are_the_dags_eval_sets(paper):
     """plan prices exactly the (model, eval set) pairs the DAG generates (medbridge.evalsets), the recipe's
     validation subsets among them, each sized on its own split."""
     from medbridge.evalsets import evalset_pairs
-    from medbridge.plan import _Planner
+    from medbridge.plan import Sizes
 
-    planner = _Planner(paper, Assumptions(), {"medvlm_r1": 2}, {})
+    planner = Sizes(paper, {"medvlm_r1": 2}, Assumptions().reference_params_b)
     jobs = planner.eval_jobs()
     assert [(m, e) for _, m, e in jobs] == evalset_pairs(paper)
     recipe = [(m, e) for part, m, e in jobs if part == "recipe"]
@@ -211,9 +211,9 @@ def test_cli_rejects_bad_input(capsys):
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--completion-fraction", "1.5"]) == 2
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--profile", "no/such/profile"]) == 2
     with pytest.raises(MedbridgeError, match="no model role"):
-        from medbridge.plan import _Planner
+        from medbridge.plan import Sizes
 
-        _Planner(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), Assumptions(), {}, {}).params_b("x")
+        Sizes(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), {}, 7.0).params_b("x")
 
 
 def test_table3_uses_its_own_item_caps_samples_and_pmc_pool(paper):
