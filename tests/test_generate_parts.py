@@ -110,18 +110,32 @@ def test_parts_deal_positions_round_robin():
 
 def test_the_number_of_parts_is_the_least_that_fits_job_hours(tiny_cfg):
     from medbridge.generate.parts import generation_parts
-    from medbridge.plan import Assumptions, generation_estimates
+    from medbridge.plan import Assumptions, Sizes, generation_work
 
     cfg = copy.deepcopy(tiny_cfg)
     assert generation_parts(cfg) == {}  # the tiny profile: one generate job per model
     cfg["models"]["base"] = {"source": "hub", "id": "Qwen/Qwen2.5-VL-7B-Instruct"}  # priced as a 7B model
     cfg["evaluate"].update(shard_size=4, job_hours=0.1)
-    est = generation_estimates(cfg, Assumptions(), count_files=False)["base"]
-    limit = 0.1 * 3600 - est.fixed_s
+    a = Assumptions()
+    sizes = Sizes(cfg, {}, a.reference_params_b, count_files=False)
+    sets = sizes.eval_sets()["base"]
+    work = generation_work(sizes, a, "base", sets)
+    limit = 0.1 * 3600 - work.fixed_s
     n = generation_parts(cfg)["base"]
-    shards = sum(math.ceil(i / 4) for i in est.items)
-    assert n == min(shards, math.ceil(est.work_budget_s / limit)) and n >= 2
-    assert n == shards or (n - 1) * limit < est.work_budget_s <= n * limit
-    cfg["evaluate"]["job_hours"] = est.fixed_s / 3600 * 0.9
+    shards = sum(math.ceil(s.items / 4) for s in sets)
+    assert n == min(shards, math.ceil(work.budget_s / limit)) and n >= 2
+    assert n == shards or (n - 1) * limit < work.budget_s <= n * limit
+    cfg["evaluate"]["job_hours"] = work.fixed_s / 3600 * 0.9
     with pytest.raises(MedbridgeError, match="is shorter than loading base"):
         generation_parts(cfg)
+
+
+def test_parts_never_depend_on_data_files(tiny_cfg, synthetic_dir):
+    """The split is fixed by the config, so the DAG is the same before and after the data arrives; the plan's own
+    estimate counts the files once they exist."""
+    from medbridge.plan import smallest_class
+
+    cfg = copy.deepcopy(tiny_cfg)
+    cfg["data"]["root"] = str(synthetic_dir)
+    assert smallest_class(cfg, "organamnist", "test")[1] == "counted"
+    assert smallest_class(cfg, "organamnist", "test", count_files=False)[1] == "synthetic"

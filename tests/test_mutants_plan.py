@@ -23,6 +23,7 @@ IMG = 1296  # 224 px under the paper's min_pixels: 36 x 36 LLM tokens (tests/tes
 def small() -> dict:
     """The paper config cut to one dataset (breastmnist, 2 classes), a 7B base, the 32B judge; nothing else runs."""
     cfg = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    del cfg["evaluate"]["job_hours"]  # one generate job per model (the split: tests/test_plan_bookings.py)
     cfg["data"]["datasets"] = ["breastmnist"]
     cfg["evaluate"].update(models=["base"], n_samples=4, k=[1, 2, 4], backend="vllm", judge="vlm")
     for key in ("rq3", "vqa", "probe", "recipe"):

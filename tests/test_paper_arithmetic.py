@@ -92,14 +92,14 @@ def test_plan_prices_the_papers_denominators(paper, flag, classes, smallest):
     prices those items. The old per_class 100 gave OCT 400."""
     import copy
 
-    from medbridge.plan import Assumptions, _Planner
+    from medbridge.plan import Sizes
 
     assert "per_class" not in paper["mcq"]
     cfg = copy.deepcopy(paper)
     cfg["data"]["root"] = "/nonexistent"  # price without data files
-    assert _Planner(cfg, Assumptions(), {}, {}).items(flag) == classes * smallest
+    assert Sizes(cfg, {}, 7.0).items(flag) == classes * smallest
     cfg["mcq"]["per_class"] = 100
-    assert _Planner(cfg, Assumptions(), {}, {}).items(flag) == classes * min(100, smallest)
+    assert Sizes(cfg, {}, 7.0).items(flag) == classes * min(100, smallest)
 
 
 def test_plan_counts_the_subset_from_the_data_file(tiny_cfg, tmp_path):

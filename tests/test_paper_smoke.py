@@ -164,7 +164,7 @@ def test_the_pilot_is_the_paper_on_a_thin_slice_of_about_one_gpu_hour(tmp_path):
                            str(plan)], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(plan.read_text())
-    assert {r["rule"] for r in result["rows"]} == {"generate", "score", "features", "grpo_model", "pmc_label"}
+    assert {r["rule"] for r in result["rows"]} == {"generate_part", "score", "features", "grpo_model", "pmc_label"}
     assert 0.3 <= result["total_gpu_hours"] <= 2  # about a GPU-hour
 
     shim = tmp_path / "bin"  # an `apptainer` that answers the dry run's version check (none is installed here)

@@ -20,7 +20,11 @@ from .conftest import ROOT
 
 @pytest.fixture(scope="module")
 def paper() -> dict:
-    return validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    """config/paper.yaml with each model's generation in one job (evaluate.job_hours removed): these tests price the
+    work; tests/test_plan_bookings.py checks its split into generate_part jobs."""
+    cfg = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    del cfg["evaluate"]["job_hours"]
+    return cfg
 
 
 def rows(result: dict) -> dict[str, dict]:
@@ -67,9 +71,9 @@ def test_generations_are_the_dags_eval_sets(paper):
     """plan prices exactly the (model, eval set) pairs the DAG generates (medbridge.evalsets), the recipe's
     validation subsets among them, each sized on its own split."""
     from medbridge.evalsets import evalset_pairs
-    from medbridge.plan import _Planner
+    from medbridge.plan import Sizes
 
-    planner = _Planner(paper, Assumptions(), {"medvlm_r1": 2}, {})
+    planner = Sizes(paper, {"medvlm_r1": 2}, Assumptions().reference_params_b)
     jobs = planner.eval_jobs()
     assert [(m, e) for _, m, e in jobs] == evalset_pairs(paper)
     recipe = [(m, e) for part, m, e in jobs if part == "recipe"]
@@ -88,7 +92,9 @@ def test_booked_hours_follow_the_profile(paper, tmp_path):
     with open(PROFILE / "config.yaml") as f:
         prof = yte.process_yaml(f, require_use_yte=True)
     r = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE))
-    for rule in ("generate", "score", "grpo_model", "pmc_label"):
+    split = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))  # with job_hours
+    r["generate_part"] = rows(plan(split, model_sizes={"medvlm_r1": 2}, profile=PROFILE))["generate_part"]
+    for rule in ("generate_part", "score", "grpo_model", "pmc_label"):
         res = prof["set-resources"][rule]
         gpus, runtime = int(res["gpu"]), eval(str(res["runtime"]))
         assert r[rule]["gpus_per_job"] == gpus
@@ -198,10 +204,11 @@ def test_cli_prints_and_writes_json(tmp_path, capsys):
                  "--json", str(out)])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
-    assert "generate" in text and "decode_tokens_per_s = 3000" in text and "pmc_label" in text and "booked" in text
+    assert "generate_part" in text and "decode_tokens_per_s = 3000" in text and "pmc_label" in text
+    assert "booked" in text
     data = json.loads(out.read_text())
     assert data["assumptions"]["decode_tokens_per_s"] == 3000 and data["assumptions"]["pmc_questions"] == 8000
-    assert {r["rule"] for r in data["rows"]} >= {"generate", "score", "features", "grpo_model", "pmc_label"}
+    assert {r["rule"] for r in data["rows"]} >= {"generate_part", "score", "features", "grpo_model", "pmc_label"}
     assert data["total_booked_gpu_hours"] > data["total_gpu_hours"]
 
 
@@ -211,9 +218,9 @@ def test_cli_rejects_bad_input(capsys):
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--completion-fraction", "1.5"]) == 2
     assert main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--profile", "no/such/profile"]) == 2
     with pytest.raises(MedbridgeError, match="no model role"):
-        from medbridge.plan import _Planner
+        from medbridge.plan import Sizes
 
-        _Planner(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), Assumptions(), {}, {}).params_b("x")
+        Sizes(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()), {}, 7.0).params_b("x")
 
 
 def test_table3_uses_its_own_item_caps_samples_and_pmc_pool(paper):

@@ -213,9 +213,10 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
 
     if ev.get("backend") == "vllm":
         util = ev.get("gpu_memory_utilization", 0.9)
-        for name in roles.get("generate", []):
-            engine_row("generate", name, "generate", ev.get("tensor_parallel_size", 1), util,
-                       "evaluate.gpu_memory_utilization", "evaluate.max_images / max_pixels / max_new_tokens")  # fmt: skip
+        for rule in ("generate", "generate_part"):  # the rule that holds the engine: generate_part with job_hours
+            for name in roles.get(rule, []):
+                engine_row(rule, name, "generate", ev.get("tensor_parallel_size", 1), util,
+                           "evaluate.gpu_memory_utilization", "evaluate.max_images / max_pixels / max_new_tokens")  # fmt: skip
         for rule, purpose in (("score", "judge"), ("pmc_label", "label")):
             for name in roles.get(rule, []):
                 tp = ev.get("judge_tensor_parallel_size") or gpus.get(rule, 1)
