@@ -60,7 +60,7 @@ def slurm_test_profile(tmp_path: Path) -> Path:
     """profiles/slurm adapted to this one small node: the same executor, retries, requeue and rule resources, with
     memory/time/cores scaled down, the partitions named by scripts/slurm_local.sh, no containers (no apptainer here),
     the squeue status check (no accounting daemon), and build_tiny standing in as a GPU rule with the GPU shape of
-    `generate`."""
+    `generate_part`."""
     import yte
 
     with open(ROOT / "profiles" / "slurm" / "config.yaml") as f:  # a YTE template, as Snakemake reads it
@@ -68,7 +68,7 @@ def slurm_test_profile(tmp_path: Path) -> Path:
     for key in ("configfile", "software-deployment-method", "apptainer-args"):
         profile.pop(key)
     profile["default-resources"].update(slurm_partition="cpu", mem_mb="500 * attempt", runtime="10 * attempt")
-    gpu = dict(profile["set-resources"]["generate"], slurm_partition="gpu", cpus_per_gpu=1, mem_mb="1500 * attempt",
+    gpu = dict(profile["set-resources"]["generate_part"], slurm_partition="gpu", cpus_per_gpu=1, mem_mb="1500 * attempt",
                runtime="10 * attempt")  # fmt: skip
     cpu_rules = {r: {**res, "mem_mb": "500 * attempt", "runtime": "10 * attempt"}
                  for r, res in profile["set-resources"].items() if "gpu" not in res}  # fmt: skip
@@ -77,7 +77,7 @@ def slurm_test_profile(tmp_path: Path) -> Path:
     # training keeps its own GPU shape (gpu, nodes) on 2 fake GPUs: 2 processes, 1 core each
     train = dict(profile["set-resources"]["sft_model"], slurm_partition="gpu", gpu=2, cpus_per_gpu=1,
                  mem_mb="3000 * attempt", runtime="15 * attempt")  # fmt: skip
-    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu, "sft_model": train}
+    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu, "generate_part": gpu, "sft_model": train}
     profile["set-threads"] = {"sft_model": 2}
     profile.update({"jobs": 2, "retries": 0, "latency-wait": 5, "slurm-status-command": "squeue",
                     "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True})  # fmt: skip
@@ -183,3 +183,59 @@ def test_training_on_two_gpus_launches_two_processes(cluster, tmp_path):
     jobid = re.search(r"submitted with SLURM jobid (\d+) \(log: \S*rule_sft_model", log).group(1)
     info = scontrol(jobid)
     assert "JobState=COMPLETED" in info and re.search(r"TresPerJob=\S*gres[:/]gpu[:=]2", info), info
+
+
+def test_generation_parts_run_at_once_on_gpus_then_assemble_on_a_cpu(cluster, tmp_path):
+    """evaluate.job_hours splits the base model's generation in two: two generate_part jobs, one fake GPU each, run
+    side by side on the gpu partition; `generate` then assembles their shards in the cpu partition, and its files
+    are the one-job run's."""
+    from medbridge.generate.parts import generation_parts
+    from medbridge.plan import Assumptions, Sizes, generation_work
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for key in ("rq3", "vqa"):  # base's eval sets: organamnist's MCQ test items and the recipe's val subset
+        cfg.pop(key)
+    cfg["run_name"] = "slurm-parts"
+    cfg["data"].update(datasets=["organamnist"], synthetic={"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35})
+    cfg["evaluate"].update(n_samples=2, k=[1, 2], shard_size=4)
+    cfg["recipe"]["k"] = 2
+    a = Assumptions()
+    sizes = Sizes(cfg, {}, a.reference_params_b, count_files=False)
+    work = generation_work(sizes, a, "base", sizes.eval_sets()["base"])
+    cfg["evaluate"]["job_hours"] = (work.budget_s / 1.5 + work.fixed_s) / 3600  # the tiny model's work in 2 parts
+    assert generation_parts(cfg)["base"] == 2
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
+    base = ["--configfile", "config.yaml", "--snakefile", str(ROOT / "Snakefile")]
+    proc = subprocess.run([str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), *base, "--verbose",
+                           "results/slurm-parts/generations/base"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=1200)  # fmt: skip
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-6000:]
+    submitted: dict[str, list[str]] = {}
+    for jobid, logfile in re.findall(r"submitted with SLURM jobid (\d+) \(log: (\S+)\)", log):
+        submitted.setdefault(re.search(r"/rule_(\w+)/", logfile).group(1), []).append(jobid)
+    assert len(submitted["generate_part"]) == 2 and len(submitted["generate"]) == 1, submitted
+    spans = []
+    for jobid in submitted["generate_part"]:
+        info = scontrol(jobid)
+        assert "JobState=COMPLETED" in info and "Partition=gpu" in info, info
+        assert re.search(r"TresPerJob=\S*gres[:/]gpu[:=]1", info), info
+        spans.append([re.search(rf"{k}=(\S+)", info).group(1) for k in ("StartTime", "EndTime")])
+    (s1, e1), (s2, e2) = spans
+    assert s1 <= e2 and s2 <= e1, spans  # side by side (ISO times compare as strings)
+    info = scontrol(submitted["generate"][0])
+    assert "Partition=cpu" in info and not re.search(r"TresPerJob=\S*gpu", info), info
+    run = tmp_path / "results/slurm-parts"
+    receipts = [json.loads(p.read_text()) for p in sorted((run / "shards/generations/base/parts").glob("*.json"))]
+    assert [r["part"] for r in receipts] == ["1-of-2", "2-of-2"] and all(r["shards"] for r in receipts)
+
+    # one job (no job_hours) under another run name makes the same generations, byte for byte
+    cfg["evaluate"].pop("job_hours")
+    cfg["run_name"] = "slurm-one-job"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
+    one = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *base, "results/slurm-one-job/generations/base"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    assert one.returncode == 0, one.stderr[-4000:]
+    for split in sorted((run / "generations/base").glob("*.jsonl")):
+        assert split.read_bytes() == (tmp_path / "results/slurm-one-job/generations/base" / split.name).read_bytes()
