@@ -6,9 +6,7 @@ from snakemake.utils import min_version
 
 from medbridge import MedbridgeError
 from medbridge.config import SET_KEY, apply_set, coerce_cli_types, validate_config
-from medbridge.data.vqa import check_vqa_config
 from medbridge.environment import check_image_reference
-from medbridge.recipe import check_recipe_config
 
 min_version("9.0")
 
@@ -25,9 +23,7 @@ if not workflow.overwrite_configfiles:
 try:
     if SET_KEY in config:
         apply_set(config, config.pop(SET_KEY))
-    validate_config(coerce_cli_types(config))
-    check_vqa_config(config)  # cross-field checks: known benchmarks, defined roles, modality categories
-    check_recipe_config(config)
+    validate_config(coerce_cli_types(config))  # the schema and every cross-field check (medbridge.config)
 except MedbridgeError as e:
     first, *rest = str(e).splitlines()
     raise SystemExit(" ".join(["medbridge: config:", first, "; ".join(line.strip() for line in rest)]).strip())

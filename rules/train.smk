@@ -1,9 +1,8 @@
 # Training (RQ3 and the tiny profile's sft/rl roles): the SFT bridge and GRPO-CARE, then Figure 2 from the metrics
 # that rules/evaluate.smk makes for every model (generate + score accept any model name).
 from medbridge.artifacts.claims import claims_inputs
-from medbridge.artifacts.rq3 import check_rq3_config, rq3_inputs
+from medbridge.artifacts.rq3 import rq3_inputs
 
-check_rq3_config(config)  # pairs train on rq3.train_tasks, inits are roles
 TRAIN = config.get("train", {})
 
 

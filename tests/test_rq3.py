@@ -28,6 +28,7 @@ VALUES = {
 def cfg(tiny_cfg):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["evaluate"]["k"] = [1, 2, 4]
+    cfg["recipe"]["k"] = 4  # the recipe reads Pass@k from those k (a config validate_config accepts)
     cfg["models"]["rl"]["task"] = "pathmnist"  # not a grid training here: the grid's own names (see test_a_role_...)
     cfg["rq3"] = {"train_tasks": ["organamnist", "octmnist"], "inits": ["base", "sft"],
                   "pairs": {"in_domain": [["organamnist", "organamnist"]],

@@ -142,7 +142,9 @@ def load_schema() -> dict:
 
 
 def validate_config(cfg: dict) -> dict:
-    """Raise MedbridgeError naming the offending key and what is allowed there; return cfg unchanged if valid."""
+    """The one check of a config, for the DAG (Snakefile), `medbridge validate-config` and every verb alike: the JSON
+    Schema, then every cross-field check (roles, paths and k here; the vqa/pmc, recipe and rq3 sections in their own
+    modules). Raise MedbridgeError naming the offending key and what is allowed there; return cfg unchanged if valid."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema())
@@ -150,7 +152,19 @@ def validate_config(cfg: dict) -> dict:
     if errors:
         raise MedbridgeError("invalid config:\n" + "\n".join(_describe(e) for e in errors[:10]))
     _check_references(cfg)
+    for check in _section_checks():
+        check(cfg)
     return cfg
+
+
+def _section_checks():
+    """Each section's own cross-field check, kept beside the code that reads the section (imported here, late:
+    those modules import this one)."""
+    from medbridge.artifacts.rq3 import check_rq3_config
+    from medbridge.data.vqa import check_vqa_config
+    from medbridge.recipe import check_recipe_config
+
+    return check_vqa_config, check_recipe_config, check_rq3_config
 
 
 def _describe(err) -> str:

@@ -46,19 +46,25 @@ def rq3_models(cfg: dict) -> dict[str, dict]:
 
 
 def check_rq3_config(cfg: dict) -> None:
-    """Every pair's train task must be one the grid trains on, every init a model role."""
+    """Every pair's train task must be one the grid trains on, its target a MedMNIST dataset of the run (else the DAG
+    would read it as a Table 3 benchmark), every init a model role."""
+    from medbridge.evalsets import dataset_split
+
     rq3 = cfg.get("rq3", {})
     tasks = set(rq3.get("train_tasks", []))
     for init in rq3.get("inits", []):
         if init not in cfg["models"]:
             raise MedbridgeError(f"rq3.inits names {init!r}, not a model role; defined roles: {sorted(cfg['models'])}")
     for regime, pairs in rq3.get("pairs", {}).items():
-        for train, _ in pairs:
+        for train, target in pairs:
             if train not in tasks:
                 raise MedbridgeError(
                     f"rq3.pairs.{regime} trains on {train!r}, which is not in rq3.train_tasks {sorted(tasks)}; "
                     "add it there (so its RL models are made) or drop the pair"
                 )
+            if dataset_split(target, cfg) is None:
+                raise MedbridgeError(f"rq3.pairs.{regime} evaluates on {target!r}, which is not in data.datasets "
+                                     f"{cfg['data']['datasets']}; add it there or drop the pair")  # fmt: skip
 
 
 def rq3_inputs(cfg: dict) -> list[tuple[str, str]]:
@@ -207,7 +213,6 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
 
 
 def write_rq3(cfg: dict, metric_paths: list[str | Path], csv_path: str | Path, png_path: str | Path) -> pd.DataFrame:
-    check_rq3_config(cfg)
     table = rq3_table(cfg, load_metrics(metric_paths))
     write_table(table, csv_path)
     plot_rq3(table, png_path)

@@ -14,10 +14,9 @@ def run(args) -> None:
     from medbridge.data.medmnist import MODALITY
     from medbridge.io import read_json, write_text
     from medbridge.provenance import write_sidecar
-    from medbridge.recipe import check_recipe_config, decisions_frame, explain, from_metrics
+    from medbridge.recipe import decisions_frame, explain, from_metrics
 
-    cfg = config_from(args)
-    check_recipe_config(cfg)
+    cfg = config_from(args)  # validated, recipe section included (medbridge.config.validate_config)
     recipe = cfg["recipe"]
     # sources relative to the run directory, so two runs under different names write identical tables
     from medbridge.evalsets import dataset_split
