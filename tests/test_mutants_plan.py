@@ -402,6 +402,7 @@ def test_pmc_label_hours_by_hand(small, bounds):
                                                           "max_new_tokens": 4}}  # fmt: skip
     if bounds:
         cfg["vqa"]["pmc"].update(min_pixels=3136, max_pixels=448 * 448)
+    cfg["models"]["judge"]["memory"] = {"params_b": 33.45, "kv_kib_per_token": 256, "largest_tensor_m": 778.6}
     image = 16 * 16 if bounds else 36 * 36
     work = (_hours(2, 32, 100 * (image + a.prompt_tokens), a.prefill_tflops)
             + 100 * 4 / (a.decode_tokens_per_s * a.reference_params_b / 32) / 3600)  # fmt: skip
@@ -412,6 +413,10 @@ def test_pmc_label_hours_by_hand(small, bounds):
     assert row["gpu_hours"] == row["gpu_hours_at_budget"] == pytest.approx(work + fixed)
     assert "pmc_label: 100 PMC-VQA training questions (vqa.pmc.pool_size, a seeded pool), in resumable shards of " \
            "4096" in result["notes"]  # fmt: skip
+    # its GPU memory is checked: the judge's vLLM engine on one GPU (no profile), weights 33.45e9 x 2 bytes
+    (mem,) = [m for m in result["memory"] if m["rule"] == "pmc_label"]
+    assert (mem["job"], mem["gpus"]) == ("judge", 1)
+    assert mem["parts"]["vLLM weights"] == pytest.approx(33.45e9 * 2 / 2**30)
 
 
 def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
@@ -429,6 +434,8 @@ def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
     assert got["score"] == {"gpus": 2, "runtime": 30}
     assert profile_requests(profile) == got and profile_requests(None) == {}
     assert card_memory_gib(tmp_path) == card_memory_gib(profile) == 40.0
+    profile.write_text("__use_yte__: true\n__variables__:\n  gpu_memory_gib: 0.5\n")  # small, but positive
+    assert card_memory_gib(tmp_path) == 0.5
     doc = " ".join((ROOT / "docs" / "CLUSTER.md").read_text().split())
     assert card_memory_gib(None) == DEFAULT_CARD_GIB == float(re.search(r"gpu_memory_gib` \((\d+): an 80 GB", doc)[1])
     profile.write_text("__use_yte__: true\n")  # no __variables__: the default card
@@ -474,8 +481,8 @@ def test_calibration_by_hand():
 
 
 def test_grpo_without_epochs_or_batch_size_prices_what_training_runs(small):
-    """medbridge.train.common trains one epoch at per-device batch 8 when train.grpo leaves them out: the plan
-    prices the same run."""
+    """medbridge.train.common trains one epoch at per-device batch 8 without gradient accumulation when train.grpo
+    leaves them out: the plan prices the same run."""
     a, cfg = Assumptions(), copy.deepcopy(small)
     cfg["models"]["rl"] = {"source": "grpo", "init": "base", "task": "breastmnist"}
     grpo = cfg["train"]["grpo"]
@@ -485,6 +492,10 @@ def test_grpo_without_epochs_or_batch_size_prices_what_training_runs(small):
     left_out = _rows(plan(cfg, a))["grpo_model"]
     assert left_out["gpu_hours_at_budget"] == pytest.approx(explicit["gpu_hours_at_budget"])
     assert left_out["gpu_hours"] == pytest.approx(explicit["gpu_hours"])
+    grpo.update(max_steps=3, grad_accum=1)  # a step cap: batch x grad_accum (training's default 1) / group size
+    explicit = _rows(plan(cfg, a))["grpo_model"]
+    del grpo["grad_accum"]
+    assert _rows(plan(cfg, a))["grpo_model"]["gpu_hours"] == pytest.approx(explicit["gpu_hours"])
 
 
 def test_the_printed_plan_by_hand():
@@ -527,3 +538,19 @@ def test_the_printed_plan_by_hand():
     lines = format_plan(result).splitlines()
     assert lines[0].endswith("; booked = runtime x GPUs x jobs of profiles/slurm") and lines[-1].startswith("Check")
     assert re.fullmatch(r"total\s+4\s+1235\.1\s+0\.8\s+0\.4\s+4", lines[6])
+
+
+@pytest.mark.parametrize("judge,labeller,checked", [
+    ("vlm", None, {"score"}), ("rule", None, set()), ("rule", "vlm", {"pmc_label"}),
+    ("vlm", "vlm", {"score", "pmc_label"}), ("rule", "rule", set())])  # fmt: skip
+def test_the_judges_memory_is_checked_where_a_rule_loads_it(small, judge, labeller, checked):
+    """The judge's vLLM engine is in the memory plan of `score` when evaluate.judge is vlm and of `pmc_label` when
+    vqa.pmc.labeller is; the base model (no memory keys, no config.json here) is noted as unchecked."""
+    cfg = copy.deepcopy(small)
+    cfg["evaluate"]["judge"] = judge
+    cfg["models"]["judge"]["memory"] = {"params_b": 33.45, "kv_kib_per_token": 256, "largest_tensor_m": 778.6}
+    if labeller:
+        cfg["vqa"] = {"benchmarks": [], "models": [], "pmc": {"labeller": labeller, "judge": "judge", "pool_size": 10}}
+    result = plan(cfg)
+    assert {m["rule"] for m in result["memory"]} == checked
+    assert all(m["job"] == "judge" for m in result["memory"])
