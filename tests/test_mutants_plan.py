@@ -1,5 +1,6 @@
-"""The plan's cost formulas worked out by hand for one small config (issue #25): the judge's, the SFT epochs' and
-the reference forwards' terms."""
+"""The plan worked out by hand for small configs (issue #25): each rule's cost terms (the judge's, SFT epochs, the
+reference forwards, Table 3's images, pmc_label), the subset sizes, the profile's requests, the benchmark files and
+their calibration, the printed plan."""
 
 from __future__ import annotations
 
@@ -363,13 +364,13 @@ def test_the_smallest_class_is_counted_without_excluded_and_empty_classes(tiny_c
     cfg["data"] |= {"source": "medmnist", "root": str(tmp_path)}
     cfg["mcq"]["chestmnist"] = "with_no_finding"
     labels = np.zeros((10, 14), dtype=np.uint8)
-    labels[[0, 1, 2], 0] = 1  # 3 single-finding "atelectasis"
-    labels[[3, 4], 1] = 1  # 2 single-finding "cardiomegaly"
+    labels[[0], 0] = 1  # 1 single-finding "atelectasis" (class 0): the smallest
+    labels[[1, 2, 3, 4], 1] = 1  # 4 single-finding "cardiomegaly"
     labels[5, [0, 1]] = 1  # two findings: excluded
     images = np.zeros((10, 64, 64), dtype=np.uint8)  # rows 6..9: no finding (4 images)
     save_npz(tmp_path / npz_name("chestmnist", cfg["data"]["size"]),
              **{f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))})
-    assert smallest_class(cfg, "chestmnist", "test") == (2, "counted")
+    assert smallest_class(cfg, "chestmnist", "test") == (1, "counted")
 
 
 def test_a_benchmark_without_an_item_cap_is_skipped_and_noted(small):
@@ -554,3 +555,16 @@ def test_the_judges_memory_is_checked_where_a_rule_loads_it(small, judge, labell
     result = plan(cfg)
     assert {m["rule"] for m in result["memory"]} == checked
     assert all(m["job"] == "judge" for m in result["memory"])
+
+
+def test_a_grid_model_has_its_inits_size_even_with_a_dash_in_the_role(small):
+    """rq3-<init>-<task>: tasks have no "-", so the init is everything before the last one."""
+    from medbridge import MedbridgeError
+    from medbridge.plan import Sizes
+
+    cfg = copy.deepcopy(small)
+    cfg["models"]["my-base"] = {"source": "hub", "id": "Qwen/Qwen2.5-VL-3B-Instruct"}
+    sizes = Sizes(cfg, {}, 7.0)
+    assert sizes.params_b("rq3-my-base-breastmnist") == 3.0 and sizes.params_b("rq3-base-breastmnist") == 7.0
+    with pytest.raises(MedbridgeError, match="no model role 'my'"):
+        sizes.params_b("rq3-my-breastmnist")
