@@ -36,6 +36,7 @@ def test_image_tokens_follow_qwen_resize():
     side = math.ceil(224 * math.sqrt(1003520 / 224**2) / 28)
     assert image_tokens(224, 1003520, 12845056) == side * side == 1296
     assert image_tokens(224, None, None) == 8 * 8  # within the default bounds: 224 / 28 = 8 per side
+    assert image_tokens(100, None, None) == 4 * 4  # 100 px rounds to the nearest multiple of 28: 112 = 4 x 28
 
 
 def test_items_are_balanced_and_capped_by_the_split(paper):
