@@ -14,10 +14,37 @@ from medbridge.config import load_config, validate_config
 from .conftest import ROOT
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml", "small.yaml"])
 def test_shipped_configs_are_valid(name):
     cfg = load_config(ROOT / "config" / name)
     assert cfg["evaluate"]["k"]
+
+
+def _flat(cfg, prefix=""):
+    """{dotted key: value} of a config's leaves (a list is a leaf)."""
+    out = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict) and value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+# What config/small.yaml changes in the tiny profile (benchmarks/claims_seeds.py, docs/TRAINING.md): sizes only
+SMALL_CHANGES = {"run_name", "data.synthetic.n_test", "mcq.per_class", "train.sft.epochs", "train.grpo.max_steps"}
+
+
+def test_small_profile_is_the_tiny_one_with_sizes_changed():
+    """config/small.yaml is a whole config (a --configfile replaces the default): the tiny profile's keys, the same
+    DAG and code paths, and values changed only where the small profile says so, each line marked `small:`."""
+    tiny, small = (_flat(yaml.safe_load((ROOT / "config" / n).read_text())) for n in ("config.yaml", "small.yaml"))
+    assert set(tiny) == set(small)
+    assert {k for k in tiny if tiny[k] != small[k]} == SMALL_CHANGES
+    text = (ROOT / "config" / "small.yaml").read_text()
+    for key in SMALL_CHANGES - {"run_name"}:
+        leaf = key.rsplit(".", 1)[-1]
+        assert any(f"{leaf}:" in line and "small:" in line for line in text.splitlines()), key
 
 
 def mutate(cfg, path, value):

@@ -1,4 +1,4 @@
-"""The Snakemake DAG: dry runs of both configs, and the tiny profile end to end."""
+"""The Snakemake DAG: dry runs of the shipped configs, and the tiny profile end to end."""
 
 import json
 import subprocess
@@ -16,7 +16,7 @@ def snakemake(*args, cwd=ROOT, timeout=1800):
     return subprocess.run([SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("configfile", [None, "config/paper.yaml"])
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml", "config/small.yaml"])
 def test_dry_run_passes(configfile):
     args = ["-n", "--quiet", "rules"] + (["--configfile", configfile] if configfile else [])
     proc = snakemake(*args)

@@ -6,7 +6,9 @@ profile), else the first in-domain pair (the paper profile's sft is a hub model)
 1. support: the base model has little support (Pass@K < tau) and SFT expands it (Pass@K after SFT - base, paired
    95% bootstrap CI above zero).
 2. sharpening: GRPO from sft raises in-domain Acc@1 (the Figure 2 cell's paired CI above zero), toward its Pass@K
-   (the gap Pass@K - Acc@1 shown before and after).
+   (the gap Pass@K - Acc@1 shown before and after). Acc@1 is the run's (evaluate.acc1: by default the mean accuracy
+   of the samples, what the paper's Table 2 reports); the other definition (greedy by default) is shown beside it,
+   with its own paired CI, from the metrics of sft and of GRPO from sft. Only the run's Acc@1 decides the claim.
 3. no support, no gain: GRPO from base gains little in-domain Acc@1 (the Figure 2 cell's CI includes zero, or the
    change is not positive).
 """
@@ -18,7 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from medbridge import MedbridgeError
-from medbridge.artifacts.rq3 import load_metrics, paired_delta_ci
+from medbridge.artifacts.rq3 import ACC1_LABEL, load_metrics, paired_delta_ci, rq3_model
 from medbridge.artifacts.tables import write_table
 from medbridge.io import write_text
 
@@ -35,9 +37,10 @@ def claims_task(cfg: dict) -> str | None:
 
 
 def claims_inputs(cfg: dict) -> list[tuple[str, str]]:
-    """(model, evalset) metrics the claims read besides Figure 2's CSV; none when there is nothing to check."""
+    """(model, evalset) metrics the claims read besides Figure 2's CSV: base and sft (claim 1's Pass@K), and GRPO from
+    sft (claim 2's other Acc@1 definition, beside it); none when there is nothing to check."""
     task = claims_task(cfg)
-    return [("base", task), ("sft", task)] if task else []
+    return [("base", task), ("sft", task), (rq3_model(cfg, "sft", task), task)] if task else []
 
 
 def _cell(fig2: pd.DataFrame, init: str, task: str, metric: str) -> pd.Series:
@@ -56,8 +59,6 @@ def _includes_zero(row: pd.Series) -> bool | None:
 
 def _acc1_label(row: pd.Series) -> str:
     """'Acc@1 (mean of samples)' / 'Acc@1 (greedy)' as Figure 2's CSV records it; 'Acc@1' for an older CSV."""
-    from medbridge.artifacts.rq3 import ACC1_LABEL
-
     definition = row.get("acc1_definition")
     return f"Acc@1 ({ACC1_LABEL[definition]})" if isinstance(definition, str) and definition in ACC1_LABEL else "Acc@1"
 
@@ -68,6 +69,23 @@ def _pp(x: float) -> str:
 
 def _ci(lo, hi) -> str:
     return "no CI (evaluate.bootstrap 0)" if lo is None or pd.isna(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pp"
+
+
+def beside_acc1(before: dict, after: dict, definition: str, n_boot: int, seed: int,
+                where: str) -> dict | None:  # fmt: skip
+    """The Acc@1 definition other than the run's (`definition`, as Figure 2's CSV names it) of two metrics files on the
+    same items: {definition, before, after, delta, ci_low, ci_high}; None where a file lacks it (a greedy-only file
+    has no sample mean; an older `medbridge score` kept no per-item greedy values)."""
+    other = {"sampled": "greedy", "greedy": "sampled"}.get(definition)
+    if other is None:
+        return None
+    items = [m["per_item"].get(f"acc1_{other}") for m in (before, after)]
+    if any(v is None for v in items):
+        return None
+    b, a = (dict(zip(m["per_item"]["id"], v, strict=True)) for m, v in zip((before, after), items, strict=True))
+    lo, hi = paired_delta_ci(b, a, n_boot, seed, where)
+    b_mean, a_mean = sum(b.values()) / len(b), sum(a.values()) / len(a)
+    return {"definition": other, "before": b_mean, "after": a_mean, "delta": a_mean - b_mean, "ci_low": lo, "ci_high": hi}
 
 
 def required_task(cfg: dict) -> str:
@@ -100,6 +118,13 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
     base_acc = _cell(fig2, "base", task, "acc1")
     label = _acc1_label(acc)
     little_held = _includes_zero(base_acc) is not False or base_acc.delta <= 0
+    rl = rq3_model(cfg, "sft", task)
+    beside = beside_acc1(sft, metrics[(rl, task)], acc.get("acc1_definition"), n_boot, cfg["seed"],
+                         f"{rl} vs sft on {task} (Acc@1 beside)")  # fmt: skip
+    beside_text = "" if beside is None else (
+        f"; beside it, Acc@1 ({ACC1_LABEL[beside['definition']]}): {_pp(beside['before'])}% -> "
+        f"{_pp(beside['after'])}% ({100 * beside['delta']:+.1f} pp, paired 95% CI "
+        f"{_ci(beside['ci_low'], beside['ci_high'])})")  # fmt: skip
 
     rows = [
         {"claim": "1. the base model has little support; SFT expands it",
@@ -109,7 +134,7 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
         {"claim": "2. GRPO from SFT raises in-domain Acc@1 toward its Pass@K (sharpening)",
          "numbers": f"{label} on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
                     f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - {label}: "
-                    f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp",
+                    f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp{beside_text}",
          "held": bool(sharpen_held)},
         {"claim": "3. GRPO from the base, where support is near zero, gains little",
          "numbers": f"{label} on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
@@ -117,6 +142,15 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
                     f"{_ci(base_acc.delta_ci_low, base_acc.delta_ci_high)})",
          "held": bool(little_held)},
     ]  # fmt: skip
+    # the numbers each claim is decided on, for scripts (benchmarks/claims_seeds.py): what `numbers` says
+    values = [(f"pass@{k}", b_pk, s_pk, lo, hi), ("acc1", acc.before, acc.after, acc.delta_ci_low, acc.delta_ci_high),
+              ("acc1", base_acc.before, base_acc.after, base_acc.delta_ci_low, base_acc.delta_ci_high)]
+    for row, (metric, before, after, ci_lo, ci_hi) in zip(rows, values, strict=True):
+        row.update(metric=metric, before=float(before), after=float(after), delta=float(after) - float(before),
+                   ci_low=ci_lo, ci_high=ci_hi)  # fmt: skip
+    rows[1]["acc1_definition"] = acc.get("acc1_definition")
+    if beside is not None:
+        rows[1].update({f"beside_{key}": v for key, v in beside.items()})
     # no run name: two runs of the same config write identical claims (and the README quotes the tiny run's)
     return pd.DataFrame(rows).assign(seed=cfg["seed"], task=task, n_items=int(acc.n_items))
 
