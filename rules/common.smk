@@ -1,4 +1,5 @@
 # Path helpers shared by the rules: where each kind of file lives. No computation here.
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -31,8 +32,14 @@ _SDM = {m.name for m in workflow.deployment_settings.deployment_method} & {"APPT
 MEDBRIDGE = "medbridge" if _SDM or shutil.which("medbridge") else str(Path(sys.executable).with_name("medbridge"))
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly `names`. With none, a pattern that matches nothing: an empty
+    alternation would match every name, and hand another rule's files to this one."""
+    return "|".join(map(re.escape, names)) or "(?!)"
+
+
 wildcard_constraints:
-    dataset="|".join(DATASETS),
+    dataset=one_of(DATASETS),
     split="train|val|test",
     model="[A-Za-z0-9_.-]+",
 
@@ -81,7 +88,7 @@ def model_input(name):
 
 
 def roles_with_source(*sources):
-    return [r for r, spec in MODELS.items() if spec["source"] in sources] or ["__none__"]
+    return [r for r, spec in MODELS.items() if spec["source"] in sources]
 
 
 def log(name):
@@ -163,8 +170,9 @@ def probe_json(model, dataset):
     return f"{RUN}/probe/{model}/{dataset}.json"
 
 
-def settings(section, *ignore):
-    """A config section as a rule's rerun trigger, minus keys that do not change that rule's outputs."""
+def rerun_trigger(section, *ignore):
+    """A config section as a rule's rerun trigger (a `rerun_trigger` param: Snakemake reruns a job whose params
+    changed), minus keys that do not change that rule's outputs."""
     return {k: v for k, v in config.get(section, {}).items() if k not in ignore}
 
 
@@ -216,5 +224,4 @@ def trained_spec(name):
 
 
 def grpo_models():
-    names = [r for r in roles_with_source("grpo") + list(RQ3_MODELS) if r != "__none__"]
-    return list(dict.fromkeys(names)) or ["__none__"]
+    return list(dict.fromkeys(roles_with_source("grpo") + list(RQ3_MODELS)))

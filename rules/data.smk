@@ -11,7 +11,7 @@ rule medmnist_npz:
     benchmark:
         bench("medmnist_npz/{dataset}")
     params:
-        settings=config["data"],
+        rerun_trigger=config["data"],
     shell:
         "{MEDBRIDGE} data --config {CFG} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
@@ -40,7 +40,7 @@ rule mcq_items:
     benchmark:
         bench("mcq_items/{dataset}_{split}")
     params:
-        settings={**config["mcq"], "recipe_per_class": config.get("recipe", {}).get("per_class")},
+        rerun_trigger={**config["mcq"], "recipe_per_class": config.get("recipe", {}).get("per_class")},
     shell:
         "{MEDBRIDGE} items --config {CFG} --dataset {wildcards.dataset} --npz {input.npz} "
         "--split {wildcards.split} --out {output} > {log} 2>&1"

@@ -28,9 +28,9 @@ rule download_model:
     benchmark:
         bench("download_model/{model}")
     wildcard_constraints:
-        model="|".join(roles_with_source("hub")),
+        model=one_of(roles_with_source("hub")),
     params:
-        settings=lambda w: {"model": MODELS[w.model], "hub_cache": HUB_CACHE},
+        rerun_trigger=lambda w: {"model": MODELS[w.model], "hub_cache": HUB_CACHE},
     shell:
         "{MEDBRIDGE} download-model --config {CFG} --model {wildcards.model} --out {output} > {log} 2>&1"
 
@@ -43,8 +43,8 @@ rule download_dataset:
     benchmark:
         bench("download_dataset/{repo}")
     wildcard_constraints:
-        repo="|".join(map(re.escape, HUB_DATASETS)) or "__none__",
+        repo=one_of(HUB_DATASETS),
     params:
-        settings=lambda w: {"dataset": HUB_DATASETS[w.repo], "hub_cache": HUB_CACHE},
+        rerun_trigger=lambda w: {"dataset": HUB_DATASETS[w.repo], "hub_cache": HUB_CACHE},
     shell:
         "{MEDBRIDGE} download-dataset --config {CFG} --repo {wildcards.repo} --out {output} > {log} 2>&1"

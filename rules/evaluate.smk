@@ -18,10 +18,10 @@ rule generate_part:
     benchmark:
         bench("generate_part/{model}/{part}")
     wildcard_constraints:
-        model="|".join(GENERATE_PARTS) or "__none__",
+        model=one_of(GENERATE_PARTS),
         part=r"\d+-of-\d+",
     params:
-        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
+        rerun_trigger=rerun_trigger("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
         out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
         n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],
         shards=lambda w: shards_dir(w.model),
@@ -43,9 +43,9 @@ rule generate:
     benchmark:
         bench("generate/{model}")
     wildcard_constraints:
-        model="|".join(EVALSETS) or "__none__",
+        model=one_of(EVALSETS),
     params:
-        settings=settings("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
+        rerun_trigger=rerun_trigger("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
         evalsets=lambda w: EVALSETS[w.model],
         out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
         n_samples=lambda w: [n_samples(e) for e in EVALSETS[w.model]],
@@ -69,9 +69,9 @@ rule score:
     benchmark:
         bench("score/{model}")
     wildcard_constraints:
-        model="|".join(EVALSETS) or "__none__",
+        model=one_of(EVALSETS),
     params:
-        settings=settings("evaluate", "models"),
+        rerun_trigger=rerun_trigger("evaluate", "models"),
         evalsets=lambda w: EVALSETS[w.model],
         generations=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
         out=lambda w: [metrics(w.model, e) for e in EVALSETS[w.model]],

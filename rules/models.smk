@@ -9,8 +9,8 @@ rule build_tiny:
     benchmark:
         bench("build_tiny/{model}")
     wildcard_constraints:
-        model="|".join(roles_with_source("tiny")),
+        model=one_of(roles_with_source("tiny")),
     params:
-        settings=config.get("tiny_model", {}),
+        rerun_trigger=config.get("tiny_model", {}),
     shell:
         "{MEDBRIDGE} build-tiny --config {CFG} --out {output} > {log} 2>&1"

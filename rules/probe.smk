@@ -27,7 +27,7 @@ rule features:
     benchmark:
         bench("features/{model}")
     params:
-        settings=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
+        rerun_trigger=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
         datasets=DATASETS,
     shell:
         "{MEDBRIDGE} features --config {CFG} --model {wildcards.model} --datasets {params.datasets} "
@@ -44,7 +44,7 @@ rule probe:
     benchmark:
         bench("probe/{model}")
     params:
-        settings={"probe": config.get("probe", {}), "seed": config["seed"]},
+        rerun_trigger={"probe": config.get("probe", {}), "seed": config["seed"]},
     shell:
         "{MEDBRIDGE} probe --config {CFG} --features {input} --out {output} > {log} 2>&1"
 
@@ -60,7 +60,7 @@ rule table1:
     benchmark:
         bench("table1/table1")
     params:
-        settings=MODELS,
+        rerun_trigger=MODELS,
     shell:
         "{MEDBRIDGE} table1 --config {CFG} --probes {input} --csv {output.csv} --md {output.md} > {log} 2>&1"
 

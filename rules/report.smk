@@ -14,7 +14,7 @@ rule comparison:
         bench("comparison/comparison")
     params:
         # the ledger columns compare these sections with the authors' values (medbridge.fidelity)
-        settings={k: config.get(k) for k in ("mcq", "probe", "train", "vqa", "recipe")},
+        rerun_trigger={k: config.get(k) for k in ("mcq", "probe", "train", "vqa", "recipe")},
         metrics=[metrics(m, d) for m in EVAL_MODELS for d in DATASETS]
         + [metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
     shell:

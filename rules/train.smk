@@ -17,9 +17,9 @@ rule sft_model:
     benchmark:
         bench("sft_model/{model}")
     wildcard_constraints:
-        model="|".join(roles_with_source("sft")),
+        model=one_of(roles_with_source("sft")),
     params:
-        settings=lambda w: {"sft": TRAIN.get("sft"), "model": trained_spec(w.model)},
+        rerun_trigger=lambda w: {"sft": TRAIN.get("sft"), "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],
     shell:
         "{MEDBRIDGE} sft --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "
@@ -37,9 +37,9 @@ rule grpo_model:
     benchmark:
         bench("grpo_model/{model}")
     wildcard_constraints:
-        model="|".join(grpo_models()),
+        model=one_of(grpo_models()),
     params:
-        settings=lambda w: {"grpo": TRAIN.get("grpo"), "model": trained_spec(w.model)},
+        rerun_trigger=lambda w: {"grpo": TRAIN.get("grpo"), "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],
     shell:
         "{MEDBRIDGE} grpo --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "
@@ -57,7 +57,7 @@ rule fig2_rq3:
     benchmark:
         bench("fig2_rq3/fig2_rq3")
     params:
-        settings={"rq3": RQ3, "k": config["evaluate"]["k"]},
+        rerun_trigger={"rq3": RQ3, "k": config["evaluate"]["k"]},
         metrics=[metrics(m, e) for m, e in rq3_inputs(config)],
     shell:
         "{MEDBRIDGE} rq3 --config {CFG} --metrics {params.metrics} --csv {output.csv} --png {output.png} > {log} 2>&1"
@@ -82,7 +82,7 @@ rule claims:
     benchmark:
         bench("claims/claims")
     params:
-        settings={"recipe": config.get("recipe"), "k": config["evaluate"]["k"]},
+        rerun_trigger={"recipe": config.get("recipe"), "k": config["evaluate"]["k"]},
         metrics=[metrics(m, e) for m, e in CLAIMS],
     shell:
         "{MEDBRIDGE} claims --config {CFG} --metrics {params.metrics} --fig2 {input.fig2} --csv {output.csv} "

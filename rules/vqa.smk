@@ -16,9 +16,9 @@ rule vqa_fixture:
     benchmark:
         bench("vqa_fixture/{vqa_source}")
     wildcard_constraints:
-        vqa_source="|".join(vqa_source_names()),
+        vqa_source=one_of(vqa_source_names()),
     params:
-        settings=VQA.get("fixture", {}),
+        rerun_trigger=VQA.get("fixture", {}),
     shell:
         "{MEDBRIDGE} vqa-fixture --config {CFG} --name {wildcards.vqa_source} --out {output} > {log} 2>&1"
 
@@ -36,9 +36,9 @@ rule vqa_items:
     benchmark:
         bench("vqa_items/{benchmark}")
     wildcard_constraints:
-        benchmark="|".join(BENCHMARKS) or "__none__",
+        benchmark=one_of(BENCHMARKS),
     params:
-        settings=lambda w: {k: VQA.get(k) for k in ("source", "max_items", "consolidated")}
+        rerun_trigger=lambda w: {k: VQA.get(k) for k in ("source", "max_items", "consolidated")}
         | {"entry": [b for b in VQA["benchmarks"] if b["name"] == w.benchmark]},
         src=source_dir_arg,
     shell:
@@ -59,7 +59,7 @@ rule pmc_label:
     benchmark:
         bench("pmc_label/pmc_label")
     params:
-        settings={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude", "shard_size")}
+        rerun_trigger={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude", "shard_size")}
         | {"source": VQA.get("source")},
         src=source_dir_arg,
         shards=f"{RUN}/shards/pmc_label",  # outside the outputs, which Snakemake removes before a rerun
@@ -82,7 +82,7 @@ rule pmc_balance:
     benchmark:
         bench("pmc_balance/pmc_balance")
     params:
-        settings={k: PMC.get(k) for k in ("categories", "exclude", "subset_size")},
+        rerun_trigger={k: PMC.get(k) for k in ("categories", "exclude", "subset_size")},
         src=source_dir_arg,
     shell:
         "{MEDBRIDGE} pmc-balance --config {CFG} --labels {input.labels} {params.src} --out {output.jsonl} "
@@ -100,7 +100,7 @@ rule table3:
     benchmark:
         bench("table3/table3")
     params:
-        settings={k: VQA.get(k) for k in ("models", "reported_rows")},
+        rerun_trigger={k: VQA.get(k) for k in ("models", "reported_rows")},
         metrics=[metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
     shell:
         "{MEDBRIDGE} table3 --config {CFG} --metrics {params.metrics} --csv {output.csv} --md {output.md} > {log} 2>&1"
@@ -116,7 +116,7 @@ rule recipe:
     benchmark:
         bench("recipe/recipe")
     params:
-        settings=config.get("recipe", {}),
+        rerun_trigger=config.get("recipe", {}),
         metrics=[metrics(m, e) for m, e in recipe_pairs(config)],
     shell:
         "{MEDBRIDGE} recipe --config {CFG} --metrics {params.metrics} --out {output} > {log} 2>&1"

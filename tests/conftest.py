@@ -21,6 +21,24 @@ def tiny_cfg() -> dict:
     return validate_config(cfg)
 
 
+def consistent(cfg: dict) -> dict:
+    """`cfg` after a test cut its models or its k: every section naming a role or a k follows (role lists filtered,
+    the RQ3 grid dropped without its inits, recipe.k one of evaluate.k), so validate_config, the DAG's and every
+    verb's check, accepts it."""
+    from medbridge.config import validate_config
+
+    roles = cfg["models"]
+    cfg["evaluate"]["models"] = [m for m in cfg["evaluate"]["models"] if m in roles]
+    if cfg.get("vqa"):
+        cfg["vqa"]["models"] = [m for m in cfg["vqa"].get("models", []) if m in roles]
+        cfg["vqa"]["reported_rows"] = {m: r for m, r in cfg["vqa"].get("reported_rows", {}).items() if m in roles}
+    if not set(cfg.get("rq3", {}).get("inits", [])) <= set(roles):
+        cfg.pop("rq3")
+    if cfg.get("recipe", {}).get("k") not in (None, *cfg["evaluate"]["k"]):
+        cfg["recipe"]["k"] = max(cfg["evaluate"]["k"])
+    return validate_config(cfg)
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory, tiny_cfg) -> Path:
     """Synthetic npz files for every dataset of the tiny profile (small splits)."""
@@ -54,4 +72,4 @@ def cfg_with_local_model(tiny_cfg, tiny_model_dir, tmp_path) -> dict:
     cfg["evaluate"]["n_samples"] = 4
     cfg["evaluate"]["k"] = [1, 2, 4]
     cfg["evaluate"]["max_new_tokens"] = 8
-    return cfg
+    return consistent(cfg)

@@ -18,6 +18,8 @@ from medbridge.data.medmnist import npz_name
 from medbridge.generate.run import Part, open_shard_dir
 from medbridge.io import write_jsonl
 
+from .conftest import consistent
+
 
 def generate_cmd(cfg_path, items, outs, shard_dir, *extra):
     return [sys.executable, "-m", "medbridge.cli", "generate", "--config", str(cfg_path), "--model", "base",
@@ -30,6 +32,7 @@ def two_eval_sets(cfg_with_local_model, synthetic_dir, tmp_path):
     """Two eval sets (5 and 3 items, one item per shard: 8 shards) and their one-job generations."""
     cfg = cfg_with_local_model
     cfg["evaluate"].update(shard_size=1, batch_size=1, n_samples=2, k=[1, 2], max_new_tokens=6)
+    cfg = consistent(cfg)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
     items = make_items("organamnist", synthetic_dir / npz_name("organamnist", 64), "test", 1, 0)

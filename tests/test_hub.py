@@ -17,7 +17,7 @@ import pytest
 from medbridge.data.medmnist import npz_name
 from medbridge.io import sha256_file
 
-from .conftest import ROOT
+from .conftest import ROOT, consistent
 
 REPO = "medbridge-test/tiny-vlm"
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -77,7 +77,7 @@ def hub_cfg(tiny_cfg, tiny_model_dir, tmp_path) -> Path:
     cfg["models"] = {"base": {"source": "hub", "id": REPO, "revision": "main", "dtype": "float32"}}
     cfg["evaluate"].update(models=["base"], n_samples=2, k=[1, 2])
     path = tmp_path / "config.json"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(consistent(cfg)))
     return path
 
 

@@ -506,14 +506,14 @@ def test_the_printed_plan_by_hand():
     the save_only_model warning only where it is off) and the notes, in order."""
     from medbridge.plan import format_plan
 
-    def row(rule, jobs, hours, budget, fixed, booked, calibrated, parts):
+    def row(rule, jobs, hours, budget, fixed, booked, calibrated, longest, per_job, parts):
         return {"rule": rule, "jobs": jobs, "gpus_per_job": 2, "gpu_hours": hours, "gpu_hours_at_budget": budget,
                 "fixed_gpu_hours": fixed, "booked_gpu_hours": booked, "calibrated_gpu_hours": calibrated,
-                "parts": parts}  # fmt: skip
+                "largest_job_hours_at_budget": longest, "booked_hours_per_job": per_job, "parts": parts}  # fmt: skip
 
     result = {"run_name": "mine", "profile": None,
-              "rows": [row("generate", 3, 1234.56, 0.0123, 0.12, None, 0.05, "RQ2, recipe"),
-                       row("score", 1, 0.5, 0.75, 0.25, 4.0, None, "RQ2")],
+              "rows": [row("generate", 3, 1234.56, 0.0123, 0.12, None, 0.05, 0.0041, None, "RQ2, recipe"),
+                       row("score", 1, 0.5, 0.75, 0.25, 4.0, None, 0.75, 2.0, "RQ2")],
               "total_jobs": 4, "total_gpu_hours": 1235.06, "total_gpu_hours_at_budget": 0.7623,
               "total_booked_gpu_hours": None, "gpu_memory_gib": 40.0, "assumptions": {"prompt_tokens": 150},
               "memory": [{"rule": "generate", "job": "base", "gpus": 1, "needs_gib": 20.04, "has_gib": 36.0,
@@ -525,8 +525,8 @@ def test_the_printed_plan_by_hand():
               "notes": ["first note", "second note"]}  # fmt: skip
     lines = format_plan(result).splitlines()
     assert lines[0].endswith("CPU rules are not counted; no profile: no booking")
-    assert re.fullmatch(r"generate\s+3\s+2\s+1234\.6\s+0\.012\s+0\.1\s+0\.05\s+RQ2, recipe", lines[4])
-    assert re.fullmatch(r"score\s+1\s+2\s+0\.5\s+0\.8\s+0\.2\s+4\s+RQ2", lines[5])
+    assert re.fullmatch(r"generate\s+3\s+2\s+1234\.6\s+0\.012\s+0\.1\s+0\.05\s+0\.0041\s+RQ2, recipe", lines[4])
+    assert re.fullmatch(r"score\s+1\s+2\s+0\.5\s+0\.8\s+0\.2\s+4\s+0\.8 / 2\s+RQ2", lines[5])
     assert re.fullmatch(r"total\s+4\s+1235\.1\s+0\.8\s+0\.4", lines[6])  # fixed: 0.12 + 0.25
     assert lines[9].startswith("  prompt_tokens = 150: text tokens of one MCQ prompt")
     assert lines[11] == ("GPU memory per GPU of each rule's largest job, on 40 GiB cards (profile "
@@ -559,13 +559,15 @@ def test_the_judges_memory_is_checked_where_a_rule_loads_it(small, judge, labell
 
 
 def test_a_grid_model_has_its_inits_size_even_with_a_dash_in_the_role(small):
-    """rq3-<init>-<task>: tasks have no "-", so the init is everything before the last one."""
+    """An RQ3 grid model is sized as its init, read from the grid's own record (not parsed from the name, so a role
+    with a dash is fine); a name neither a role nor in the grid is refused, naming it."""
     from medbridge import MedbridgeError
     from medbridge.plan import Sizes
 
     cfg = copy.deepcopy(small)
     cfg["models"]["my-base"] = {"source": "hub", "id": "Qwen/Qwen2.5-VL-3B-Instruct"}
+    cfg["rq3"] = {"inits": ["my-base", "base"], "train_tasks": ["breastmnist"], "pairs": []}
     sizes = Sizes(cfg, {}, 7.0)
     assert sizes.params_b("rq3-my-base-breastmnist") == 3.0 and sizes.params_b("rq3-base-breastmnist") == 7.0
-    with pytest.raises(MedbridgeError, match="no model role 'my'"):
+    with pytest.raises(MedbridgeError, match="no model role 'rq3-my-breastmnist'"):
         sizes.params_b("rq3-my-breastmnist")

@@ -13,12 +13,13 @@ import yaml
 
 from medbridge import MedbridgeError
 from medbridge.cli import main
-from medbridge.config import validate_config
 from medbridge.data import medmnist
 from medbridge.data.mcq import make_items
 from medbridge.io import save_npz, write_json
 from medbridge.probe import features as feat
 from medbridge.probe.linear import run_probe
+
+from .conftest import consistent
 
 DATASETS = ["organamnist", "chestmnist"]
 
@@ -37,7 +38,7 @@ def setup(tmp_path_factory, tiny_cfg, tiny_model_dir):
     cfg["evaluate"]["models"] = ["base"]
     cfg["mcq"]["per_class"] = 2
     cfg["probe"] |= {"train_per_class": 3, "batch_size": 7}  # 7: batches that do not divide the splits
-    validate_config(cfg)
+    consistent(cfg)
     return {"root": root, "cfg": cfg, "npz": npz}
 
 
@@ -181,7 +182,7 @@ def test_table1_verb_on_hand_made_probes(setup, tmp_path):
         "base": {"source": "hub", "id": "Qwen/Qwen2.5-VL-7B-Instruct"},
         "sft": {"source": "sft", "init": "base"},
     }
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg_path.write_text(yaml.safe_dump(consistent(cfg)))
     acc = {("base", "organamnist"): 0.5, ("base", "pathmnist"): 0.75, ("sft", "organamnist"): 0.625,
            ("sft", "pathmnist"): 1.0}  # fmt: skip
     paths = []

@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 
 from medbridge import MedbridgeError
 
+from .conftest import consistent
+
 
 def _weights(model_dir):
     out = {}
@@ -42,7 +44,7 @@ def train_cfg(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     cfg["train"]["grpo"].update(num_generations=4, batch_size=8, max_steps=3, max_completion_length=20, lr=5e-3,
                                 care={**cfg["train"]["grpo"]["care"], "enabled": True, "ema": "ema",
                                       "ema_every": 1, "ema_decay": 0.5})  # fmt: skip
-    return cfg, root, items
+    return consistent(cfg), root, items
 
 
 @pytest.fixture(scope="module")

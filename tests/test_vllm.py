@@ -16,7 +16,7 @@ from medbridge.data.mcq import make_items
 from medbridge.data.medmnist import npz_name
 from medbridge.io import read_jsonl, write_jsonl
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, consistent
 VLLM_MEDBRIDGE = ROOT / ".venv-vllm" / "bin" / "medbridge"
 
 pytestmark = pytest.mark.vllm
@@ -80,6 +80,7 @@ def test_vlm_judge_runs_on_vllm(cfg_with_local_model, tiny_model_dir, synthetic_
     cfg = cfg_with_local_model
     cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
     cfg["evaluate"].update(backend="vllm", judge="vlm", k=[1])
+    cfg = consistent(cfg)
     out = tmp_path / "metrics.json"
     done = _medbridge(VLLM_MEDBRIDGE, cfg, out, "score", "--model", "base", "--generations", str(gen), "--items",
                       str(items_path), "--evalset", "organamnist")  # fmt: skip

@@ -18,6 +18,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from .conftest import consistent
+
 ROOT = Path(__file__).resolve().parents[1]
 DS_PYTHON = os.environ.get("MEDBRIDGE_DEEPSPEED_PYTHON")
 
@@ -121,7 +123,7 @@ def zero3_run(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     cfg["train"]["grpo"].update(num_generations=4, batch_size=8, max_steps=2, max_completion_length=16, save_steps=1,
                                 care={**cfg["train"]["grpo"]["care"], "ema": "ema", "ema_every": 1})  # fmt: skip
     cfg_path = root / "config.yaml"
-    cfg_path.write_text(yaml.safe_dump(cfg))
+    cfg_path.write_text(yaml.safe_dump(consistent(cfg)))
     return cfg_path, items, root
 
 

@@ -334,9 +334,9 @@ def rows_for(part: str, evalset: str | None = None, trained: str | None = None) 
 
 def trained_by(cfg: dict, model: str) -> str | None:
     """`grpo` / `sft` for models this DAG trains (config roles of those sources, rq3-* models), else None."""
-    if model.startswith("rq3-"):
-        return "grpo"
-    source = cfg.get("models", {}).get(model, {}).get("source")
+    from medbridge.artifacts.rq3 import model_spec
+
+    source = (model_spec(cfg, model) or {}).get("source")
     return source if source in ("sft", "grpo") else None
 
 

@@ -107,8 +107,10 @@ def role_dir(cfg: dict, name: str) -> Path | None:
 
 def arch_of(cfg: dict, name: str, vision_params: float) -> Arch | None:
     """A role's Arch: its config.json when readable, else its `memory` keys; a trained model has its init's."""
-    if name.startswith("rq3-") and name not in cfg["models"]:
-        return arch_of(cfg, name[len("rq3-") :].rsplit("-", 1)[0], vision_params)
+    from medbridge.artifacts.rq3 import model_spec
+
+    if name not in cfg["models"] and model_spec(cfg, name):  # an RQ3 grid model: its init's architecture
+        return arch_of(cfg, model_spec(cfg, name)["init"], vision_params)
     spec = cfg["models"][name]
     where = role_dir(cfg, name)
     found = arch_from_dir(where, vision_params) if where else None

@@ -45,6 +45,12 @@ def rq3_models(cfg: dict) -> dict[str, dict]:
             for i in rq3.get("inits", []) for t in rq3.get("train_tasks", [])}  # fmt: skip
 
 
+def model_spec(cfg: dict, name: str) -> dict | None:
+    """The spec of a model by name: its config role, or the {source: grpo, init, task} record of a model the RQ3
+    grid trains; None for neither. The one place a DAG-made name is understood (never parsed from its text)."""
+    return cfg.get("models", {}).get(name) or rq3_models(cfg).get(name)
+
+
 def check_rq3_config(cfg: dict) -> None:
     """Every pair's train task must be one the grid trains on, its target a MedMNIST dataset of the run (else the DAG
     would read it as a Table 3 benchmark), every init a model role."""

@@ -60,10 +60,12 @@ def resolve(cfg: dict, name: str, step: str = "evaluate") -> ModelSource:
     Qwen2.5-VL-7B-Instruct's processor for OctoMed; their inference and probe scripts the model's own)."""
     if step not in STEPS:
         raise MedbridgeError(f"unknown step {step!r}; one of {list(STEPS)}")
-    spec = cfg["models"].get(name)
-    if spec is None and not name.startswith("rq3-") and not made_model_dir(cfg, name).exists():
+    from medbridge.artifacts.rq3 import model_spec
+
+    spec = model_spec(cfg, name)  # a role or an RQ3 grid model
+    if spec is None and not made_model_dir(cfg, name).exists():
         raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
-    spec = spec or {"source": "grpo"}
+    spec = spec or {"source": "grpo"}  # a model directory the DAG made
     dtype = spec.get("dtype", cfg.get("evaluate", {}).get("dtype", "float32"))
     if spec["source"] == "hub" and spec.get("subfolder"):  # loaded, fingerprinted as the local folder it is
         path, revision, local = hub_subfolder_dir(spec), None, True

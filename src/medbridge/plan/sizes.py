@@ -125,9 +125,9 @@ class Sizes:
     def _read_params_b(self, name: str) -> float:
         if name in self.overrides:
             return self.overrides[name]
-        if name.startswith("rq3-"):
-            return self.params_b(name[len("rq3-") :].rsplit("-", 1)[0])  # rq3-<init>-<task>; tasks have no "-"
-        spec = self.cfg["models"].get(name)
+        from medbridge.artifacts.rq3 import model_spec
+
+        spec = model_spec(self.cfg, name)  # a role, or an RQ3 grid model (a grpo run from its init)
         if spec is None:
             raise MedbridgeError(f"no model role {name!r} in the config; defined roles: {sorted(self.cfg['models'])}")
         if spec["source"] in ("sft", "grpo"):

@@ -18,7 +18,9 @@ T = TypeVar("T")
 
 def init_source(cfg: dict, name_or_dir: str, dtype: str) -> ModelSource:
     """A config role / DAG-made model name (resolved by the registry), or a model directory."""
-    if name_or_dir in cfg["models"] or name_or_dir.startswith("rq3-"):
+    from medbridge.artifacts.rq3 import model_spec
+
+    if model_spec(cfg, name_or_dir) is not None:
         return replace(resolve(cfg, name_or_dir, "train"), dtype=dtype)
     if Path(name_or_dir).is_dir():
         check_local_dir(name_or_dir)
