@@ -4,12 +4,16 @@ samples, greedy Acc@1 beside it), with GRPO-from-sft's training reward curve and
 most 20 minutes on 2 idle cores for the three seeds. A benchmark, not a test: it trains and evaluates for minutes.
 
     .venv/bin/python benchmarks/claims_seeds.py [--configfile config/small.yaml] [--seeds 0 1 2] [--cores 2] [--keep]
+        [--set "train.grpo.lr=0.1 train.grpo.max_steps=120"] [--reuse]
 
 Each seed runs the claims artifact and only what it needs (`snakemake results/<run>/artifacts/claims.md`), with run
-name `bench-claims-<profile>-s<seed>`; the runs are removed afterwards unless --keep. It prints, per seed, the three
-claims, the training reward of GRPO from sft (from its training_log.csv, mean per block of steps), the letter versus
+name `bench-claims-<profile>-s<seed>`; the runs are removed afterwards unless --keep. `--set` changes config keys
+as `--config set=...` does (README); with `--reuse` a kept run is not removed first, so Snakemake reruns only the
+jobs whose settings changed (a GRPO key: the two GRPO models, their generations and the claims, not the SFT
+bridge). It prints, per seed, the three claims, the training reward of GRPO from sft (from its training_log.csv, mean per block of steps), the letter versus
 the class named in `<think>` (sft and GRPO from sft), the items whose sample mean went up or down; then the README's
-per-seed table (README.md, "What the tiny run shows", between the `claims-seeds` markers).
+per-seed table; `--readme` writes it into README.md ("What the tiny run shows", between the `claims-seeds` markers),
+refused with `--set` (the README shows the profile as it is).
 """
 
 from __future__ import annotations
@@ -33,11 +37,12 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 THINK = re.compile(r"<think>.*?shows (.*?)\.?\s*</think>", re.S)
 
 
-def run_seed(configfile: str, run: str, seed: int, cores: int) -> float:
+def run_seed(configfile: str, run: str, seed: int, cores: int, settings: str = "") -> float:
     target = f"results/{run}/artifacts/claims.md"
     t0 = time.perf_counter()
+    overrides = [f"run_name={run}", f"seed={seed}"] + ([f"set={settings}"] if settings else [])
     proc = subprocess.run([SNAKEMAKE, target, "--cores", str(cores), "--configfile", configfile,
-                           "--config", f"run_name={run}", f"seed={seed}", "--quiet", "all"],
+                           "--config", *overrides, "--quiet", "all"],
                           cwd=ROOT, capture_output=True, text=True)  # fmt: skip
     if proc.returncode != 0:
         sys.exit(f"snakemake failed on seed {seed}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -118,7 +123,19 @@ def readme_table(reports: list[dict], configfile: str) -> str:
     held2 = sum(r["held"][1] == "held" for r in reports)
     return (f"{head}{rows}\n`{configfile}`, {n} eval items of {reports[0]['task']}, pp with paired 95% bootstrap CIs; "
             f"sharpening held on {held2} of {len(reports)} seeds. Remake: "
-            f"`.venv/bin/python benchmarks/claims_seeds.py --configfile {configfile}`.")  # fmt: skip
+            f"`.venv/bin/python benchmarks/claims_seeds.py --configfile {configfile} --readme`.")  # fmt: skip
+
+
+README_START, README_END = "<!-- claims-seeds: made by benchmarks/claims_seeds.py -->", "<!-- claims-seeds: end -->"
+
+
+def write_readme(table: str) -> None:
+    """The table between README.md's claims-seeds markers (temp file, then rename)."""
+    readme = (ROOT / "README.md").read_text()
+    a, b = readme.index(README_START), readme.index(README_END) + len(README_END)
+    tmp = ROOT / ".README.md.tmp"
+    tmp.write_text(readme[:a] + f"{README_START}\n{table}\n{README_END}" + readme[b:])
+    tmp.replace(ROOT / "README.md")
 
 
 def main() -> None:
@@ -126,14 +143,20 @@ def main() -> None:
     ap.add_argument("--configfile", default="config/small.yaml")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--cores", type=int, default=2)
-    ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--keep", action="store_true", help="keep the runs under results/")
+    ap.add_argument("--set", default="", help='config keys to change, e.g. "train.grpo.lr=0.1" (README: --config set)')
+    ap.add_argument("--reuse", action="store_true", help="do not remove a kept run first: rerun what changed")
+    ap.add_argument("--readme", action="store_true", help="write the table into README.md (not with --set)")
     args = ap.parse_args()
+    if args.readme and args.set:
+        sys.exit("--readme with --set: the README shows the profile's own settings; drop one of them")
     profile = yaml.safe_load((ROOT / args.configfile).read_text())["run_name"]
     reports, t_all = [], time.perf_counter()
     for seed in args.seeds:
         run = f"bench-claims-{profile}-s{seed}"
-        shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
-        wall = run_seed(args.configfile, run, seed, args.cores)
+        if not args.reuse:
+            shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
+        wall = run_seed(args.configfile, run, seed, args.cores, args.set)
         r = seed_report(ROOT / "results" / run, seed, wall)
         reports.append(r)
         print(f"\n== seed {seed}: {r['n_items']} eval items of {r['task']}, {wall:.0f} s ==")
@@ -147,9 +170,14 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
     total = time.perf_counter() - t_all
-    print(f"\nwall time, {len(args.seeds)} seeds on {args.cores} cores: {total:.0f} s (budget 1200 s)")
+    print(f"\nwall time, {len(args.seeds)} seeds on {args.cores} cores: {total:.0f} s (budget 1200 s)"
+          + (f"; settings changed: {args.set}" if args.set else ""))  # fmt: skip
+    table = readme_table(reports, args.configfile)
     print("\nREADME table:\n")
-    print(readme_table(reports, args.configfile))
+    print(table)
+    if args.readme:
+        write_readme(table)
+        print("README.md: claims-seeds section written")
 
 
 if __name__ == "__main__":
