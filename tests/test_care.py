@@ -276,6 +276,9 @@ def test_ema_under_zero3_gathers_one_pair_at_a_time_and_keeps_rank_0s_update(mon
         ema_update(policy, ref, 0.5)
         assert gathers == [(1, None), (1, 0)] * len(ref0)
         assert all(torch.equal(r, r0) != moves for r, r0 in zip(ref.parameters(), ref0))
+        if moves:  # rank 0's update is TRL's formula, as without ZeRO-3
+            pairs = zip(ref.parameters(), ref0, policy.parameters(), strict=True)
+            assert all(torch.allclose(r, 0.5 * r0 + 0.5 * p) for r, r0, p in pairs)
 
 
 def test_the_reference_is_frozen_by_default_and_ema_is_a_choice():

@@ -571,3 +571,58 @@ def test_a_grid_model_has_its_inits_size_even_with_a_dash_in_the_role(small):
     assert sizes.params_b("rq3-my-base-breastmnist") == 3.0 and sizes.params_b("rq3-base-breastmnist") == 7.0
     with pytest.raises(MedbridgeError, match="no model role 'rq3-my-breastmnist'"):
         sizes.params_b("rq3-my-breastmnist")
+
+
+def test_a_rules_row_and_its_booking_note_by_hand():
+    """rule_row over two jobs worked out by hand: GPU-hours typical and at budget (fixed seconds x GPUs added),
+    booked = runtime x GPUs per job, and the largest job the one longest in wall time (GPU-seconds / GPUs), not in
+    GPU-seconds; longer_than_booked notes it only when it outlasts the runtime, with the rule's remedy."""
+    from medbridge.plan.assumptions import Job
+    from medbridge.plan.estimate import longer_than_booked, rule_row
+
+    wide = Job("wide", gpus=4, work_s=7200, work_budget_s=14400, fixed_s=900, parts=("RQ2",))  # 18000 GPU-s / 4
+    narrow = Job("narrow", gpus=2, work_s=3600, work_budget_s=10800, fixed_s=1800, parts=("RQ2", "recipe"))  # 14400 / 2
+    row = rule_row("score", [wide, narrow], runtime=240, calibrated=None)
+    assert row["parts"] == "RQ2, recipe" and row["jobs"] == 2 and row["gpus_per_job"] == 4
+    assert row["gpu_hours"] == pytest.approx((7200 + 3600 + 3600 + 3600) / 3600)  # 5.0
+    assert row["gpu_hours_at_budget"] == pytest.approx((14400 + 3600 + 10800 + 3600) / 3600)  # 9.0
+    assert row["fixed_gpu_hours"] == pytest.approx((900 * 4 + 1800 * 2) / 3600)  # 2.0
+    assert row["booked_gpu_hours"] == pytest.approx(4 * 4 + 4 * 2)  # 240 min on 4 GPUs, and on 2
+    assert row["largest_job"] == "narrow" and row["largest_job_hours_at_budget"] == pytest.approx(2.0)
+    assert row["booked_hours_per_job"] == pytest.approx(4.0)
+    assert row["jobs_detail"]["wide"] == {"gpus": 4, "gpu_hours": pytest.approx(3.0),
+                                          "gpu_hours_at_budget": pytest.approx(5.0), "fixed_s": 900}  # fmt: skip
+    assert longer_than_booked(row) == []
+    assert longer_than_booked({**row, "booked_hours_per_job": 2.0}) == []  # exactly its booking fits
+    assert longer_than_booked({**row, "booked_hours_per_job": None}) == []  # no profile: nothing booked
+    (note,) = longer_than_booked({**row, "booked_hours_per_job": 1.5})
+    assert note == ("score: job narrow needs 2.0 h at budget, longer than the 1.5 h booked; raise its runtime in the "
+                    "profile (or split it: evaluate.job_hours for generation)")  # fmt: skip
+    (note,) = longer_than_booked({**row, "rule": "grpo_model", "booked_hours_per_job": 1.0})
+    assert note.endswith("it goes on from its last checkpoint in the next attempt (profile retries)")
+    assert rule_row("score", [narrow], runtime=None, calibrated=1.25)["booked_gpu_hours"] is None
+
+
+@pytest.mark.parametrize("job_hours,rule", [(3, "generate_part"), (None, "generate")])
+def test_the_memory_plan_checks_the_rule_that_loads_the_model(small, job_hours, rule):
+    """Split generation loads the model in generate_part jobs, one-job generation in generate: the memory row of the
+    model is the rule that loads it."""
+    from medbridge.plan import plan
+
+    cfg = copy.deepcopy(small)
+    cfg["models"]["base"]["memory"] = {"params_b": 8.29, "kv_kib_per_token": 56, "largest_tensor_m": 544.9}
+    cfg["evaluate"].pop("job_hours", None)
+    if job_hours:
+        cfg["evaluate"]["job_hours"] = job_hours
+    rules = {m["rule"] for m in plan(cfg)["memory"]}
+    assert rule in rules and ({"generate", "generate_part"} - {rule}).isdisjoint(rules)
+
+
+def test_the_plan_notes_every_rule_booked_shorter_than_its_largest_job(small, tmp_path):
+    """A profile booking 1 minute per job: every priced rule's largest job outlasts it, and the plan says so."""
+    from medbridge.plan import plan
+
+    (tmp_path / "config.yaml").write_text("__use_yte__: true\ndefault-resources:\n  runtime: 1\n  gpu: 1\n")
+    result = plan(small, profile=tmp_path)
+    short = {n.split(":")[0] for n in result["notes"] if "longer than the 0.0166667 h booked" in n}
+    assert short == {r["rule"] for r in result["rows"]} and short >= {"generate", "score"}

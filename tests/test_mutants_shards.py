@@ -197,3 +197,76 @@ def test_how_each_backend_seeds(tiny_cfg):
     assert seeding(cfg, "cpu") == seeding(cfg, "cuda") == "per-batch"
     cfg["evaluate"]["backend"] = "vllm"
     assert (seeding(cfg, "cpu"), seeding(cfg, "cuda")) == ("engine", "per-request")
+
+
+# --- generation in parts (issue #21 item 3): which shards a part owns, what assembling reports ---
+
+
+@pytest.mark.parametrize("text,index,count", [("1-of-1", 1, 1), ("2-of-8", 2, 8), ("8-of-8", 8, 8)])
+def test_a_part_parses_and_prints_as_written(text, index, count):
+    part = gen_run.Part.parse(text)
+    assert (part.index, part.count) == (index, count) and str(part) == text
+    with pytest.raises(AttributeError):  # a record: frozen
+        part.index = 3
+
+
+@pytest.mark.parametrize("text", ["0-of-8", "9-of-8", "2of8", "x-of-2", "2-of-", "-1-of-2", ""])
+def test_a_part_outside_one_to_n_is_refused_by_name(text):
+    from medbridge import MedbridgeError
+
+    with pytest.raises(MedbridgeError, match=f"part '{text}' is not <i>-of-<n>"):
+        gen_run.Part.parse(text)
+
+
+def test_the_parts_of_a_run_split_its_shards_round_robin():
+    parts = [gen_run.Part(i, 3) for i in (1, 2, 3)]
+    owned = [[p for p in range(9) if part.owns(p)] for part in parts]
+    assert owned == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]  # every part a share of every stretch; each shard once
+
+
+def _many(tmp_path, cfg, n_items: int) -> EvalJob:
+    items = tmp_path / f"items-{n_items}.jsonl"
+    write_jsonl(items, [_item(i) for i in range(n_items)])
+    return EvalJob(str(items), str(tmp_path / f"gen-{n_items}.jsonl"))
+
+
+def test_a_part_generates_only_its_shards_and_assembling_names_the_rest_by_part(setup, tmp_path):
+    cfg, _, _ = setup
+    job = _many(tmp_path, cfg, 6)  # shard_size 2: three shards
+    gen_run.generate_shards(cfg, "base", [job], "cpu", None, part=gen_run.Part(2, 3))
+    assert CountingBackend.calls == ["organ-2", "organ-3"]  # shard 1 of 0..2
+    with pytest.raises(gen_run.MedbridgeError) as err:
+        gen_run.assemble(cfg, "base", [job], None, "cpu", parts=3)
+    msg = str(err.value)
+    assert msg.startswith("2 of 3 generation shards of base are missing")
+    assert "shard-00000.jsonl (part 1-of-3)" in msg and "shard-00002.jsonl (part 3-of-3)" in msg
+    assert "shard-00001" not in msg and " ..." not in msg
+    assert msg.endswith("run their generate_part jobs (snakemake does) or generate without --assemble")
+    gen_run.generate_shards(cfg, "base", [job], "cpu", None, part=gen_run.Part(1, 3))
+    gen_run.generate_shards(cfg, "base", [job], "cpu", None, part=gen_run.Part(3, 3))
+    assert gen_run.assemble(cfg, "base", [job], None, "cpu", parts=3) == {job.out: 6}
+    assert [r["id"] for r in read_jsonl(job.out)] == [f"organ-{i}" for i in range(6)]
+
+
+def test_assembling_lists_five_missing_shards_then_an_ellipsis(setup, tmp_path):
+    cfg, _, _ = setup
+    job = _many(tmp_path, cfg, 14)  # seven shards, none made
+    with pytest.raises(gen_run.MedbridgeError) as err:
+        gen_run.assemble(cfg, "base", [job], None, "cpu", parts=None)
+    msg = str(err.value)
+    assert msg.startswith("7 of 7 generation shards")
+    assert [f"shard-0000{i}.jsonl" in msg for i in range(7)] == [True] * 5 + [False] * 2
+    assert "shard-00004.jsonl ...; run" in msg and "(part" not in msg
+    six = _many(tmp_path, cfg, 10)  # five shards: all listed, no ellipsis
+    with pytest.raises(gen_run.MedbridgeError, match=r"shard-00004\.jsonl; run"):
+        gen_run.assemble(cfg, "base", [six], None, "cpu")
+
+
+def test_an_assembling_job_reports_the_device_its_shards_were_made_on(setup, tmp_path):
+    cfg, job, _ = setup  # made on the cpu by the fixture
+    assert gen_run.shard_device(cfg, "base", [job], None) == "cpu"
+    other = _many(tmp_path, cfg, 4)
+    assert gen_run.shard_device(cfg, "base", [other], None) == "cpu"  # no shard made yet: the default
+    gen_run.generate_shards(cfg, "base", [other], "cuda", None)
+    assert gen_run.shard_device(cfg, "base", [other], None) == "gpu"
+    assert gen_run.shard_device(cfg, "base", [job, other], None) == "cpu"  # mixed: no one device to report
