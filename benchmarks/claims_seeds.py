@@ -10,10 +10,10 @@ Each seed runs the claims artifact and only what it needs (`snakemake results/<r
 name `bench-claims-<profile>-s<seed>`; the runs are removed afterwards unless --keep. `--set` changes config keys
 as `--config set=...` does (README); with `--reuse` a kept run is not removed first, so Snakemake reruns only the
 jobs whose settings changed (a GRPO key: the two GRPO models, their generations and the claims, not the SFT
-bridge). It prints, per seed, the three claims, the training reward of GRPO from sft (from its training_log.csv, mean per block of steps), the letter versus
-the class named in `<think>` (sft and GRPO from sft), the items whose sample mean went up or down; then the README's
-per-seed table; `--readme` writes it into README.md ("What the tiny run shows", between the `claims-seeds` markers),
-refused with `--set` (the README shows the profile as it is).
+bridge). It prints, per seed, the three claims, the training reward of GRPO from sft (from its training_log.csv,
+mean per block of steps), the letter versus the class named in `<think>` (sft and GRPO from sft), the items whose
+sample mean went up or down; then the README's per-seed table. `--readme` writes it into README.md ("What the tiny
+run shows", between the `claims-seeds` markers), refused with `--set` (the README shows the profile as it is).
 """
 
 from __future__ import annotations
@@ -130,12 +130,12 @@ README_START, README_END = "<!-- claims-seeds: made by benchmarks/claims_seeds.p
 
 
 def write_readme(table: str) -> None:
-    """The table between README.md's claims-seeds markers (temp file, then rename)."""
+    """The table between README.md's claims-seeds markers (medbridge.io.write_text: temp file, then rename)."""
+    from medbridge.io import write_text
+
     readme = (ROOT / "README.md").read_text()
     a, b = readme.index(README_START), readme.index(README_END) + len(README_END)
-    tmp = ROOT / ".README.md.tmp"
-    tmp.write_text(readme[:a] + f"{README_START}\n{table}\n{README_END}" + readme[b:])
-    tmp.replace(ROOT / "README.md")
+    write_text(ROOT / "README.md", readme[:a] + f"{README_START}\n{table}\n{README_END}" + readme[b:])
 
 
 def main() -> None:

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from medbridge.config import freeze_config
-from medbridge.artifacts.rq3 import rq3_models
+from medbridge.artifacts.rq3 import model_spec, rq3_models
 from medbridge.hub import dataset_repos
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
 from medbridge.generate.parts import generation_parts
@@ -220,7 +220,7 @@ RQ3_MODELS = rq3_models(config)
 
 def trained_spec(name):
     """{source, init, task} of a model the DAG trains."""
-    return MODELS[name] if name in MODELS else RQ3_MODELS[name]
+    return model_spec(config, name)
 
 
 def grpo_models():

@@ -1,7 +1,6 @@
 # Downloads run once, on the login node (local rules; compute nodes need no network): every hub model role and every
 # hub dataset the config reads into the configured hub cache (`hub_cache`), which the jobs then read offline; the
 # MedMNIST+ files. Local rules only download and checksum (the profile caps how many run at once: local-cores).
-import re
 from pathlib import Path
 
 HUB_CACHE = config.get("hub_cache")

@@ -224,7 +224,7 @@ def test_the_parts_of_a_run_split_its_shards_round_robin():
     assert owned == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]  # every part a share of every stretch; each shard once
 
 
-def _many(tmp_path, cfg, n_items: int) -> EvalJob:
+def _many(tmp_path, n_items: int) -> EvalJob:
     items = tmp_path / f"items-{n_items}.jsonl"
     write_jsonl(items, [_item(i) for i in range(n_items)])
     return EvalJob(str(items), str(tmp_path / f"gen-{n_items}.jsonl"))
@@ -232,7 +232,7 @@ def _many(tmp_path, cfg, n_items: int) -> EvalJob:
 
 def test_a_part_generates_only_its_shards_and_assembling_names_the_rest_by_part(setup, tmp_path):
     cfg, _, _ = setup
-    job = _many(tmp_path, cfg, 6)  # shard_size 2: three shards
+    job = _many(tmp_path, 6)  # shard_size 2: three shards
     gen_run.generate_shards(cfg, "base", [job], "cpu", None, part=gen_run.Part(2, 3))
     assert CountingBackend.calls == ["organ-2", "organ-3"]  # shard 1 of 0..2
     with pytest.raises(gen_run.MedbridgeError) as err:
@@ -250,22 +250,22 @@ def test_a_part_generates_only_its_shards_and_assembling_names_the_rest_by_part(
 
 def test_assembling_lists_five_missing_shards_then_an_ellipsis(setup, tmp_path):
     cfg, _, _ = setup
-    job = _many(tmp_path, cfg, 14)  # seven shards, none made
+    job = _many(tmp_path, 14)  # seven shards, none made
     with pytest.raises(gen_run.MedbridgeError) as err:
         gen_run.assemble(cfg, "base", [job], None, "cpu", parts=None)
     msg = str(err.value)
     assert msg.startswith("7 of 7 generation shards")
     assert [f"shard-0000{i}.jsonl" in msg for i in range(7)] == [True] * 5 + [False] * 2
     assert "shard-00004.jsonl ...; run" in msg and "(part" not in msg
-    six = _many(tmp_path, cfg, 10)  # five shards: all listed, no ellipsis
+    five = _many(tmp_path, 10)  # five shards: all listed, no ellipsis
     with pytest.raises(gen_run.MedbridgeError, match=r"shard-00004\.jsonl; run"):
-        gen_run.assemble(cfg, "base", [six], None, "cpu")
+        gen_run.assemble(cfg, "base", [five], None, "cpu")
 
 
 def test_an_assembling_job_reports_the_device_its_shards_were_made_on(setup, tmp_path):
     cfg, job, _ = setup  # made on the cpu by the fixture
     assert gen_run.shard_device(cfg, "base", [job], None) == "cpu"
-    other = _many(tmp_path, cfg, 4)
+    other = _many(tmp_path, 4)
     assert gen_run.shard_device(cfg, "base", [other], None) == "cpu"  # no shard made yet: the default
     gen_run.generate_shards(cfg, "base", [other], "cuda", None)
     assert gen_run.shard_device(cfg, "base", [other], None) == "gpu"

@@ -109,8 +109,8 @@ def arch_of(cfg: dict, name: str, vision_params: float) -> Arch | None:
     """A role's Arch: its config.json when readable, else its `memory` keys; a trained model has its init's."""
     from medbridge.artifacts.rq3 import model_spec
 
-    if name not in cfg["models"] and model_spec(cfg, name):  # an RQ3 grid model: its init's architecture
-        return arch_of(cfg, model_spec(cfg, name)["init"], vision_params)
+    if name not in cfg["models"] and (grid := model_spec(cfg, name)):  # an RQ3 grid model: its init's architecture
+        return arch_of(cfg, grid["init"], vision_params)
     spec = cfg["models"][name]
     where = role_dir(cfg, name)
     found = arch_from_dir(where, vision_params) if where else None
