@@ -41,9 +41,23 @@ def run_seed(configfile: str, run: str, seed: int, cores: int, settings: str = "
     target = f"results/{run}/artifacts/claims.md"
     t0 = time.perf_counter()
     overrides = [f"run_name={run}", f"seed={seed}"] + ([f"set={settings}"] if settings else [])
-    proc = subprocess.run([SNAKEMAKE, target, "--cores", str(cores), "--configfile", configfile,
-                           "--config", *overrides, "--quiet", "all"],
-                          cwd=ROOT, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            SNAKEMAKE,
+            target,
+            "--cores",
+            str(cores),
+            "--configfile",
+            configfile,
+            "--config",
+            *overrides,
+            "--quiet",
+            "all",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"snakemake failed on seed {seed}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
     return time.perf_counter() - t0
@@ -96,24 +110,32 @@ def seed_report(run_dir: Path, seed: int, wall: float) -> dict:
     c1, c2, c3 = (claims.iloc[i] for i in range(3))
     up, down, same = item_changes(*(run_dir / "metrics" / m / f"{task}.json" for m in ("sft", rl)))
     return {
-        "seed": seed, "n_items": int(c1.n_items), "task": task, "wall_s": wall,
+        "seed": seed,
+        "n_items": int(c1.n_items),
+        "task": task,
+        "wall_s": wall,
         "held": ["held" if h else "NOT held" for h in claims.held],
         "claim1": f"Pass@K {change(c1.before, c1.after, c1.ci_low, c1.ci_high)}",
         "claim2": f"{change(c2.before, c2.after, c2.ci_low, c2.ci_high)}",
-        "greedy": (change(c2.beside_before, c2.beside_after, c2.beside_ci_low, c2.beside_ci_high)
-                   if "beside_before" in claims and not pd.isna(c2.beside_before) else "n/a"),
+        "greedy": (
+            change(c2.beside_before, c2.beside_after, c2.beside_ci_low, c2.beside_ci_high)
+            if "beside_before" in claims and not pd.isna(c2.beside_before)
+            else "n/a"
+        ),
         "claim3": f"{change(c3.before, c3.after, c3.ci_low, c3.ci_high)}",
         "reward": reward_curve(run_dir / "models" / rl / "training_log.csv"),
         "agree": {m: letter_agrees(run_dir / "generations" / m / f"{task}.jsonl") for m in ("sft", rl)},
         "items": (up, down, same),
         "numbers": claims.numbers.tolist(),
-    }  # fmt: skip
+    }
 
 
 def readme_table(reports: list[dict], configfile: str) -> str:
-    head = ("| seed | 1. support: Pass@8 base -> sft | 2. sharpening: Acc@1 (mean of samples) sft -> GRPO | "
-            "greedy Acc@1 beside it | 3. GRPO from base: Acc@1 | training reward (first -> last fifth) |\n"
-            "|---|---|---|---|---|---|\n")  # fmt: skip
+    head = (
+        "| seed | 1. support: Pass@8 base -> sft | 2. sharpening: Acc@1 (mean of samples) sft -> GRPO | "
+        "greedy Acc@1 beside it | 3. GRPO from base: Acc@1 | training reward (first -> last fifth) |\n"
+        "|---|---|---|---|---|---|\n"
+    )
     rows = "".join(
         f"| {r['seed']} | {r['claim1'].removeprefix('Pass@K ')} ({r['held'][0]}) | {r['claim2']} ({r['held'][1]}) | "
         f"{r['greedy']} | {r['claim3']} ({r['held'][2]}) | {r['reward'][0]:.2f} -> {r['reward'][-1]:.2f} |\n"
@@ -121,9 +143,11 @@ def readme_table(reports: list[dict], configfile: str) -> str:
     )
     n = reports[0]["n_items"]
     held2 = sum(r["held"][1] == "held" for r in reports)
-    return (f"{head}{rows}\n`{configfile}`, {n} eval items of {reports[0]['task']}, pp with paired 95% bootstrap CIs; "
-            f"sharpening held on {held2} of {len(reports)} seeds. Remake: "
-            f"`.venv/bin/python benchmarks/claims_seeds.py --configfile {configfile} --readme`.")  # fmt: skip
+    return (
+        f"{head}{rows}\n`{configfile}`, {n} eval items of {reports[0]['task']}, pp with paired 95% bootstrap CIs; "
+        f"sharpening held on {held2} of {len(reports)} seeds. Remake: "
+        f"`.venv/bin/python benchmarks/claims_seeds.py --configfile {configfile} --readme`."
+    )
 
 
 README_START, README_END = "<!-- claims-seeds: made by benchmarks/claims_seeds.py -->", "<!-- claims-seeds: end -->"
@@ -162,16 +186,22 @@ def main() -> None:
         print(f"\n== seed {seed}: {r['n_items']} eval items of {r['task']}, {wall:.0f} s ==")
         for held, numbers in zip(r["held"], r["numbers"], strict=True):
             print(f"  {held}: {numbers}")
-        print("  training reward of GRPO from sft (accuracy, mean per fifth of the steps): "
-              + " -> ".join(f"{v:.2f}" for v in r["reward"]))  # fmt: skip
-        print("  letter agrees with the class named in <think> (greedy / samples): "
-              + "; ".join(f"{m} {g:.2f} / {s:.2f}" for m, (g, s) in r["agree"].items()))  # fmt: skip
+        print(
+            "  training reward of GRPO from sft (accuracy, mean per fifth of the steps): "
+            + " -> ".join(f"{v:.2f}" for v in r["reward"])
+        )
+        print(
+            "  letter agrees with the class named in <think> (greedy / samples): "
+            + "; ".join(f"{m} {g:.2f} / {s:.2f}" for m, (g, s) in r["agree"].items())
+        )
         print("  items whose sample mean went up / down / stayed (sft -> GRPO): %d / %d / %d" % r["items"])
         if not args.keep:
             shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
     total = time.perf_counter() - t_all
-    print(f"\nwall time, {len(args.seeds)} seeds on {args.cores} cores: {total:.0f} s (budget 1200 s)"
-          + (f"; settings changed: {args.set}" if args.set else ""))  # fmt: skip
+    print(
+        f"\nwall time, {len(args.seeds)} seeds on {args.cores} cores: {total:.0f} s (budget 1200 s)"
+        + (f"; settings changed: {args.set}" if args.set else "")
+    )
     table = readme_table(reports, args.configfile)
     print("\nREADME table:\n")
     print(table)

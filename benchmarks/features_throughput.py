@@ -41,8 +41,18 @@ def main() -> None:
     images = np.random.default_rng(0).integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8)
 
     def rate(workers: int) -> float:
-        embed_images(tower, processor, images[: args.batch], "merger", args.batch, "cpu", size,
-                     train_transform(aug), [0], workers)  # fmt: skip  (warm-up)
+        embed_images(
+            tower,
+            processor,
+            images[: args.batch],
+            "merger",
+            args.batch,
+            "cpu",
+            size,
+            train_transform(aug),
+            [0],
+            workers,
+        )  # (warm-up)
         t0 = time.perf_counter()
         embed_images(tower, processor, images, "merger", args.batch, "cpu", size, train_transform(aug), [0], workers)
         return len(images) / (time.perf_counter() - t0)

@@ -38,8 +38,11 @@ MODULES: dict[str, list[str]] = {
     "score/passk.py": ["tests/test_passk.py", "tests/test_mutants_metrics.py"],
     "score/extract.py": ["tests/test_extract.py", "tests/test_mutants_text.py"],
     "score/stats.py": ["tests/test_stats.py", "tests/test_mutants_metrics.py"],
-    "score/metrics.py": ["tests/test_mutants_metrics.py", "tests/test_mutants_audit.py",
-                         "tests/test_generate.py::test_metrics_on_constructed_rows"],  # fmt: skip
+    "score/metrics.py": [
+        "tests/test_mutants_metrics.py",
+        "tests/test_mutants_audit.py",
+        "tests/test_generate.py::test_metrics_on_constructed_rows",
+    ],
     "train/rewards.py": ["tests/test_rewards.py", "tests/test_mutants_text.py", NOT_A_LETTER],
     "train/care.py": ["tests/test_care.py", "tests/test_mutants_care.py"],
     "recipe.py": ["tests/test_recipe.py", "tests/test_mutants_recipe.py"],
@@ -52,12 +55,32 @@ MODULES |= {f"plan/{m}.py": PLAN_TESTS for m in ("sizes", "assumptions", "costs"
 # tests of a listed file that are not fast (a Snakemake subprocess): left out of every mutant's run
 DESELECT = ["tests/test_config.py::test_snakemake_configfile_with_exponent_floats"]
 
-_PARTNERS = {"Add": ["Sub"], "Sub": ["Add"], "Mul": ["Div"], "Div": ["Mul"], "FloorDiv": ["Div"], "Mod": ["FloorDiv"],
-             "Pow": ["Mul"], "BitOr": ["BitAnd"], "BitAnd": ["BitOr"], "BitXor": ["BitOr"], "LShift": ["RShift"],
-             "RShift": ["LShift"]}  # fmt: skip
-_COMPARISONS = {"Lt": ["LtE", "GtE"], "LtE": ["Lt", "Gt"], "Gt": ["GtE", "LtE"], "GtE": ["Gt", "Lt"],
-                "Eq": ["NotEq"], "NotEq": ["Eq"], "Is": ["IsNot"], "IsNot": ["Is"], "In": ["NotIn"],
-                "NotIn": ["In"]}  # fmt: skip
+_PARTNERS = {
+    "Add": ["Sub"],
+    "Sub": ["Add"],
+    "Mul": ["Div"],
+    "Div": ["Mul"],
+    "FloorDiv": ["Div"],
+    "Mod": ["FloorDiv"],
+    "Pow": ["Mul"],
+    "BitOr": ["BitAnd"],
+    "BitAnd": ["BitOr"],
+    "BitXor": ["BitOr"],
+    "LShift": ["RShift"],
+    "RShift": ["LShift"],
+}
+_COMPARISONS = {
+    "Lt": ["LtE", "GtE"],
+    "LtE": ["Lt", "Gt"],
+    "Gt": ["GtE", "LtE"],
+    "GtE": ["Gt", "Lt"],
+    "Eq": ["NotEq"],
+    "NotEq": ["Eq"],
+    "Is": ["IsNot"],
+    "IsNot": ["Is"],
+    "In": ["NotIn"],
+    "NotIn": ["In"],
+}
 
 
 def excluded_operators() -> list[str]:
@@ -77,8 +100,13 @@ def excluded_operators() -> list[str]:
 
 def project_copy(dest: Path) -> Path:
     """The checkout's files as git sees them (tracked and untracked, not ignored), plus an empty results/."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True,
-                           capture_output=True).stdout.decode().split("\0")  # fmt: skip
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=ROOT, check=True, capture_output=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for f in filter(None, files):
         src = ROOT / f
         if src.is_file():
@@ -125,9 +153,11 @@ def run_module(module: str, workdir: Path, dry_run: bool, sample: int) -> dict:
         f"exclude-operators = {json.dumps(excluded_operators())}\n"
     )
     session = copy / "session.sqlite"
-    for step in (["cosmic_ray.cli", "init", str(config), str(session)],
-                 ["cosmic_ray.tools.filters.operators_filter", str(session), str(config)],
-                 ["cosmic_ray.tools.filters.pragma_no_mutate", str(session)]):  # fmt: skip
+    for step in (
+        ["cosmic_ray.cli", "init", str(config), str(session)],
+        ["cosmic_ray.tools.filters.operators_filter", str(session), str(config)],
+        ["cosmic_ray.tools.filters.pragma_no_mutate", str(session)],
+    ):
         proc = _cr(step, copy, env)
         if proc.returncode:
             return {"module": module, "error": f"{' '.join(step)}: {proc.stderr[-2000:]}"}
@@ -135,8 +165,13 @@ def run_module(module: str, workdir: Path, dry_run: bool, sample: int) -> dict:
     total = len(_dump(copy, env, pending_only=True))
     sample_out(session, sample, seed=module)
     pending = _dump(copy, env, pending_only=True)
-    out = {"module": module, "tests": MODULES[module], "baseline_s": round(baseline_s, 1), "mutants": len(pending),
-           "of": total}  # fmt: skip
+    out = {
+        "module": module,
+        "tests": MODULES[module],
+        "baseline_s": round(baseline_s, 1),
+        "mutants": len(pending),
+        "of": total,
+    }
     if dry_run:
         return out
     t0 = time.monotonic()
@@ -149,8 +184,12 @@ def run_module(module: str, workdir: Path, dry_run: bool, sample: int) -> dict:
     # cosmic-ray could not make the mutant (an operator's own error): no mutant, left out of the score
     errors = [(item, res) for item, res in done if res["worker_outcome"] == "exception"]
     out["mutants"] -= len(errors)
-    out |= {"caught": sum(res["test_outcome"] == "killed" for _, res in done), "survived": len(survivors),
-            "errors": len(errors), "survivors": [_describe(item, res) for item, res in survivors]}  # fmt: skip
+    out |= {
+        "caught": sum(res["test_outcome"] == "killed" for _, res in done),
+        "survived": len(survivors),
+        "errors": len(errors),
+        "survivors": [_describe(item, res) for item, res in survivors],
+    }
     return out
 
 
@@ -207,8 +246,14 @@ def _describe(item: dict, res: dict) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--modules", nargs="+", default=list(MODULES), choices=list(MODULES), metavar="MODULE",
-                   help=f"modules under {PKG} (default: all): {', '.join(MODULES)}")  # fmt: skip
+    p.add_argument(
+        "--modules",
+        nargs="+",
+        default=list(MODULES),
+        choices=list(MODULES),
+        metavar="MODULE",
+        help=f"modules under {PKG} (default: all): {', '.join(MODULES)}",
+    )
     p.add_argument("--jobs", type=int, default=2, help="modules mutated at once, each in its own copy (default 2)")
     p.add_argument(
         "--sample",

@@ -34,8 +34,10 @@ def main() -> None:
     cfg = validate_config(yaml.safe_load((PROJECT_ROOT / "config" / "config.yaml").read_text()))
     tmp = Path(tempfile.mkdtemp())
     build_tiny_model(tmp / "model", tokenizer_corpus(cfg["data"]["datasets"]), cfg["tiny_model"], cfg["seed"])
-    save_npz(tmp / npz_name("organamnist", 64),
-             **make_synthetic("organamnist", 64, {"train": 11, "val": 11, "test": 4 * 11}, 0.35, 0))  # fmt: skip
+    save_npz(
+        tmp / npz_name("organamnist", 64),
+        **make_synthetic("organamnist", 64, {"train": 11, "val": 11, "test": 4 * 11}, 0.35, 0),
+    )
     items = make_items("organamnist", tmp / npz_name("organamnist", 64), "test", 4, 0)[: args.items]
     cfg["models"] = {"base": {"source": "local", "path": str(tmp / "model")}}
     cfg["evaluate"].update(models=["base"], batch_size=args.items)
@@ -61,7 +63,9 @@ def main() -> None:
     loop = time.perf_counter() - t0
 
     work = len(items) * args.samples
-    print(f"items={len(items)} samples={args.samples} max_new_tokens={args.max_new_tokens} threads={torch.get_num_threads()}")
+    print(
+        f"items={len(items)} samples={args.samples} max_new_tokens={args.max_new_tokens} threads={torch.get_num_threads()}"
+    )
     print(f"batched HF backend : {work / batched:8.1f} question-samples/s ({batched:.2f} s, greedy included)")
     print(f"one-at-a-time loop : {work / loop:8.1f} question-samples/s ({loop:.2f} s, greedy included)")
     print(f"speed-up           : {loop / batched:8.1f}x")

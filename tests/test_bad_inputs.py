@@ -45,7 +45,9 @@ def assert_fails(proc, *needles):
 
 
 def test_unknown_config_key(cfg_file):
-    assert_fails(cli("validate-config", "--config", cfg_file(evaluate__temprature=0.5)), "unknown key(s) ['temprature']")
+    assert_fails(
+        cli("validate-config", "--config", cfg_file(evaluate__temprature=0.5)), "unknown key(s) ['temprature']"
+    )
 
 
 def test_wrong_type(cfg_file):
@@ -53,17 +55,32 @@ def test_wrong_type(cfg_file):
 
 
 def test_unknown_model_role(cfg_file):
-    assert_fails(cli("validate-config", "--config", cfg_file(evaluate__models=["base", "gpt"])), "unknown model role 'gpt'")
+    assert_fails(
+        cli("validate-config", "--config", cfg_file(evaluate__models=["base", "gpt"])), "unknown model role 'gpt'"
+    )
 
 
 def test_unknown_dataset(cfg_file, tmp_path):
-    assert_fails(cli("data", "--config", cfg_file(), "--dataset", "cifar10", "--out", str(tmp_path / "x.npz")),
-                 "unknown dataset 'cifar10'")  # fmt: skip
+    assert_fails(
+        cli("data", "--config", cfg_file(), "--dataset", "cifar10", "--out", str(tmp_path / "x.npz")),
+        "unknown dataset 'cifar10'",
+    )
 
 
 def test_missing_npz(cfg_file, tmp_path):
-    proc = cli("items", "--config", cfg_file(), "--dataset", "organamnist", "--npz", str(tmp_path / "none.npz"),
-               "--split", "test", "--out", str(tmp_path / "items.jsonl"))  # fmt: skip
+    proc = cli(
+        "items",
+        "--config",
+        cfg_file(),
+        "--dataset",
+        "organamnist",
+        "--npz",
+        str(tmp_path / "none.npz"),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "items.jsonl"),
+    )
     assert_fails(proc, "is missing", "snakemake")
     assert not (tmp_path / "items.jsonl").exists()
 
@@ -73,8 +90,19 @@ def test_corrupt_npz(cfg_file, tmp_path, synthetic_dir, damage):
     good = (synthetic_dir / npz_name("organamnist", 64)).read_bytes()
     bad = tmp_path / "organamnist_64.npz"
     bad.write_bytes(good[:1000] if damage == "truncated" else b"not a zip file at all")
-    proc = cli("items", "--config", cfg_file(), "--dataset", "organamnist", "--npz", str(bad), "--split", "test",
-               "--out", str(tmp_path / "items.jsonl"))  # fmt: skip
+    proc = cli(
+        "items",
+        "--config",
+        cfg_file(),
+        "--dataset",
+        "organamnist",
+        "--npz",
+        str(bad),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "items.jsonl"),
+    )
     assert_fails(proc, "corrupt or truncated", "remake")
 
 
@@ -82,27 +110,59 @@ def test_labels_out_of_range_and_wrong_image_shape(cfg_file, tmp_path):
     arrays = make_synthetic("breastmnist", 64, {"train": 4, "val": 4, "test": 4}, 0.3, 0)
     arrays["test_labels"][1, 0] = 7
     save_npz(tmp_path / "labels.npz", **arrays)
-    proc = cli("items", "--config", cfg_file(), "--dataset", "breastmnist", "--npz", str(tmp_path / "labels.npz"),
-               "--split", "test", "--out", str(tmp_path / "i.jsonl"))  # fmt: skip
+    proc = cli(
+        "items",
+        "--config",
+        cfg_file(),
+        "--dataset",
+        "breastmnist",
+        "--npz",
+        str(tmp_path / "labels.npz"),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "i.jsonl"),
+    )
     assert_fails(proc, "labels out of range", "allows 0..1")
     arrays = make_synthetic("breastmnist", 64, {"train": 4, "val": 4, "test": 4}, 0.3, 0)
     arrays["test_images"] = np.zeros((4, 64, 64, 3), np.uint8)
     save_npz(tmp_path / "shape.npz", **arrays)
-    proc = cli("items", "--config", cfg_file(), "--dataset", "breastmnist", "--npz", str(tmp_path / "shape.npz"),
-               "--split", "test", "--out", str(tmp_path / "i.jsonl"))  # fmt: skip
+    proc = cli(
+        "items",
+        "--config",
+        cfg_file(),
+        "--dataset",
+        "breastmnist",
+        "--npz",
+        str(tmp_path / "shape.npz"),
+        "--split",
+        "test",
+        "--out",
+        str(tmp_path / "i.jsonl"),
+    )
     assert_fails(proc, "needs uint8 (4, 64, 64)")
 
 
 def test_empty_item_set_and_broken_line(cfg_file, tmp_path):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
-    proc = cli("generate", "--config", cfg_file(), "--model", "base", "--items", str(empty), "--out",
-               str(tmp_path / "g.jsonl"))  # fmt: skip
+    proc = cli(
+        "generate", "--config", cfg_file(), "--model", "base", "--items", str(empty), "--out", str(tmp_path / "g.jsonl")
+    )
     assert_fails(proc, "holds no items")
     broken = tmp_path / "broken.jsonl"
     broken.write_text('{"id": "a"}\n{"id": \n')
-    proc = cli("generate", "--config", cfg_file(), "--model", "base", "--items", str(broken), "--out",
-               str(tmp_path / "g.jsonl"))  # fmt: skip
+    proc = cli(
+        "generate",
+        "--config",
+        cfg_file(),
+        "--model",
+        "base",
+        "--items",
+        str(broken),
+        "--out",
+        str(tmp_path / "g.jsonl"),
+    )
     assert_fails(proc, "broken.jsonl:2 is not valid JSON")
     assert not (tmp_path / "g.jsonl").exists()
 
@@ -122,8 +182,13 @@ def test_junk_model_output_counts_as_wrong_never_crashes():
 def test_judge_model_unavailable(cfg_with_local_model, tmp_path):
     from medbridge.score.judge import VLMJudge
 
-    row = {"id": "q", "answer": "A", "options": {"A": "x", "B": "y"},
-           "greedy": {"text": "maybe", "choice": None, "method": "none", "correct": False}, "samples": []}  # fmt: skip
+    row = {
+        "id": "q",
+        "answer": "A",
+        "options": {"A": "x", "B": "y"},
+        "greedy": {"text": "maybe", "choice": None, "method": "none", "correct": False},
+        "samples": [],
+    }
     with pytest.raises(MedbridgeError, match="no `judge` model role"):
         VLMJudge(cfg_with_local_model)([row])
     cfg = json.loads(json.dumps(cfg_with_local_model))

@@ -24,8 +24,8 @@ S = CareSettings(conf_margin=0.01, bonus_weight=0.5, conf_clamp=0.95)
 
 
 def test_bonus_on_hand_computed_groups():
-    acc = torch.tensor([1.0, 1.0, 0.0, 1.0,   0.0, 0.0, 0.0, 0.0,   1.0, 1.0, 1.0, 1.0])  # fmt: skip
-    p = torch.tensor([0.90, 0.50, 0.95, 0.60,   0.9, 0.9, 0.9, 0.9,   0.95, 0.95, 0.30, 0.80])  # fmt: skip
+    acc = torch.tensor([1.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    p = torch.tensor([0.90, 0.50, 0.95, 0.60, 0.9, 0.9, 0.9, 0.9, 0.95, 0.95, 0.30, 0.80])
     d = care_bonus(acc, p, num_generations=4, s=S)
     # group 1: mean acc 0.75 -> accurate {0, 1, 3}; mean p over them 2.0/3 = 0.6667 -> confident p >= 0.6567
     # group 2: nobody accurate -> no bonus (and no reference mean)
@@ -34,16 +34,16 @@ def test_bonus_on_hand_computed_groups():
     assert d.confident[:4].tolist() == [True, False, True, False]  # the wrong rollout is confident, but not accurate
     assert d.confident[4:8].tolist() == [False] * 4
     assert d.confident[8:].tolist() == [True, True, False, True]
-    assert d.bonus.tolist() == pytest.approx([0.5, 0, 0, 0,   0, 0, 0, 0,   0.5, 0.5, 0, 0.5])  # fmt: skip
+    assert d.bonus.tolist() == pytest.approx([0.5, 0, 0, 0, 0, 0, 0, 0, 0.5, 0.5, 0, 0.5])
     assert d.ref_mean[0].item() == pytest.approx(2.0 / 3) and math.isnan(d.ref_mean[1].item())
 
 
 def test_statistics_are_per_group_not_per_batch():
     # The same rollout (acc 1, p 0.5) sits once in a group of strong peers and once among weak ones.
-    acc = torch.tensor([1.0, 1.0, 0.0, 0.0,   1.0, 0.0, 0.0, 0.0])  # fmt: skip
-    p = torch.tensor([0.5, 0.9, 0.1, 0.1,   0.5, 0.9, 0.9, 0.9])  # fmt: skip
+    acc = torch.tensor([1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0])
+    p = torch.tensor([0.5, 0.9, 0.1, 0.1, 0.5, 0.9, 0.9, 0.9])
     d = care_bonus(acc, p, num_generations=4, s=S)
-    assert d.bonus.tolist() == pytest.approx([0, 0.5, 0, 0,   0.5, 0, 0, 0])  # fmt: skip
+    assert d.bonus.tolist() == pytest.approx([0, 0.5, 0, 0, 0.5, 0, 0, 0])
     # Pooled over all 8, the group-2 rollout would face mean p 0.633 and lose its bonus.
     pooled = care_bonus(acc, p, num_generations=8, s=S)
     assert pooled.bonus[4].item() == 0.0
@@ -141,8 +141,13 @@ def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny
         full = torch.cat([enc["input_ids"], torch.tensor([ids])], 1)
         mm = torch.cat([enc["mm_token_type_ids"], torch.zeros(1, len(ids), dtype=torch.long)], 1)
         with torch.no_grad():
-            logits = model(input_ids=full, attention_mask=torch.ones_like(full), pixel_values=enc["pixel_values"],
-                           image_grid_thw=enc["image_grid_thw"], mm_token_type_ids=mm).logits[0]
+            logits = model(
+                input_ids=full,
+                attention_mask=torch.ones_like(full),
+                pixel_values=enc["pixel_values"],
+                image_grid_thw=enc["image_grid_thw"],
+                mm_token_type_ids=mm,
+            ).logits[0]
         logps = logits[enc["input_ids"].shape[1] - 1 : -1].log_softmax(-1).gather(-1, torch.tensor(ids)[:, None])[:, 0]
         pieces = [processor.tokenizer.decode([t], skip_special_tokens=True) for t in ids]
         span = torch.tensor(answer_token_mask(pieces), dtype=torch.bool)
@@ -154,8 +159,9 @@ def test_answer_confidence_is_the_reference_likelihood_of_the_answer_tokens(tiny
         assert "".join(pc for pc, m in zip(pieces, theirs) if m) == ">" + texts[j][-10]
         assert p_authors[j].item() == pytest.approx(logps[theirs].mean().exp().item(), rel=1e-4)
     empty = _rollouts(processor, ["<answer></answer>"])
-    assert answer_confidence(model, processor, [_prompt(image)], empty, clamp=0.95,
-                             span="content").item() == pytest.approx(0.95)  # fmt: skip
+    assert answer_confidence(
+        model, processor, [_prompt(image)], empty, clamp=0.95, span="content"
+    ).item() == pytest.approx(0.95)
     # the authors' span of an empty answer still holds the tag's ">": p is that token's probability
     assert answer_confidence(model, processor, [_prompt(image)], empty, clamp=1.0).item() < 0.95
 
@@ -172,9 +178,13 @@ def test_care_reward_function_gives_the_bonus_of_its_group(tiny):
     bonus.bind(fake_trainer, model)
     texts = ["<think>x</think><answer>B</answer>", "<think>x</think><answer>A</answer>"] * 2
     logged = {}
-    out = bonus(prompts=[_prompt(Image.new("RGB", (56, 56)))] * 4, completions=texts,
-                completion_ids=_rollouts(processor, texts), answer=["B", "B", "A", "C"],
-                log_metric=lambda k, v: logged.__setitem__(k, v))  # fmt: skip
+    out = bonus(
+        prompts=[_prompt(Image.new("RGB", (56, 56)))] * 4,
+        completions=texts,
+        completion_ids=_rollouts(processor, texts),
+        answer=["B", "B", "A", "C"],
+        log_metric=lambda k, v: logged.__setitem__(k, v),
+    )
     assert out == [0.5, 0.0, 0.0, 0.0]  # group 2 has no accurate rollout
     assert logged["care/bonus_rate"] == 0.25 and bonus.__name__ == "care_bonus"
     assert not model.training
@@ -187,10 +197,18 @@ def test_one_reference_forward_for_all_rollouts_equals_one_per_rollout(tiny):
 
     model, processor = tiny
     text_only = [{"role": "user", "content": [{"type": "text", "text": "Which? A or B, and why"}]}]
-    prompts = [_prompt(Image.new("RGB", (56, 56), (120, 30, 200))), _prompt(Image.new("RGB", (112, 84), (9, 200, 40))),
-               text_only, _prompt(Image.new("RGB", (84, 56), (200, 200, 0)))]  # fmt: skip
-    texts = ["<think>x</think><answer>B</answer>", "<think>a much longer thought here</think><answer>A</answer>",
-             "<answer></answer>", "<think>no answer tag at all"]  # fmt: skip
+    prompts = [
+        _prompt(Image.new("RGB", (56, 56), (120, 30, 200))),
+        _prompt(Image.new("RGB", (112, 84), (9, 200, 40))),
+        text_only,
+        _prompt(Image.new("RGB", (84, 56), (200, 200, 0))),
+    ]
+    texts = [
+        "<think>x</think><answer>B</answer>",
+        "<think>a much longer thought here</think><answer>A</answer>",
+        "<answer></answer>",
+        "<think>no answer tag at all",
+    ]
     comp = _rollouts(processor, texts)
     calls = []
     hook = model.register_forward_hook(lambda *a: calls.append(1))
@@ -199,8 +217,9 @@ def test_one_reference_forward_for_all_rollouts_equals_one_per_rollout(tiny):
             calls.clear()
             together = answer_confidence(model, processor, prompts, comp, clamp=1.0, span=span)
             assert len(calls) == 1  # one forward (one ZeRO-3 gather of the reference) for the 4 rollouts
-            alone = torch.cat([answer_confidence(model, processor, [p], [c], clamp=1.0, span=span)
-                               for p, c in zip(prompts, comp)])  # fmt: skip
+            alone = torch.cat(
+                [answer_confidence(model, processor, [p], [c], clamp=1.0, span=span) for p, c in zip(prompts, comp)]
+            )
             assert together.shape == (4,) and len(calls) == 5
             assert torch.allclose(together, alone, rtol=1e-5, atol=1e-6), (span, together, alone)
             # no <answer> tag: the authors' span is empty (mean log-prob 0); `content` reads the whole completion
@@ -213,8 +232,9 @@ def test_one_reference_forward_for_all_rollouts_equals_one_per_rollout(tiny):
 
 def _pair():
     torch.manual_seed(0)
-    policy, ref = (torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2))
-                   for _ in range(2))  # fmt: skip
+    policy, ref = (
+        torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.LayerNorm(4), torch.nn.Linear(4, 2)) for _ in range(2)
+    )
     with torch.no_grad():  # LayerNorm starts at ones and zeros in both: make every pair differ
         for p in policy.parameters():
             p.add_(torch.randn_like(p))
@@ -265,8 +285,9 @@ def test_ema_under_zero3_gathers_one_pair_at_a_time_and_keeps_rank_0s_update(mon
             return False
 
     for rank, moves in ((0, True), (1, False)):
-        fake = SimpleNamespace(zero=SimpleNamespace(GatheredParameters=Gathered),
-                               comm=SimpleNamespace(get_rank=lambda rank=rank: rank))  # fmt: skip
+        fake = SimpleNamespace(
+            zero=SimpleNamespace(GatheredParameters=Gathered), comm=SimpleNamespace(get_rank=lambda rank=rank: rank)
+        )
         monkeypatch.setitem(sys.modules, "deepspeed", fake)
         policy, ref = _pair()
         for i, p in enumerate([*policy.parameters(), *ref.parameters()]):

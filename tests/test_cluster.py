@@ -23,9 +23,25 @@ LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
 # The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
 # if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
 GPU_RULES = {"generate_part", "score", "features", "sft_model", "grpo_model", "pmc_label"}
-CPU_RULES = {"medmnist_npz", "medmnist_check", "mcq_items", "generate", "build_tiny", "table2", "fig1", "probe",
-             "table1", "fig2_rq3", "vqa_fixture", "vqa_items", "pmc_balance", "table3", "recipe", "comparison",
-             "report"}  # fmt: skip
+CPU_RULES = {
+    "medmnist_npz",
+    "medmnist_check",
+    "mcq_items",
+    "generate",
+    "build_tiny",
+    "table2",
+    "fig1",
+    "probe",
+    "table1",
+    "fig2_rq3",
+    "vqa_fixture",
+    "vqa_items",
+    "pmc_balance",
+    "table3",
+    "recipe",
+    "comparison",
+    "report",
+}
 # Lints the project accepts on purpose: every rule calls `{MEDBRIDGE} <verb> --config {CFG}` (docs/ARCHITECTURE.md).
 ACCEPTED_LINTS = {
     "Shell command directly uses variable MEDBRIDGE from outside of the rule",
@@ -76,13 +92,18 @@ def paper_dry_run(tmp_path_factory) -> str:
     """`.venv/bin/snakemake -n --profile profiles/slurm` (the real, unmodified profile, the README's style: the venv
     not activated) on the paper's RQ1/RQ2 path for one model (one generate and one score job cover all its eval sets), and the training of one RQ3 model."""
     env = apptainer_shim(tmp_path_factory)
-    targets = ["results/paper/metrics/base", "results/paper/features/base/breastmnist.npz",
-               "results/paper/models/rq3-base-organamnist"]  # fmt: skip
+    targets = [
+        "results/paper/metrics/base",
+        "results/paper/features/base/breastmnist.npz",
+        "results/paper/models/rq3-base-organamnist",
+    ]
     # --cores: a dry run caps threads at its cores (default 1); a cluster run caps them at nothing
     # config/paper.yaml's image is a template until the image is pushed; the Snakefile refuses it under apptainer
     image = "container_image=docker://example.org/medbridge@sha256:" + "0" * 64
-    proc = run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--cores", "1024", *targets,
-                "--config", image], env=env)  # fmt: skip
+    proc = run(
+        [str(BIN / "snakemake"), "--profile", "profiles/slurm", "-n", "--cores", "1024", *targets, "--config", image],
+        env=env,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc.stdout
 
@@ -213,8 +234,11 @@ def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile,
 def test_jobs_call_the_medbridge_of_their_environment(paper_dry_run):
     """Under --sdm apptainer the job runs `medbridge` of the image, never a path of the host's venv (the dry run
     runs the venv's snakemake with the venv's `medbridge` off PATH, as `.venv/bin/snakemake` does)."""
-    shell = [line.strip().removeprefix("Shell command: ") for line in paper_dry_run.splitlines()
-             if " --config results/paper/config.json" in line]  # fmt: skip
+    shell = [
+        line.strip().removeprefix("Shell command: ")
+        for line in paper_dry_run.splitlines()
+        if " --config results/paper/config.json" in line
+    ]
     assert len(shell) >= 5, paper_dry_run[-2000:]
     for cmd in shell:
         assert cmd.startswith("medbridge ") and str(BIN) not in cmd, cmd
@@ -263,8 +287,9 @@ with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
 def test_every_rule_names_the_image_and_the_conda_env(tmp_path):
     """Under --sdm apptainer every rule runs in the config's container_image; under --sdm conda in
     envs/medbridge.yaml. Parsed in tmp_path, so the frozen config lands there, not in the repository's results/."""
-    proc = subprocess.run([sys.executable, "-c", RULES_SOFTWARE, str(ROOT)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", RULES_SOFTWARE, str(ROOT)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line.split() for line in proc.stdout.splitlines() if len(line.split()) == 5]
     assert len(rows) > 5, proc.stdout
@@ -273,8 +298,11 @@ def test_every_rule_names_the_image_and_the_conda_env(tmp_path):
             assert image == "docker://example.org/medbridge:1", name
             assert env == str(ROOT / "envs" / "medbridge.yaml"), name
     # downloads run once on the login node (local rules), before the jobs that load what they fetched
-    assert {name for name, *_, local in rows if local == "True"} == {"download_model", "download_dataset",
-                                                                      "medmnist_npz"}  # fmt: skip
+    assert {name for name, *_, local in rows if local == "True"} == {
+        "download_model",
+        "download_dataset",
+        "medmnist_npz",
+    }
 
 
 def test_configs_name_an_image():

@@ -82,17 +82,31 @@ def test_bad_config_is_rejected_with_the_key_named(tiny_cfg, path, value, expect
 def test_cli_exits_nonzero_with_message(tmp_path, tiny_cfg):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(mutate(tiny_cfg, ("seed",), -1)))
-    proc = subprocess.run([sys.executable, "-m", "medbridge.cli", "validate-config", "--config", str(bad)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "medbridge.cli", "validate-config", "--config", str(bad)], capture_output=True, text=True
+    )
     assert proc.returncode == 2
     assert "seed" in proc.stderr and "minimum" in proc.stderr
 
 
 def test_overrides_merge_and_validate(tmp_path):
     out = tmp_path / "frozen.json"
-    proc = subprocess.run([sys.executable, "-m", "medbridge.cli", "freeze-config", "--config",
-                           str(ROOT / "config" / "config.yaml"), "--set", '{"seed": 7}', "--out", str(out)],
-                          capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medbridge.cli",
+            "freeze-config",
+            "--config",
+            str(ROOT / "config" / "config.yaml"),
+            "--set",
+            '{"seed": 7}',
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["seed"] == 7
 
@@ -130,8 +144,13 @@ def test_snakemake_configfile_with_exponent_floats(tmp_path, tiny_cfg):
     user = tmp_path / "user.yaml"
     user.write_text((ROOT / "config" / "config.yaml").read_text().replace("lr: 1.0e-4", "lr: 3e-5"))
     snakemake = Path(sys.executable).with_name("snakemake")
-    proc = subprocess.run([str(snakemake), "--list-rules", "--configfile", str(user)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(snakemake), "--list-rules", "--configfile", str(user)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "grpo_model" in proc.stdout
 
@@ -148,8 +167,11 @@ def test_one_nested_key_from_the_command_line_is_typed_by_the_schema(tiny_cfg):
     assert cfg["models"]["base"] == {"source": "tiny", "dtype": "float32"}
     assert cfg["vqa"]["pmc"]["categories"] == ["CT", "none"]
     validate_config(mutate(cfg, ("recipe", "k"), 4))
-    for bad, named in [("evaluate.n_sample=4", "'evaluate.n_sample'"), ("evaluat.n_samples=4", "'evaluat'"),
-                       ("seed", "not key=value")]:  # fmt: skip
+    for bad, named in [
+        ("evaluate.n_sample=4", "'evaluate.n_sample'"),
+        ("evaluat.n_samples=4", "'evaluat'"),
+        ("seed", "not key=value"),
+    ]:
         with pytest.raises(MedbridgeError, match=re.escape(named)):
             apply_set(copy.deepcopy(tiny_cfg), bad)
     # Snakemake's `--config 'evaluate={"n_samples": 4}'` hands nested values over as strings
@@ -163,8 +185,9 @@ def test_one_nested_key_from_the_command_line_is_typed_by_the_schema(tiny_cfg):
 def test_snakemake_answers_a_bad_override_in_one_line():
     snakemake = Path(sys.executable).with_name("snakemake")
     bad = "set=evaluate.n_samples=4 evaluate.backend=ollama"
-    proc = subprocess.run([str(snakemake), "--list-rules", "--config", bad], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(snakemake), "--list-rules", "--config", bad], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode != 0
     (line,) = [ln for ln in proc.stderr.splitlines() if "medbridge: config:" in ln]
     assert "evaluate.backend: 'ollama' is not allowed" in line and "Traceback" not in proc.stderr, proc.stderr

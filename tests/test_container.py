@@ -25,16 +25,20 @@ from .conftest import ROOT
 
 pytestmark = [
     pytest.mark.container,
-    pytest.mark.skipif(os.environ.get("MEDBRIDGE_TEST_CONTAINER") != "1",
-                       reason="opt-in: make test-container (root, podman, buildah, debootstrap; minutes)"),  # fmt: skip
+    pytest.mark.skipif(
+        os.environ.get("MEDBRIDGE_TEST_CONTAINER") != "1",
+        reason="opt-in: make test-container (root, podman, buildah, debootstrap; minutes)",
+    ),
 ]
 WORK = Path(os.environ.get("MEDBRIDGE_CONTAINER_WORK", "/var/tmp/medbridge-container"))
 BASE = "localhost/medbridge-cpu-base:bookworm"
 UV = "localhost/uv:0.13.0"
 IMAGE = "localhost/medbridge:cpu-test"
-UV_WHEEL = ("https://files.pythonhosted.org/packages/19/5a/"
-            "b57c401bf3032a382b745396a6fbb5a09f77b9f31e7d6217c7e320cf3148/uv-0.13.0-py3-none-musllinux_1_1_x86_64.whl",
-            "5cb956988442f5b1ca281344818a6b9fa296a799d7024cc53ae571d464150ca2")  # fmt: skip
+UV_WHEEL = (
+    "https://files.pythonhosted.org/packages/19/5a/"
+    "b57c401bf3032a382b745396a6fbb5a09f77b9f31e7d6217c7e320cf3148/uv-0.13.0-py3-none-musllinux_1_1_x86_64.whl",
+    "5cb956988442f5b1ca281344818a6b9fa296a799d7024cc53ae571d464150ca2",
+)
 # This machine's cgroups break crun; runc with explicit limits works (buildah: chroot isolation).
 RUN = ["podman", "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=20000:20000", "--ulimit", "nproc=4096:4096"]
 
@@ -75,8 +79,16 @@ def bases() -> str:
     if not _exists(BASE):
         rootfs = WORK / "rootfs"
         shutil.rmtree(rootfs, ignore_errors=True)
-        sh(["debootstrap", "--variant=minbase", "--include=python3.11,python3.11-dev", "bookworm", str(rootfs),
-            "http://deb.debian.org/debian"])  # fmt: skip
+        sh(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                "--include=python3.11,python3.11-dev",
+                "bookworm",
+                str(rootfs),
+                "http://deb.debian.org/debian",
+            ]
+        )
         trust_this_machines_cas(rootfs)
         sh(["tar", "-C", str(rootfs), "-cf", str(WORK / "rootfs.tar"), "."])
         sh(["podman", "import", str(WORK / "rootfs.tar"), BASE])
@@ -99,10 +111,35 @@ def bases() -> str:
 @pytest.fixture(scope="module")
 def image(bases) -> str:
     """buildah bud of containers/Dockerfile with the CPU build args (minutes: the lock comes from PyPI)."""
-    sh(["buildah", "bud", "--isolation", "chroot", "--ulimit", "nofile=20000:20000", "--layers", "--format", "docker",
-        "-f", "containers/Dockerfile", "--build-arg", f"BASE_IMAGE={BASE}", "--build-arg", f"UV_IMAGE={UV}",
-        "--build-arg", "LOCK=envs/requirements-cpu.txt", "--build-arg", f"PYTHON_VERSION={bases}",
-        "--build-arg", "CUDA=", "-t", IMAGE, "."], cwd=ROOT)  # fmt: skip
+    sh(
+        [
+            "buildah",
+            "bud",
+            "--isolation",
+            "chroot",
+            "--ulimit",
+            "nofile=20000:20000",
+            "--layers",
+            "--format",
+            "docker",
+            "-f",
+            "containers/Dockerfile",
+            "--build-arg",
+            f"BASE_IMAGE={BASE}",
+            "--build-arg",
+            f"UV_IMAGE={UV}",
+            "--build-arg",
+            "LOCK=envs/requirements-cpu.txt",
+            "--build-arg",
+            f"PYTHON_VERSION={bases}",
+            "--build-arg",
+            "CUDA=",
+            "-t",
+            IMAGE,
+            ".",
+        ],
+        cwd=ROOT,
+    )
     return IMAGE
 
 
@@ -111,8 +148,11 @@ def test_version_and_exact_environment(image):
     proc = sh(RUN + [image, "medbridge", "env", "--check", "--lock", "cpu", "--json", "-"])
     rec = json.loads(proc.stdout)
     assert rec["lock"]["different"] == {} and rec["lock"]["missing"] == []
-    assert rec["container"]["runtime"] == "podman" and rec["container"]["lock_sha256"] == hashlib.sha256(
-        (ROOT / "envs" / "requirements-cpu.txt").read_bytes()).hexdigest()  # fmt: skip
+    assert (
+        rec["container"]["runtime"] == "podman"
+        and rec["container"]["lock_sha256"]
+        == hashlib.sha256((ROOT / "envs" / "requirements-cpu.txt").read_bytes()).hexdigest()
+    )
     assert sh(RUN + [image, "gcc", "--version"]).stdout.startswith("gcc")  # Triton's launcher compiler
 
 
@@ -129,10 +169,25 @@ def test_one_tiny_rule_runs_inside(image, tmp_path):
     # podman does not tell a container its image's digest: whoever starts the job passes it (apptainer passes the
     # host's environment on; a `docker://...@sha256:` config reference is read from the config instead)
     digest = sh(["podman", "image", "inspect", "--format", "{{.Digest}}", image]).stdout.strip()
-    code = ("from medbridge.provenance import write_sidecar; "
-            "write_sidecar('results/tiny/models/base/config.json', {'seed': 0}, [])")  # fmt: skip
-    sh(RUN + ["-v", f"{tmp_path}:/work", "-w", "/work", "-e", f"MEDBRIDGE_IMAGE_DIGEST={digest}", image,
-              "python", "-c", code])  # fmt: skip
+    code = (
+        "from medbridge.provenance import write_sidecar; "
+        "write_sidecar('results/tiny/models/base/config.json', {'seed': 0}, [])"
+    )
+    sh(
+        RUN
+        + [
+            "-v",
+            f"{tmp_path}:/work",
+            "-w",
+            "/work",
+            "-e",
+            f"MEDBRIDGE_IMAGE_DIGEST={digest}",
+            image,
+            "python",
+            "-c",
+            code,
+        ]
+    )
     side = json.loads((model / "config.json.provenance.json").read_text())
     assert digest.startswith("sha256:") and side["container"]["digest"] == digest
     assert side["container"]["runtime"] == "podman"

@@ -29,9 +29,23 @@ def test_bad_config_stops_the_dag_at_once():
     assert "backend" in proc.stdout + proc.stderr
 
 
-ARTIFACTS = ["table1_probe.csv", "table1_probe.md", "table2_acc1.csv", "table2_acc1.md", "fig1_passk.csv",
-             "fig1_passk.png", "fig2_rq3_transfer.csv", "fig2_rq3_transfer.png", "table3_vqa.csv", "table3_vqa.md",
-             "recipe_decisions.csv", "comparison.csv", "comparison.md", "claims.csv", "claims.md"]  # fmt: skip
+ARTIFACTS = [
+    "table1_probe.csv",
+    "table1_probe.md",
+    "table2_acc1.csv",
+    "table2_acc1.md",
+    "fig1_passk.csv",
+    "fig1_passk.png",
+    "fig2_rq3_transfer.csv",
+    "fig2_rq3_transfer.png",
+    "table3_vqa.csv",
+    "table3_vqa.md",
+    "recipe_decisions.csv",
+    "comparison.csv",
+    "comparison.md",
+    "claims.csv",
+    "claims.md",
+]
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +76,11 @@ def test_tiny_dag_makes_every_artifact_with_provenance(two_tiny_runs):
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((run / "metrics").rglob("*.json"))
-            if not p.name.endswith(".provenance.json")]  # fmt: skip
+    return [
+        json.loads(p.read_text())
+        for p in sorted((run / "metrics").rglob("*.json"))
+        if not p.name.endswith(".provenance.json")
+    ]
 
 
 @pytest.mark.slow
@@ -122,15 +139,23 @@ def test_audit_recomputes_a_table2_cell_and_flags_a_hand_edit(two_tiny_runs):
     run = two_tiny_runs[1]
     table = str(run / "artifacts" / "table2_acc1.csv")
     medbridge = str(Path(sys.executable).with_name("medbridge"))
-    ok = subprocess.run([medbridge, "audit", table, "--model", "sft", "--column", "organamnist"], cwd=ROOT,
-                        capture_output=True, text=True)  # fmt: skip
+    ok = subprocess.run(
+        [medbridge, "audit", table, "--model", "sft", "--column", "organamnist"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0 and "verdict: MATCHES" in ok.stdout, ok.stdout + ok.stderr
     gen = run / "generations" / "sft" / "organamnist.jsonl"
     rows = [json.loads(line) for line in gen.read_text().splitlines()]
     rows[0]["greedy"]["text"] = "<answer>" + ("B" if rows[0]["answer"] == "A" else "A") + "</answer>"
     gen.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    bad = subprocess.run([medbridge, "audit", table, "--model", "sft", "--column", "organamnist"], cwd=ROOT,
-                         capture_output=True, text=True)  # fmt: skip
+    bad = subprocess.run(
+        [medbridge, "audit", table, "--model", "sft", "--column", "organamnist"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 1
     assert "hand-edited" in bad.stdout and "DOES NOT MATCH" in bad.stdout
 

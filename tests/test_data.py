@@ -77,8 +77,13 @@ def test_the_download_only_downloads_and_the_check_is_a_job(tmp_path, synthetic_
     from medbridge.data import medmnist
 
     src = synthetic_dir / npz_name("breastmnist", 64)
-    info = {"breastmnist": {**medmnist.medmnist_info()["breastmnist"], "url_64": src.as_uri(),
-                            "MD5_64": hashlib.md5(src.read_bytes()).hexdigest()}}  # fmt: skip
+    info = {
+        "breastmnist": {
+            **medmnist.medmnist_info()["breastmnist"],
+            "url_64": src.as_uri(),
+            "MD5_64": hashlib.md5(src.read_bytes()).hexdigest(),
+        }
+    }
     monkeypatch.setattr(medmnist, "medmnist_info", lambda: info)
     import shutil
 
@@ -96,12 +101,14 @@ def test_the_download_only_downloads_and_the_check_is_a_job(tmp_path, synthetic_
     cfg = tmp_path / "config.json"
     cfg.write_text(json.dumps(tiny_cfg))
     check = [sys.executable, "-m", "medbridge.cli", "data-check", "--config", str(cfg), "--dataset", "breastmnist"]
-    proc = subprocess.run([*check, "--npz", str(got), "--out", str(tmp_path / "ok.json")], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [*check, "--npz", str(got), "--out", str(tmp_path / "ok.json")], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads((tmp_path / "ok.json").read_text())["splits"]["train"]["n"] == 40
     bad = tmp_path / "bad.npz"
     bad.write_bytes(got.read_bytes()[:5000])
-    proc = subprocess.run([*check, "--npz", str(bad), "--out", str(tmp_path / "bad.json")], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [*check, "--npz", str(bad), "--out", str(tmp_path / "bad.json")], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 2 and "corrupt or truncated" in proc.stderr and not (tmp_path / "bad.json").exists()

@@ -103,8 +103,9 @@ def test_a_large_training_image_gets_one_size_for_loss_and_rollout(tmp_path):
     processor = types.SimpleNamespace(image_processor=trainer)
     assert with_fitted_images(ds, processor)[0]["images"][0].size == fitted.size != big.size
     # a checkpoint bound below the trainer's: the image fits both
-    small = types.SimpleNamespace(image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 3136,
-                                                                             "longest_edge": 200704}))  # fmt: skip
+    small = types.SimpleNamespace(
+        image_processor=Qwen2VLImageProcessor(size={"shortest_edge": 3136, "longest_edge": 200704})
+    )
     im = with_fitted_images(ds, processor, small)[0]["images"][0]
     assert im.size[0] * im.size[1] <= 200704 and grid(trainer, im) == grid(small.image_processor, im)
 

@@ -264,6 +264,11 @@ def test_a_bootstrapped_venv_is_exactly_the_lock():
     stamp = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()[:16]
     if not (Path(sys.prefix) / f".medbridge-installed-{stamp}").exists():  # the name bootstrap.sh gives its stamp
         pytest.skip("not a venv made by scripts/bootstrap.sh from the current lock (make test makes one)")
-    proc = subprocess.run([sys.executable, "-m", "medbridge.cli", "env", "--check", "--lock", "cpu"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-m", "medbridge.cli", "env", "--check", "--lock", "cpu"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr

@@ -14,8 +14,22 @@ from medbridge.io import write_jsonl
 
 
 def generate_cmd(cfg_path, items, out):
-    return [sys.executable, "-m", "medbridge.cli", "generate", "--config", str(cfg_path), "--model", "base",
-            "--items", str(items), "--out", str(out), "--device", "cpu"]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "medbridge.cli",
+        "generate",
+        "--config",
+        str(cfg_path),
+        "--model",
+        "base",
+        "--items",
+        str(items),
+        "--out",
+        str(out),
+        "--device",
+        "cpu",
+    ]
 
 
 @pytest.fixture()
@@ -57,8 +71,20 @@ def test_sigkilled_sampling_resumes_to_identical_output(sampling_job, tmp_path, 
 
 
 def train_cmd(verb, cfg_path, init, items, out):
-    return [sys.executable, "-m", "medbridge.cli", verb, "--config", str(cfg_path), "--init-model", str(init),
-            "--train-items", str(items), "--out", str(out)]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "medbridge.cli",
+        verb,
+        "--config",
+        str(cfg_path),
+        "--init-model",
+        str(init),
+        "--train-items",
+        str(items),
+        "--out",
+        str(out),
+    ]
 
 
 def weights(model_dir):
@@ -71,8 +97,9 @@ def weights(model_dir):
 def training_job(cfg_with_local_model, tiny_model_dir, synthetic_dir, tmp_path):
     cfg = cfg_with_local_model
     cfg["train"]["sft"].update(max_steps=12, save_steps=4, batch_size=4, prompts=["eval"], warmup_ratio=0.0)
-    cfg["train"]["grpo"].update(max_steps=6, save_steps=2, num_generations=8, batch_size=16, max_completion_length=24,
-                               lr=1e-3)
+    cfg["train"]["grpo"].update(
+        max_steps=6, save_steps=2, num_generations=8, batch_size=16, max_completion_length=24, lr=1e-3
+    )
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
     items = tmp_path / "train.jsonl"
@@ -134,8 +161,9 @@ def grpo_init(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("verb,kill_at_checkpoint", [("sft", 4), ("sft", 8), ("grpo", 4)])
-def test_sigkilled_training_resumes_from_its_checkpoint(request, training_job, tiny_model_dir, tmp_path, verb,
-                                                        kill_at_checkpoint, monkeypatch, capfd):  # fmt: skip
+def test_sigkilled_training_resumes_from_its_checkpoint(
+    request, training_job, tiny_model_dir, tmp_path, verb, kill_at_checkpoint, monkeypatch, capfd
+):
     from medbridge.train.common import init_source, load_weights
 
     cfg_path, items = training_job
@@ -145,8 +173,9 @@ def test_sigkilled_training_resumes_from_its_checkpoint(request, training_job, t
 
     out = tmp_path / "killed"
     work = tmp_path / ".killed.work"
-    proc = subprocess.Popen(train_cmd(verb, cfg_path, init, items, out), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        train_cmd(verb, cfg_path, init, items, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     checkpoint = work / f"checkpoint-{kill_at_checkpoint}"
     while time.time() < deadline and proc.poll() is None and not (checkpoint / "trainer_state.json").exists():

@@ -27,9 +27,25 @@ def test_docs_fidelity_is_the_rendered_ledger():
     ids = [r.id for r in LEDGER]
     assert len(ids) == len(set(ids))
     # the list of choices, each a row
-    for needed in ("eval-prompt", "chat-template", "sampling", "answer-extraction", "judge-scope", "balanced-subsets",
-                   "options", "retina-options", "probe-augment", "rewards", "care-span", "trl-knobs",
-                   "pmc-labelling", "table3-source", "med-r1", "recipe-split", "image-resolution"):  # fmt: skip
+    for needed in (
+        "eval-prompt",
+        "chat-template",
+        "sampling",
+        "answer-extraction",
+        "judge-scope",
+        "balanced-subsets",
+        "options",
+        "retina-options",
+        "probe-augment",
+        "rewards",
+        "care-span",
+        "trl-knobs",
+        "pmc-labelling",
+        "table3-source",
+        "med-r1",
+        "recipe-split",
+        "image-resolution",
+    ):
         assert needed in ids, needed
     assert "&lt;answer&gt;" in render_markdown()  # tags outside code spans survive Markdown rendering
 

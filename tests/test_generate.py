@@ -46,8 +46,15 @@ def test_vllm_requests_are_built_without_a_gpu(cfg_with_local_model, few_items):
     prompts, params = build_requests(processor, few_items, settings, seed=42, pixels={"max_pixels": 12845056})
     assert len(prompts) == len(params) == 2 * len(few_items)
     assert params[0] == {"n": 1, "temperature": 0.0, "max_tokens": 2048, "repetition_penalty": 1.0}
-    assert params[1] == {"n": 16, "temperature": 0.7, "top_p": 0.9, "top_k": 0, "repetition_penalty": 1.0,
-                         "max_tokens": 2048, "seed": params[1]["seed"]}  # every knob explicit, none inherited
+    assert params[1] == {
+        "n": 16,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "top_k": 0,
+        "repetition_penalty": 1.0,
+        "max_tokens": 2048,
+        "seed": params[1]["seed"],
+    }  # every knob explicit, none inherited
     assert params[1]["seed"] != params[3]["seed"]  # per-question seeds
     assert prompts[0]["prompt"].endswith("<|im_start|>assistant\n")
     assert prompts[0]["multi_modal_data"]["image"][0].mode == "RGB"
@@ -90,8 +97,11 @@ def test_generations_resume_and_metrics_recompute(cfg_with_local_model, few_item
 def test_metrics_on_constructed_rows():
     def row(greedy_ok, sample_oks):
         s = lambda ok: {"text": "", "choice": "A" if ok else "B", "method": "tag", "correct": ok}  # noqa: E731
-        return {"id": f"q{len(sample_oks)}-{greedy_ok}-{sum(sample_oks)}", "greedy": s(greedy_ok),
-                "samples": [s(o) for o in sample_oks]}  # fmt: skip
+        return {
+            "id": f"q{len(sample_oks)}-{greedy_ok}-{sum(sample_oks)}",
+            "greedy": s(greedy_ok),
+            "samples": [s(o) for o in sample_oks],
+        }
 
     rows = [row(True, [True, False, False, False]), row(False, [False] * 4), row(False, [True] * 4)]
     m = compute_metrics(rows, [1, 4], n_boot=0, seed=0, acc1="greedy")
@@ -127,8 +137,15 @@ def test_vlm_judge_redecides_unclear_answers_and_keeps_verdicts(cfg_with_local_m
     cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
     clean = {"text": "<answer>A</answer>", "choice": "A", "method": "tag", "correct": True}
     unclear = {"text": "probably the first one", "choice": None, "method": "none", "correct": False}
-    rows = [{"id": "q1", "answer": "A", "options": {"A": "x", "B": "y"}, "greedy": dict(clean),
-             "samples": [dict(unclear), dict(clean)]}]  # fmt: skip
+    rows = [
+        {
+            "id": "q1",
+            "answer": "A",
+            "options": {"A": "x", "B": "y"},
+            "greedy": dict(clean),
+            "samples": [dict(unclear), dict(clean)],
+        }
+    ]
     assert JUDGES["rule"](cfg)(rows, {}) == []
     verdicts = JUDGES["vlm"](cfg)(rows, {"q1": {"question": "Which?"}})
     assert len(verdicts) == 1 and verdicts[0]["response"] == "probably the first one"
@@ -159,8 +176,15 @@ def test_effective_settings_are_recorded(cfg_with_local_model, few_items, tmp_pa
     write_jsonl(items_path, few_items)
     run_generation(cfg, "base", [EvalJob(str(items_path), str(tmp_path / "g.jsonl"), n_samples=2)])
     settings = read_jsonl(tmp_path / "g.jsonl")[0]["settings"]
-    assert settings == {"n_samples": 2, "temperature": 0.8, "top_p": 0.95, "max_new_tokens": 5, "prompt": "eval",
-                        "top_k": 20, "repetition_penalty": 1.1}
+    assert settings == {
+        "n_samples": 2,
+        "temperature": 0.8,
+        "top_p": 0.95,
+        "max_new_tokens": 5,
+        "prompt": "eval",
+        "top_k": 20,
+        "repetition_penalty": 1.1,
+    }
 
 
 def test_one_run_many_eval_sets_one_model_load(cfg_with_local_model, synthetic_dir, tmp_path, monkeypatch):

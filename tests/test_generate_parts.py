@@ -22,9 +22,25 @@ from .conftest import consistent
 
 
 def generate_cmd(cfg_path, items, outs, shard_dir, *extra):
-    return [sys.executable, "-m", "medbridge.cli", "generate", "--config", str(cfg_path), "--model", "base",
-            "--items", *map(str, items), "--out", *map(str, outs), "--shard-dir", str(shard_dir),
-            "--device", "cpu", *extra]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "medbridge.cli",
+        "generate",
+        "--config",
+        str(cfg_path),
+        "--model",
+        "base",
+        "--items",
+        *map(str, items),
+        "--out",
+        *map(str, outs),
+        "--shard-dir",
+        str(shard_dir),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 @pytest.fixture()
@@ -51,9 +67,15 @@ def test_parts_at_once_over_stale_shards_assemble_to_the_one_job_run(two_eval_se
     (tmp_path / "stale.json").write_text(json.dumps(stale))
     subprocess.run(generate_cmd(tmp_path / "stale.json", sets, outs, shards), check=True, capture_output=True)
     receipts = [tmp_path / f"part-{i}.json" for i in (1, 2, 3)]
-    procs = [subprocess.Popen(generate_cmd(cfg_path, sets, outs, shards, "--part", f"{i}-of-3", "--receipt", r),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for i, r in zip((1, 2, 3), receipts)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            generate_cmd(cfg_path, sets, outs, shards, "--part", f"{i}-of-3", "--receipt", r),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i, r in zip((1, 2, 3), receipts)
+    ]
     for p in procs:
         out, _ = p.communicate(timeout=600)
         assert p.returncode == 0, out[-2000:]
@@ -68,7 +90,9 @@ def test_parts_at_once_over_stale_shards_assemble_to_the_one_job_run(two_eval_se
     made = {p: p.stat().st_mtime_ns for p in shards.glob("organ-*/shard-*.jsonl")}
     proc = subprocess.run(generate_cmd(cfg_path, sets, outs, shards, "--assemble", "3"), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert made == {p: p.stat().st_mtime_ns for p in shards.glob("organ-*/shard-*.jsonl")}  # assembling generates nothing
+    assert made == {
+        p: p.stat().st_mtime_ns for p in shards.glob("organ-*/shard-*.jsonl")
+    }  # assembling generates nothing
     for out, ref in zip(outs, reference):
         assert out.read_bytes() == ref.read_bytes()
         assert json.loads(out.with_name(out.name + ".provenance.json").read_text())["device"] == "cpu"
@@ -78,8 +102,11 @@ def test_a_missing_part_stops_the_assembly_naming_it(two_eval_sets, tmp_path):
     cfg, cfg_path, sets, _ = two_eval_sets
     shards, outs = tmp_path / "shards", [tmp_path / "gen" / s.name for s in sets]
     for i in (1, 3):
-        subprocess.run(generate_cmd(cfg_path, sets, outs, shards, "--part", f"{i}-of-3", "--receipt",
-                                    tmp_path / f"r{i}.json"), check=True, capture_output=True)  # fmt: skip
+        subprocess.run(
+            generate_cmd(cfg_path, sets, outs, shards, "--part", f"{i}-of-3", "--receipt", tmp_path / f"r{i}.json"),
+            check=True,
+            capture_output=True,
+        )
     proc = subprocess.run(generate_cmd(cfg_path, sets, outs, shards, "--assemble", "3"), capture_output=True, text=True)
     assert proc.returncode != 0
     assert "3 of 8 generation shards of base are missing" in proc.stderr and "(part 2-of-3)" in proc.stderr

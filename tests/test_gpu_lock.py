@@ -22,8 +22,9 @@ from .test_image_files import image_tree
 GPU_LOCK = "envs/requirements-gpu.txt"
 VENV = Path(os.environ.get("MEDBRIDGE_GPU_VENV", "/var/tmp/medbridge-gpu-venv"))
 
-pytestmark = pytest.mark.skipif(os.environ.get("MEDBRIDGE_TEST_GPU_LOCK") != "1",
-                                reason="opt-in: make test-gpu-lock (~11 GB, minutes)")  # fmt: skip
+pytestmark = pytest.mark.skipif(
+    os.environ.get("MEDBRIDGE_TEST_GPU_LOCK") != "1", reason="opt-in: make test-gpu-lock (~11 GB, minutes)"
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +36,21 @@ def gpu_python() -> Path:
     if not stamp.exists():
         if not (VENV / "bin" / "python").exists():
             subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(VENV / "bin/python"), "-m", "pip", "install", "--quiet", "--require-hashes", "--no-deps",
-                        "-r", str(ROOT / GPU_LOCK)], check=True, timeout=3600)  # fmt: skip
+        subprocess.run(
+            [
+                str(VENV / "bin/python"),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--require-hashes",
+                "--no-deps",
+                "-r",
+                str(ROOT / GPU_LOCK),
+            ],
+            check=True,
+            timeout=3600,
+        )
         stamp.touch()
     return VENV / "bin" / "python"
 
@@ -44,20 +58,27 @@ def gpu_python() -> Path:
 def test_the_gpu_images_checks_pass_on_its_lock(gpu_python, tmp_path):
     tree = image_tree(ROOT, tmp_path, {"LOCK": GPU_LOCK})
     # the image sets these (containers/Dockerfile); no GPU here, so no driver to check
-    env = {**os.environ, "PYTHONPATH": str(tree / "src"), "MEDBRIDGE_IMAGE_LOCK": str(tree / GPU_LOCK),
-           "MEDBRIDGE_IMAGE_CUDA": "13.0", "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(tree / "src"),
+        "MEDBRIDGE_IMAGE_LOCK": str(tree / GPU_LOCK),
+        "MEDBRIDGE_IMAGE_CUDA": "13.0",
+        "CUDA_VISIBLE_DEVICES": "",
+    }
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([str(gpu_python), *args], env=env, cwd=tree, capture_output=True, text=True,
-                              timeout=900)  # fmt: skip
+        proc = subprocess.run([str(gpu_python), *args], env=env, cwd=tree, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, f"{args}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
         return proc
 
     assert run("-m", "medbridge.cli", "--version").stdout.strip() == "medbridge 0.1.0"
     check = run("-m", "medbridge.cli", "env", "--check", "--lock", GPU_LOCK)
     assert "matches envs/requirements-gpu.txt" in check.stdout
-    line = run("-c", "import torch, torchvision, transformers, vllm, trl, deepspeed; "
-                     "print(torch.__version__, torch.version.cuda, vllm.__version__, trl.__version__)").stdout  # fmt: skip
+    line = run(
+        "-c",
+        "import torch, torchvision, transformers, vllm, trl, deepspeed; "
+        "print(torch.__version__, torch.version.cuda, vllm.__version__, trl.__version__)",
+    ).stdout
     torch_v, cuda, vllm_v, trl_v = line.splitlines()[-1].split()  # the last line: libraries may log before it
     from medbridge.environment import read_lock
 

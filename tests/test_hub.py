@@ -62,8 +62,10 @@ def fixture_dataset_cache(root: Path, cfg: dict) -> Path:
     from medbridge.data.vqa import get_adapter
     from medbridge.data.vqa.build import write_fixture
 
-    for name, repo_id, split in (("medvlthinker_eval", "UCSC-VLAA/MedVLThinker-Eval", "test"),
-                                 ("pmc_vqa_train", "UCSC-VLAA/MedVLThinker-pmc_vqa", "train")):  # fmt: skip
+    for name, repo_id, split in (
+        ("medvlthinker_eval", "UCSC-VLAA/MedVLThinker-Eval", "test"),
+        ("pmc_vqa_train", "UCSC-VLAA/MedVLThinker-pmc_vqa", "train"),
+    ):
         assert get_adapter(name).hub["id"] == repo_id
         raw = write_fixture(cfg, name, root / "fixtures" / name)
         make_hub_dataset_cache(root / "hub-cache", repo_id, {split: load_from_disk(str(raw / "default"))[split]})
@@ -88,16 +90,39 @@ def clean_env(tmp_path: Path) -> dict:
 
 
 def medbridge(args, tmp_path, **kw):
-    return subprocess.run([sys.executable, "-m", "medbridge.cli", *args], cwd=tmp_path, env=clean_env(tmp_path),
-                          capture_output=True, text=True, timeout=600, **kw)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "medbridge.cli", *args],
+        cwd=tmp_path,
+        env=clean_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def test_download_step_records_the_pinned_snapshot(hub_cfg, tmp_path):
     out = tmp_path / "hub" / "base.json"
     env = clean_env(tmp_path) | {"HF_HUB_OFFLINE": "1"}  # no network here: the hub answers from the cache
-    proc = subprocess.run([sys.executable, "-m", "medbridge.cli", "download-model", "--config", str(hub_cfg),
-                           "--model", "base", "--out", str(out)], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medbridge.cli",
+            "download-model",
+            "--config",
+            str(hub_cfg),
+            "--model",
+            "base",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     record = json.loads(out.read_text())
     (repo,) = record["repos"]
@@ -112,8 +137,22 @@ def test_gpu_jobs_load_the_model_from_the_cache_offline(hub_cfg, synthetic_dir, 
     where the model comes from; its provenance names the cached commit."""
     out = tmp_path / "features" / "breastmnist.npz"
     npz = synthetic_dir / npz_name("breastmnist", 64)
-    proc = medbridge(["features", "--config", str(hub_cfg), "--model", "base", "--datasets", "breastmnist",
-                      "--npz", str(npz), "--out", str(out)], tmp_path)  # fmt: skip
+    proc = medbridge(
+        [
+            "features",
+            "--config",
+            str(hub_cfg),
+            "--model",
+            "base",
+            "--datasets",
+            "breastmnist",
+            "--npz",
+            str(npz),
+            "--out",
+            str(out),
+        ],
+        tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     side = json.loads(Path(f"{out}.provenance.json").read_text())
     (model,) = side["models"]
@@ -161,16 +200,19 @@ def test_a_jobs_caches_are_node_local_and_only_the_hub_cache_is_shared(hub_cfg, 
     shutil.rmtree("/tmp/medbridge-job-7")
 
     # a real verb in a job: the libraries see the node-local caches, the hub cache is the shared one; cleaned up
-    probe = ("import json, os; from medbridge.scratch import use_job_scratch; use_job_scratch(); "  # as cli.main
-             "from medbridge.config import load_config; from medbridge.hub import use_cache; "
-             f"use_cache(load_config({str(hub_cfg)!r}), 'generate'); import datasets.config as d; "
-             "from torch._inductor.runtime.cache_dir_utils import cache_dir; "
-             "print(json.dumps({'datasets': str(d.HF_DATASETS_CACHE), 'inductor': cache_dir(), "
-             "'hub': os.environ['HF_HUB_CACHE'], 'vllm': os.environ['VLLM_CACHE_ROOT']}))")  # fmt: skip
+    probe = (
+        "import json, os; from medbridge.scratch import use_job_scratch; use_job_scratch(); "  # as cli.main
+        "from medbridge.config import load_config; from medbridge.hub import use_cache; "
+        f"use_cache(load_config({str(hub_cfg)!r}), 'generate'); import datasets.config as d; "
+        "from torch._inductor.runtime.cache_dir_utils import cache_dir; "
+        "print(json.dumps({'datasets': str(d.HF_DATASETS_CACHE), 'inductor': cache_dir(), "
+        "'hub': os.environ['HF_HUB_CACHE'], 'vllm': os.environ['VLLM_CACHE_ROOT']}))"
+    )
     job = {k: v for k, v in clean_env(tmp_path).items() if k not in CACHE_VARS}  # (torch here set its own)
     job |= {"SLURM_JOB_ID": "4243", "TMPDIR": str(node)}
-    proc = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=job, capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=job, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
     job_root = node / "medbridge-job-4243"
@@ -192,7 +234,8 @@ def test_a_job_reads_hub_datasets_from_the_cache_offline_or_says_how_to_fetch_th
     proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((out.parent / "skipped.json").read_text())["source"].startswith(
-        f"hub:UCSC-VLAA/MedVLThinker-Eval@{COMMIT}")  # fmt: skip
+        f"hub:UCSC-VLAA/MedVLThinker-Eval@{COMMIT}"
+    )
     shutil.rmtree(Path(cfg["hub_cache"]) / "datasets--UCSC-VLAA--MedVLThinker-Eval")
     proc = medbridge(["vqa-items", "--config", str(path), "--benchmark", "slake", "--out", str(out)], tmp_path)
     assert proc.returncode == 2 and "not in the hub cache" in proc.stderr and "download_dataset" in proc.stderr
@@ -232,7 +275,9 @@ def test_a_role_names_a_subfolder_downloaded_fingerprinted_and_loaded(tiny_cfg, 
     record = download(cfg, "VQA_DD")
     assert record["repos"][0]["subfolder"] == "VQA_DD" and record["repos"][0]["commit"] == COMMIT
     src = resolve(cfg, "VQA_DD")
-    assert src.local and Path(src.path) == cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "VQA_DD"
+    assert (
+        src.local and Path(src.path) == cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / COMMIT / "VQA_DD"
+    )
     assert src.processor_path == src.path  # its own processor, from the same folder
     # fingerprinted as the folder it is: the two checkpoints of one repo never share a cache key
     assert model_fingerprint(src)["files_sha256"] != model_fingerprint(resolve(cfg, "VQA_CT"))["files_sha256"]

@@ -113,13 +113,27 @@ def image_tree(root: Path, dest_root: Path, build_args: dict[str, str]) -> Path:
 def run_image_checks(tree: Path, lock: str) -> subprocess.CompletedProcess:
     """The Dockerfile's last RUN's checks, importing medbridge from `tree` (the image's editable install)."""
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "MEDBRIDGE_IMAGE_LOCK": str(tree / lock)}
-    code = ("import medbridge.environment as e, sys; assert e.PROJECT_ROOT == __import__('pathlib').Path(sys.argv[1]),"
-            " e.PROJECT_ROOT; from medbridge.cli import main; sys.exit(main(sys.argv[2:]))")
-    version = subprocess.run([sys.executable, "-c", code, str(tree), "--version"], env=env, cwd=tree,
-                             capture_output=True, text=True, timeout=120)  # fmt: skip
+    code = (
+        "import medbridge.environment as e, sys; assert e.PROJECT_ROOT == __import__('pathlib').Path(sys.argv[1]),"
+        " e.PROJECT_ROOT; from medbridge.cli import main; sys.exit(main(sys.argv[2:]))"
+    )
+    version = subprocess.run(
+        [sys.executable, "-c", code, str(tree), "--version"],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert version.returncode == 0, version.stderr
-    return subprocess.run([sys.executable, "-c", code, str(tree), "env", "--check", "--lock", lock], env=env, cwd=tree,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-c", code, str(tree), "env", "--check", "--lock", lock],
+        env=env,
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _bootstrapped_from_cpu_lock() -> bool:
@@ -153,8 +167,10 @@ def test_each_images_lock_agrees_with_the_pyproject_it_carries(tmp_path, lock):
     """The GPU image's lock checks (the packages are the GPU node's, so only the lock side runs here)."""
     tree = image_tree(ROOT, tmp_path, {"LOCK": lock})
     env = {**os.environ, "PYTHONPATH": str(tree / "src"), "MEDBRIDGE_IMAGE_LOCK": str(tree / lock)}
-    code = ("import json, medbridge.environment as e; "
-            "print(json.dumps(e.lock_problems())); print(json.dumps(e.locks_not_carried()))")
+    code = (
+        "import json, medbridge.environment as e; "
+        "print(json.dumps(e.lock_problems())); print(json.dumps(e.locks_not_carried()))"
+    )
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     problems, not_carried = proc.stdout.splitlines()
     assert proc.returncode == 0 and json.loads(problems) == [], proc.stdout + proc.stderr

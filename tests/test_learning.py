@@ -32,8 +32,7 @@ import pandas as pd
 import pytest
 import torch
 
-QWEN_GENERATION_CONFIG = {"do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1,
-                          "repetition_penalty": 1.05}  # fmt: skip
+QWEN_GENERATION_CONFIG = {"do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1, "repetition_penalty": 1.05}
 STEPS = 12
 MIN_GAIN = 4  # held-out items (of 16), net
 
@@ -63,9 +62,18 @@ def setup(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     cfg["evaluate"].update(prompt="rl", n_samples=0, batch_size=32)
     # SGD, as the tiny profile: Adam's first steps move every touched weight by +-lr whatever its gradient, and on a
     # model this small the rollouts' noise then outweighs the reward's signal (no learning at lr 1e-3, collapse above)
-    cfg["train"]["grpo"].update(max_steps=STEPS, save_steps=None, batch_size=32, num_generations=8, optim="sgd", lr=0.2,
-                                max_completion_length=24, temperature=1.0, top_p=1.0,
-                                care={**cfg["train"]["grpo"]["care"], "enabled": True})  # fmt: skip
+    cfg["train"]["grpo"].update(
+        max_steps=STEPS,
+        save_steps=None,
+        batch_size=32,
+        num_generations=8,
+        optim="sgd",
+        lr=0.2,
+        max_completion_length=24,
+        temperature=1.0,
+        top_p=1.0,
+        care={**cfg["train"]["grpo"]["care"], "enabled": True},
+    )
     return cfg, root, train, held_out
 
 
@@ -81,8 +89,9 @@ def greedy_correct(cfg: dict, model_dir, items_path) -> list[bool]:
     c = {**cfg, "models": {**cfg["models"], "m": {"source": "local", "path": str(model_dir)}}}
     backend = HFBackend(c, "m")
     shipped = backend.model.generation_config  # plain greedy decoding: none of the shipped sampling defaults
-    backend.model.generation_config = GenerationConfig(eos_token_id=shipped.eos_token_id,
-                                                       pad_token_id=shipped.pad_token_id)  # fmt: skip
+    backend.model.generation_config = GenerationConfig(
+        eos_token_id=shipped.eos_token_id, pad_token_id=shipped.pad_token_id
+    )
     out = backend.generate(items, SamplingSettings.from_config(c, 0), cfg["seed"], progress=False)
     return [extract_choice(o.greedy, list(it["options"]))[0] == it["answer"] for it, o in zip(items, out)]
 
@@ -142,8 +151,9 @@ def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     log, seen, model = run_grpo(setup, "grpo", monkeypatch)
     # rollouts sampled with the run's settings, not the checkpoint's generation_config (top_k 1 would make every
     # rollout of a group the same: zero advantages)
-    assert seen and all((g.do_sample, g.top_k, g.top_p, g.temperature, g.repetition_penalty) == (True, 50, 1.0, 1.0, 1.0)
-                        for g in seen)  # fmt: skip
+    assert seen and all(
+        (g.do_sample, g.top_k, g.top_p, g.temperature, g.repetition_penalty) == (True, 50, 1.0, 1.0, 1.0) for g in seen
+    )
     # the CARE bonus is paid: 0.5 x acc for accurate rollouts confident under the EMA reference, never otherwise
     # (what TRL summed into the reward, not only what CARE decided: paid = 0.5 x the rate of bonus rollouts)
     assert (log["rewards/care_bonus/mean"] > 0).mean() > 0.5
@@ -155,7 +165,8 @@ def test_grpo_care_learns_and_the_inverted_reward_does_not(setup, monkeypatch):
     gained = sum(a and not b for a, b in zip(after, before))
     lost = sum(b and not a for a, b in zip(after, before))
     assert gained - lost >= MIN_GAIN and sign_test_p(gained, lost) < 0.01, (
-        f"held-out Acc@1 {sum(before)}/{len(before)} -> {sum(after)}/{len(after)} (+{gained} -{lost})")
+        f"held-out Acc@1 {sum(before)}/{len(before)} -> {sum(after)}/{len(after)} (+{gained} -{lost})"
+    )
     assert log["frac_reward_zero_std"].iloc[:4].max() < 1  # the first steps' groups disagree: advantages not all 0
     print(f"training accuracy {gain:+.3f} (SE {se:.3f}); held-out Acc@1 {sum(before)} -> {sum(after)} of {len(after)}")
 

@@ -35,8 +35,11 @@ def _breast_npz(path, n_benign: int, n_malignant: int):
     """A BreastMNIST-layout file whose test split holds n_benign of class 1 and n_malignant of class 0."""
     n = n_benign + n_malignant
     labels = np.array([[1]] * n_benign + [[0]] * n_malignant, dtype=np.uint8)
-    arrays = {f"{s}_{k}": (np.zeros((n, 8, 8), np.uint8) if k == "images" else labels)
-              for s in ("train", "val", "test") for k in ("images", "labels")}
+    arrays = {
+        f"{s}_{k}": (np.zeros((n, 8, 8), np.uint8) if k == "images" else labels)
+        for s in ("train", "val", "test")
+        for k in ("images", "labels")
+    }
     np.savez(path, **arrays)
     return path
 
@@ -66,8 +69,10 @@ def test_retina_options_digits_or_grades(synthetic_dir):
     grades = make_items("retinamnist", path, "test", 2, seed=0, retina_options="grades")
     assert list(grades[0]["options"].values()) == list(RETINA_GRADES)
     assert [g["label"] for g in grades] == [d["label"] for d in digits]  # same images, same answers
-    assert all(g["answer"] == d["answer"] and g["answer_text"].endswith(f"(grade {d['answer_text']})")
-               for g, d in zip(grades, digits))
+    assert all(
+        g["answer"] == d["answer"] and g["answer_text"].endswith(f"(grade {d['answer_text']})")
+        for g, d in zip(grades, digits)
+    )
     other = make_items("bloodmnist", synthetic_dir / npz_name("bloodmnist", 64), "test", 1, 0, retina_options="grades")
     assert list(other[0]["options"].values()) == list(dataset_info("bloodmnist").labels)  # only RetinaMNIST changes
     with pytest.raises(MedbridgeError, match="retina_options"):

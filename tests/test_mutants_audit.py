@@ -17,30 +17,45 @@ from medbridge.score.metrics import compute_metrics
 OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal"}
 SETTINGS = SamplingSettings(n_samples=2, temperature=0.7, top_p=0.9, max_new_tokens=16, prompt="eval")
 # (answer, greedy text, sample texts): greedy Acc@1 1/2 (the files report greedy), Pass@1 1/4, Pass@2 1/2
-ANSWERS = [("A", "<answer>A</answer>", ["<answer>A</answer>", "<answer>B</answer>"]),
-           ("B", "<answer>C</answer>", ["<answer>C</answer>", "<answer>A</answer>"])]  # fmt: skip
+ANSWERS = [
+    ("A", "<answer>A</answer>", ["<answer>A</answer>", "<answer>B</answer>"]),
+    ("B", "<answer>C</answer>", ["<answer>C</answer>", "<answer>A</answer>"]),
+]
 
 
 def _sidecar(path, inputs) -> None:
-    write_json(f"{path}.provenance.json", {
-        "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
-        "git": {"commit": "89abcdef0123" + "4" * 28, "dirty": False}, "host": "test", "started": "2026-01-01T00:00:00",
-        "models": [{"name": "sft", "path": "m", "revision": None, "weights_sha256": "0123456789abcdef" * 4}],
-    })  # fmt: skip
+    write_json(
+        f"{path}.provenance.json",
+        {
+            "inputs": [{"path": str(p), "sha256": sha256_file(p)} for p in inputs],
+            "git": {"commit": "89abcdef0123" + "4" * 28, "dirty": False},
+            "host": "test",
+            "started": "2026-01-01T00:00:00",
+            "models": [{"name": "sft", "path": "m", "revision": None, "weights_sha256": "0123456789abcdef" * 4}],
+        },
+    )
 
 
 def build(root, fault: str | None = None) -> dict:
     """items -> generations -> metrics -> table2 cell, each with a sidecar naming the file before it; `fault` is
     built in before the sidecars are written (so the chain of hashes still holds), except `edited`, a hand edit
     made afterwards."""
-    items = [{"id": f"q{i}", "question": f"Which {i}?", "options": OPTIONS, "answer": a, "images": []}
-             for i, (a, _, _) in enumerate(ANSWERS)]  # fmt: skip
+    items = [
+        {"id": f"q{i}", "question": f"Which {i}?", "options": OPTIONS, "answer": a, "images": []}
+        for i, (a, _, _) in enumerate(ANSWERS)
+    ]
     rows = [record(it, Completion(g, s), SETTINGS) for it, (_, g, s) in zip(items, ANSWERS)]
-    metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {"model": "sft", "evalset": "organamnist"}
+    metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {
+        "model": "sft",
+        "evalset": "organamnist",
+    }
     if fault in ("choice", "choice_scored"):  # a stored choice that the raw text does not say
         rows[1]["samples"][0] |= {"choice": "B", "correct": True}
     if fault == "choice_scored":  # ... and the metrics a scorer trusting the stored choices would write
-        metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {"model": "sft", "evalset": "organamnist"}
+        metrics = compute_metrics(rows, [1, 2], n_boot=0, seed=0, acc1="greedy") | {
+            "model": "sft",
+            "evalset": "organamnist",
+        }
     if fault == "flag":  # the right choice with the wrong correctness flag
         rows[0]["samples"][1]["correct"] = True
     if fault == "prompt_hash":
@@ -49,9 +64,12 @@ def build(root, fault: str | None = None) -> dict:
         metrics["acc1"] += 0.25
     if fault == "pass_at_k":
         metrics["pass_at_k"]["2"] -= 0.25
-    paths = {"items": root / "items" / "organamnist.jsonl", "gen": root / "generations" / "sft" / "organamnist.jsonl",
-             "metrics": root / "metrics" / "sft" / "organamnist.json",
-             "table": root / "artifacts" / "table2_acc1.csv"}  # fmt: skip
+    paths = {
+        "items": root / "items" / "organamnist.jsonl",
+        "gen": root / "generations" / "sft" / "organamnist.jsonl",
+        "metrics": root / "metrics" / "sft" / "organamnist.json",
+        "table": root / "artifacts" / "table2_acc1.csv",
+    }
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(paths["items"], items)
@@ -62,9 +80,13 @@ def build(root, fault: str | None = None) -> dict:
     inputs = {"items_first": [paths["items"], paths["gen"]], "no_items": [paths["gen"]]}
     _sidecar(paths["metrics"], inputs.get(fault, [paths["gen"], paths["items"]]))
     cell = 100 * metrics["acc1"] + (1.0 if fault == "cell" else 0.0)
-    pd.DataFrame([{"model": "base", "dataset": "organamnist", "acc1": 0.0},  # the cell is (model AND column)
-                  {"model": "sft", "dataset": "organamnist", "acc1": cell},
-                  {"model": "sft", "dataset": "pathmnist", "acc1": 0.0}]).to_csv(paths["table"], index=False)  # fmt: skip
+    pd.DataFrame(
+        [
+            {"model": "base", "dataset": "organamnist", "acc1": 0.0},  # the cell is (model AND column)
+            {"model": "sft", "dataset": "organamnist", "acc1": cell},
+            {"model": "sft", "dataset": "pathmnist", "acc1": 0.0},
+        ]
+    ).to_csv(paths["table"], index=False)
     _sidecar(paths["table"], [paths["metrics"]])
     if fault == "edited":  # a field no metric reads, changed by hand after the metrics were made
         edited = [json.loads(line) for line in paths["gen"].read_text().splitlines()]
@@ -105,15 +127,17 @@ def test_a_clean_chain_matches(tmp_path):
 
 @pytest.mark.parametrize(
     "fault,expect",
-    [("choice", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
-     ("acc1", "acc1: recomputed 0.500000 vs metrics file 0.750000"),
-     ("pass_at_k", "pass@2: recomputed 0.500000 vs metrics file 0.250000"),
-     ("flag", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
-     ("prompt_hash", "1 mismatch(es)"),
-     ("cell", "cell 51.0000% vs metrics acc1 50.0000%"),
-     ("edited", "changed after it was used"),
-     ("items_missing", "is missing: prompt hashes cannot be recomputed")],
-)  # fmt: skip
+    [
+        ("choice", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
+        ("acc1", "acc1: recomputed 0.500000 vs metrics file 0.750000"),
+        ("pass_at_k", "pass@2: recomputed 0.500000 vs metrics file 0.250000"),
+        ("flag", "1 stored choice(s)/correctness flag(s) disagree with re-extraction"),
+        ("prompt_hash", "1 mismatch(es)"),
+        ("cell", "cell 51.0000% vs metrics acc1 50.0000%"),
+        ("edited", "changed after it was used"),
+        ("items_missing", "is missing: prompt hashes cannot be recomputed"),
+    ],
+)
 def test_each_fault_is_the_only_problem_reported(tmp_path, fault, expect):
     report = audit(build(tmp_path, fault))
     assert len(report.problems) == 1, report.text()
@@ -136,8 +160,10 @@ def test_metrics_made_from_a_wrong_stored_choice_are_recomputed_from_the_texts(t
     audit_metrics(str(paths["metrics"]), report)
     assert len(report.problems) == 3, report.text()
     assert "disagree with re-extraction" in report.problems[0]
-    assert report.problems[1:] == ["pass@1: recomputed 0.250000 vs metrics file 0.500000",
-                                   "pass@2: recomputed 0.500000 vs metrics file 1.000000"]  # fmt: skip
+    assert report.problems[1:] == [
+        "pass@1: recomputed 0.250000 vs metrics file 0.500000",
+        "pass@2: recomputed 0.500000 vs metrics file 1.000000",
+    ]
 
 
 def test_the_cli_exits_1_on_a_fault_and_0_on_a_clean_chain(tmp_path, capsys):

@@ -66,9 +66,13 @@ def test_each_rank_gets_its_own_bonuses_when_a_group_straddles_ranks(tiny):
             bonus = CareBonus(CareSettings(conf_margin=1.0, bonus_weight=0.5), num_generations=4)
             trainer = SimpleNamespace(processing_class=processor, accelerator=ranks.accelerator(rank))
             bonus.bind(trainer, copy.deepcopy(model))
-            out[rank] = bonus(prompts=[_prompt()] * 2, completions=texts[rank],
-                              completion_ids=_ids(processor, texts[rank]), answer=ANSWER_B * 2,
-                              log_metric=lambda k, v: logged[rank].__setitem__(k, v))  # fmt: skip
+            out[rank] = bonus(
+                prompts=[_prompt()] * 2,
+                completions=texts[rank],
+                completion_ids=_ids(processor, texts[rank]),
+                answer=ANSWER_B * 2,
+                log_metric=lambda k, v: logged[rank].__setitem__(k, v),
+            )
         except Exception as e:  # noqa: BLE001  (re-raised in the main thread)
             errors.append(e)
             ranks.barrier.abort()
@@ -110,13 +114,19 @@ def test_the_reference_is_scored_in_eval_mode_and_left_in_its_mode(tiny):
 
     def confidence(ref) -> float:
         logged = {}
-        trainer = SimpleNamespace(processing_class=processor,
-                                  accelerator=SimpleNamespace(gather=lambda t: t, device="cpu", process_index=0,
-                                                              num_processes=1))  # fmt: skip
+        trainer = SimpleNamespace(
+            processing_class=processor,
+            accelerator=SimpleNamespace(gather=lambda t: t, device="cpu", process_index=0, num_processes=1),
+        )
         bonus = CareBonus(CareSettings(conf_clamp=1.0, span="content"), num_generations=2)
         bonus.bind(trainer, ref)
-        bonus(prompts=[_prompt()] * 2, completions=texts, completion_ids=_ids(processor, texts),
-              answer=ANSWER_B * 2, log_metric=lambda k, v: logged.__setitem__(k, v))  # fmt: skip
+        bonus(
+            prompts=[_prompt()] * 2,
+            completions=texts,
+            completion_ids=_ids(processor, texts),
+            answer=ANSWER_B * 2,
+            log_metric=lambda k, v: logged.__setitem__(k, v),
+        )
         return logged["care/ref_conf_accurate"]  # mean p of the accurate rollouts: both here
 
     torch.manual_seed(0)
@@ -152,8 +162,10 @@ def test_the_end_token_is_not_answer_text(tiny):
     model, processor = tiny
     with_end = _ids(processor, ["B is my answer"])
     without = [with_end[0][:-1]]
-    p = [answer_confidence(model, processor, [_prompt()], ids, clamp=1.0, span="content").item()
-         for ids in (with_end, without)]  # fmt: skip
+    p = [
+        answer_confidence(model, processor, [_prompt()], ids, clamp=1.0, span="content").item()
+        for ids in (with_end, without)
+    ]
     assert 0 < p[0] < 1 and p[0] == pytest.approx(p[1], rel=1e-5)
 
 

@@ -27,11 +27,13 @@ def test_k_may_equal_n_samples_but_not_exceed_it(tiny_cfg):
 
 @pytest.mark.parametrize(
     "spec,expect",
-    [({"source": "hub"}, "source hub needs an `id`"),
-     ({"source": "hub", "path": "models/x"}, "source hub needs an `id`"),  # a path does not stand in for an id
-     ({"source": "local"}, "source local needs a `path`"),
-     ({"source": "local", "id": "org/x"}, "source local needs a `path`")],
-)  # fmt: skip
+    [
+        ({"source": "hub"}, "source hub needs an `id`"),
+        ({"source": "hub", "path": "models/x"}, "source hub needs an `id`"),  # a path does not stand in for an id
+        ({"source": "local"}, "source local needs a `path`"),
+        ({"source": "local", "id": "org/x"}, "source local needs a `path`"),
+    ],
+)
 def test_roles_missing_id_or_path_are_rejected(tiny_cfg, spec, expect):
     cfg = copy.deepcopy(tiny_cfg)
     cfg["models"]["extra"] = spec

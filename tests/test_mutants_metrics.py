@@ -15,9 +15,13 @@ OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal", "D": "stone"}
 
 
 def _row(i: int, greedy: str, samples: list[str], answer: str = "A") -> dict:
-    return {"id": f"q{i}", "answer": answer, "options": OPTIONS,
-            "greedy": parsed(greedy, OPTIONS, answer, "first"),
-            "samples": [parsed(t, OPTIONS, answer, "first") for t in samples]}  # fmt: skip
+    return {
+        "id": f"q{i}",
+        "answer": answer,
+        "options": OPTIONS,
+        "greedy": parsed(greedy, OPTIONS, answer, "first"),
+        "samples": [parsed(t, OPTIONS, answer, "first") for t in samples],
+    }
 
 
 def _rows() -> list[dict]:
@@ -51,10 +55,12 @@ def test_intervals_are_a_bootstrap_of_the_per_item_values():
 
 @pytest.mark.parametrize(
     "greedy,rate",
-    [("<think>x</think><answer>B</answer>", 0.0),  # the closed tag
-     ("<think>x</think><answer>B", 0.0),  # an unclosed tag still follows the format
-     ("The answer is B", 1.0)],  # no tag at all: a format failure, even though a choice is read
-)  # fmt: skip
+    [
+        ("<think>x</think><answer>B</answer>", 0.0),  # the closed tag
+        ("<think>x</think><answer>B", 0.0),  # an unclosed tag still follows the format
+        ("The answer is B", 1.0),
+    ],  # no tag at all: a format failure, even though a choice is read
+)
 def test_format_failure_rate_per_answer_form(greedy, rate):
     rows = [_row(i, greedy, ["<answer>B</answer>"]) for i in range(3)]
     m = compute_metrics(rows, [1], n_boot=0, seed=0)

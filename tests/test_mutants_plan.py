@@ -30,8 +30,10 @@ def small() -> dict:
     cfg["evaluate"].update(models=["base"], n_samples=4, k=[1, 2, 4], backend="vllm", judge="vlm")
     for key in ("rq3", "vqa", "probe", "recipe"):
         cfg.pop(key)
-    cfg["models"] = {"base": {"source": "hub", "id": "Qwen/Qwen2.5-VL-7B-Instruct"},
-                     "judge": {"source": "hub", "id": "Qwen/Qwen2.5-VL-32B-Instruct"}}  # fmt: skip
+    cfg["models"] = {
+        "base": {"source": "hub", "id": "Qwen/Qwen2.5-VL-7B-Instruct"},
+        "judge": {"source": "hub", "id": "Qwen/Qwen2.5-VL-32B-Instruct"},
+    }
     assert cfg["evaluate"]["max_new_tokens"] == BUDGET and cfg["train"]["grpo"]["max_completion_length"] == BUDGET
     return cfg
 
@@ -77,8 +79,7 @@ def test_sft_hours_by_hand(small, epochs):
     if epochs is None:
         del cfg["train"]["sft"]["epochs"]
         epochs = 1
-    examples = min(cfg["mcq"]["train_per_class"] * 2,
-                   medmnist_info()["breastmnist"]["n_samples"]["train"])  # fmt: skip
+    examples = min(cfg["mcq"]["train_per_class"] * 2, medmnist_info()["breastmnist"]["n_samples"]["train"])
     work = _hours(6, 7, examples * epochs * (IMG + a.prompt_tokens + a.sft_target_tokens), a.train_tflops)
     sft = _rows(plan(cfg, a))["sft_model"]
     assert sft["jobs"] == 1
@@ -97,8 +98,7 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
     grpo = cfg["train"]["grpo"]
     grpo.update(num_generations=4, epochs=1, max_steps=-1, beta=0.0, use_vllm=use_vllm)
     grpo.setdefault("care", {})
-    prompts = min(cfg["mcq"]["train_per_class"] * 2,
-                  medmnist_info()["breastmnist"]["n_samples"]["train"])  # fmt: skip
+    prompts = min(cfg["mcq"]["train_per_class"] * 2, medmnist_info()["breastmnist"]["n_samples"]["train"])
 
     def grpo_row(care: bool, beta: float) -> dict:
         c = copy.deepcopy(cfg)
@@ -295,8 +295,10 @@ def test_table3_images_are_priced_at_the_min_pixels_side(small):
         return prefill + decode
 
     expected = {"base": seconds(2 * 42, 8 * 8, 4, 7, BUDGET), "vqa_only": seconds(10, 2 * 2, 0, 3, BUDGET)}
-    typical = {"base": seconds(2 * 42, 8 * 8, 4, 7, BUDGET * a.completion_fraction),
-               "vqa_only": seconds(10, 2 * 2, 0, 3, BUDGET * a.completion_fraction)}  # fmt: skip
+    typical = {
+        "base": seconds(2 * 42, 8 * 8, 4, 7, BUDGET * a.completion_fraction),
+        "vqa_only": seconds(10, 2 * 2, 0, 3, BUDGET * a.completion_fraction),
+    }
     detail = _rows(plan(cfg, a))["generate"]["jobs_detail"]
     for model in expected:
         assert detail[model]["fixed_s"] == pytest.approx(fixed[model])
@@ -312,15 +314,18 @@ def test_table3_images_are_priced_at_the_min_pixels_side(small):
         )
 
 
-@pytest.mark.parametrize("balance,per_class,expected", [
-    ("equal", None, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280 // 8 * 8, "bound")}),
-    ("equal", 30, {"breastmnist": (2 * 30, "paper"), "tissuemnist": (8 * 30, "per_class")}),
-    ("equal", 100, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (8 * 100, "per_class")}),
-    ("equal", 10**6, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280, "per_class")}),
-    ("capped", None, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280 // 8 * 8, "bound")}),
-    ("capped", 30, {"breastmnist": (2 * 30, "per_class"), "tissuemnist": (8 * 30, "per_class")}),
-    ("capped", 100, {"breastmnist": (156, "per_class"), "tissuemnist": (8 * 100, "per_class")}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "balance,per_class,expected",
+    [
+        ("equal", None, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280 // 8 * 8, "bound")}),
+        ("equal", 30, {"breastmnist": (2 * 30, "paper"), "tissuemnist": (8 * 30, "per_class")}),
+        ("equal", 100, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (8 * 100, "per_class")}),
+        ("equal", 10**6, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280, "per_class")}),
+        ("capped", None, {"breastmnist": (2 * 42, "paper"), "tissuemnist": (47280 // 8 * 8, "bound")}),
+        ("capped", 30, {"breastmnist": (2 * 30, "per_class"), "tissuemnist": (8 * 30, "per_class")}),
+        ("capped", 100, {"breastmnist": (156, "per_class"), "tissuemnist": (8 * 100, "per_class")}),
+    ],
+)
 def test_eval_subset_items_by_hand(small, balance, per_class, expected):
     """Without data files: BreastMNIST's smallest test class is the paper's 42 (2 classes, 156 test images),
     TissueMNIST's is unknown (8 classes, 47,280 test images: at most 47,280 // 8 each). `equal` takes
@@ -348,8 +353,10 @@ def test_an_unknown_smallest_class_is_noted_with_its_split(small):
     sizes = Sizes(cfg, {}, 7.0)
     assert sizes.items("breastmnist") == 2 * 42  # the paper's smallest class: known, no note
     assert sizes.items("tissuemnist") == sizes.items("tissuemnist") == 47280 // 8 * 8  # noted once
-    assert sizes.notes == ["tissuemnist: the smallest class of tissuemnist's test split is unknown without its data "
-                           "file; priced at the bound of 47280 items (classes x split size / classes)"]  # fmt: skip
+    assert sizes.notes == [
+        "tissuemnist: the smallest class of tissuemnist's test split is unknown without its data "
+        "file; priced at the bound of 47280 items (classes x split size / classes)"
+    ]
 
 
 def test_the_smallest_class_is_counted_without_excluded_and_empty_classes(tiny_cfg, tmp_path):
@@ -369,8 +376,10 @@ def test_the_smallest_class_is_counted_without_excluded_and_empty_classes(tiny_c
     labels[[1, 2, 3, 4], 1] = 1  # 4 single-finding "cardiomegaly"
     labels[5, [0, 1]] = 1  # two findings: excluded
     images = np.zeros((10, 64, 64), dtype=np.uint8)  # rows 6..9: no finding (4 images)
-    save_npz(tmp_path / npz_name("chestmnist", cfg["data"]["size"]),
-             **{f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))})
+    save_npz(
+        tmp_path / npz_name("chestmnist", cfg["data"]["size"]),
+        **{f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))},
+    )
     assert smallest_class(cfg, "chestmnist", "test") == (1, "counted")
 
 
@@ -400,21 +409,28 @@ def test_pmc_label_hours_by_hand(small, bounds):
     vqa.pmc.max_new_tokens; images at the labeller's own max_pixels when it has pixel bounds (448 px: 16 x 16
     tokens), else as Table 3's (evaluate.min_pixels 1003520: 36 x 36). One load and one vLLM start."""
     a, cfg = Assumptions(), copy.deepcopy(small)
-    cfg["vqa"] = {"benchmarks": [], "models": [], "pmc": {"labeller": "vlm", "judge": "judge", "pool_size": 100,
-                                                          "max_new_tokens": 4}}  # fmt: skip
+    cfg["vqa"] = {
+        "benchmarks": [],
+        "models": [],
+        "pmc": {"labeller": "vlm", "judge": "judge", "pool_size": 100, "max_new_tokens": 4},
+    }
     if bounds:
         cfg["vqa"]["pmc"].update(min_pixels=3136, max_pixels=448 * 448)
     cfg["models"]["judge"]["memory"] = {"params_b": 33.45, "kv_kib_per_token": 256, "largest_tensor_m": 778.6}
     image = 16 * 16 if bounds else 36 * 36
-    work = (_hours(2, 32, 100 * (image + a.prompt_tokens), a.prefill_tflops)
-            + 100 * 4 / (a.decode_tokens_per_s * a.reference_params_b / 32) / 3600)  # fmt: skip
+    work = (
+        _hours(2, 32, 100 * (image + a.prompt_tokens), a.prefill_tflops)
+        + 100 * 4 / (a.decode_tokens_per_s * a.reference_params_b / 32) / 3600
+    )
     fixed = (32 * a.load_s_per_b + a.vllm_start_s) / 3600
     result = plan(cfg, a)
     row = _rows(result)["pmc_label"]
     assert (row["jobs"], row["fixed_gpu_hours"]) == (1, pytest.approx(fixed))
     assert row["gpu_hours"] == row["gpu_hours_at_budget"] == pytest.approx(work + fixed)
-    assert "pmc_label: 100 PMC-VQA training questions (vqa.pmc.pool_size, a seeded pool), in resumable shards of " \
-           "4096" in result["notes"]  # fmt: skip
+    assert (
+        "pmc_label: 100 PMC-VQA training questions (vqa.pmc.pool_size, a seeded pool), in resumable shards of "
+        "4096" in result["notes"]
+    )
     # its GPU memory is checked: the judge's vLLM engine on one GPU (no profile), weights 33.45e9 x 2 bytes
     (mem,) = [m for m in result["memory"] if m["rule"] == "pmc_label"]
     assert (mem["job"], mem["gpus"]) == ("judge", 1)
@@ -428,9 +444,11 @@ def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
     from medbridge.plan import DEFAULT_CARD_GIB, card_memory_gib, profile_requests
 
     profile = tmp_path / "config.yaml"
-    profile.write_text("__use_yte__: true\n__variables__:\n  gpu_memory_gib: 40\ndefault-resources:\n"
-                       "  runtime: ?f\"min(60 * attempt, 2880)\"\nset-resources:\n  score:\n"
-                       "    gpu: ?f\"2 * attempt\"\n    runtime: 30\n")  # fmt: skip
+    profile.write_text(
+        "__use_yte__: true\n__variables__:\n  gpu_memory_gib: 40\ndefault-resources:\n"
+        '  runtime: ?f"min(60 * attempt, 2880)"\nset-resources:\n  score:\n'
+        '    gpu: ?f"2 * attempt"\n    runtime: 30\n'
+    )
     got = profile_requests(tmp_path)
     assert got["generate"] == {"gpus": 1, "runtime": 60}
     assert got["score"] == {"gpus": 2, "runtime": 30}
@@ -473,8 +491,10 @@ def test_calibration_by_hand():
     jobs = [Job("a", 2, 100.0, 300.0, 10.0), Job("b", 1, 50.0, 80.0, 30.0)]  # typical GPU-s: 120 and 80
     notes: list[str] = []
     assert calibrate("generate", jobs, {"a": 90.0, "x": 1.0}, notes) == pytest.approx(180 / 120 * 200 / 3600)
-    assert notes == ["generate: benchmark files of no planned job ignored: ['x']",
-                     "generate: 1 of 2 jobs measured, 1.5x their estimate"]  # fmt: skip
+    assert notes == [
+        "generate: benchmark files of no planned job ignored: ['x']",
+        "generate: 1 of 2 jobs measured, 1.5x their estimate",
+    ]
     assert calibrate("generate", jobs, {}, notes) is None and calibrate("score", jobs, {"x": 5.0}, []) is None
     one = [Job("pmc_label", 2, 100.0, 100.0, 0.0)]
     assert calibrate("pmc_label", one, {"shard-0": 25.0}, []) == pytest.approx(50 / 100 * 100 / 3600)
@@ -507,33 +527,78 @@ def test_the_printed_plan_by_hand():
     from medbridge.plan import format_plan
 
     def row(rule, jobs, hours, budget, fixed, booked, calibrated, longest, per_job, parts):
-        return {"rule": rule, "jobs": jobs, "gpus_per_job": 2, "gpu_hours": hours, "gpu_hours_at_budget": budget,
-                "fixed_gpu_hours": fixed, "booked_gpu_hours": booked, "calibrated_gpu_hours": calibrated,
-                "largest_job_hours_at_budget": longest, "booked_hours_per_job": per_job, "parts": parts}  # fmt: skip
+        return {
+            "rule": rule,
+            "jobs": jobs,
+            "gpus_per_job": 2,
+            "gpu_hours": hours,
+            "gpu_hours_at_budget": budget,
+            "fixed_gpu_hours": fixed,
+            "booked_gpu_hours": booked,
+            "calibrated_gpu_hours": calibrated,
+            "largest_job_hours_at_budget": longest,
+            "booked_hours_per_job": per_job,
+            "parts": parts,
+        }
 
-    result = {"run_name": "mine", "profile": None,
-              "rows": [row("generate", 3, 1234.56, 0.0123, 0.12, None, 0.05, 0.0041, None, "RQ2, recipe"),
-                       row("score", 1, 0.5, 0.75, 0.25, 4.0, None, 0.75, 2.0, "RQ2")],
-              "total_jobs": 4, "total_gpu_hours": 1235.06, "total_gpu_hours_at_budget": 0.7623,
-              "total_booked_gpu_hours": None, "gpu_memory_gib": 40.0, "assumptions": {"prompt_tokens": 150},
-              "memory": [{"rule": "generate", "job": "base", "gpus": 1, "needs_gib": 20.04, "has_gib": 36.0,
-                          "parts": {"vLLM weights": 15.44, "KV": 4.6}}],
-              "disk": [{"rule": "grpo_model", "checkpoint_gb": 116.4, "kept": 2, "runs": 7, "all_runs_gb": 1629.6,
-                        "save_only_model": False},
-                       {"rule": "sft_model", "checkpoint_gb": 16.6, "kept": 2, "runs": 1, "all_runs_gb": 33.2,
-                        "save_only_model": True}],
-              "notes": ["first note", "second note"]}  # fmt: skip
+    result = {
+        "run_name": "mine",
+        "profile": None,
+        "rows": [
+            row("generate", 3, 1234.56, 0.0123, 0.12, None, 0.05, 0.0041, None, "RQ2, recipe"),
+            row("score", 1, 0.5, 0.75, 0.25, 4.0, None, 0.75, 2.0, "RQ2"),
+        ],
+        "total_jobs": 4,
+        "total_gpu_hours": 1235.06,
+        "total_gpu_hours_at_budget": 0.7623,
+        "total_booked_gpu_hours": None,
+        "gpu_memory_gib": 40.0,
+        "assumptions": {"prompt_tokens": 150},
+        "memory": [
+            {
+                "rule": "generate",
+                "job": "base",
+                "gpus": 1,
+                "needs_gib": 20.04,
+                "has_gib": 36.0,
+                "parts": {"vLLM weights": 15.44, "KV": 4.6},
+            }
+        ],
+        "disk": [
+            {
+                "rule": "grpo_model",
+                "checkpoint_gb": 116.4,
+                "kept": 2,
+                "runs": 7,
+                "all_runs_gb": 1629.6,
+                "save_only_model": False,
+            },
+            {
+                "rule": "sft_model",
+                "checkpoint_gb": 16.6,
+                "kept": 2,
+                "runs": 1,
+                "all_runs_gb": 33.2,
+                "save_only_model": True,
+            },
+        ],
+        "notes": ["first note", "second note"],
+    }
     lines = format_plan(result).splitlines()
     assert lines[0].endswith("CPU rules are not counted; no profile: no booking")
     assert re.fullmatch(r"generate\s+3\s+2\s+1234\.6\s+0\.012\s+0\.1\s+0\.05\s+0\.0041\s+RQ2, recipe", lines[4])
     assert re.fullmatch(r"score\s+1\s+2\s+0\.5\s+0\.8\s+0\.2\s+4\s+0\.8 / 2\s+RQ2", lines[5])
     assert re.fullmatch(r"total\s+4\s+1235\.1\s+0\.8\s+0\.4", lines[6])  # fixed: 0.12 + 0.25
     assert lines[9].startswith("  prompt_tokens = 150: text tokens of one MCQ prompt")
-    assert lines[11] == ("GPU memory per GPU of each rule's largest job, on 40 GiB cards (profile "
-                         "__variables__.gpu_memory_gib; medbridge.plan_memory):")  # fmt: skip
+    assert lines[11] == (
+        "GPU memory per GPU of each rule's largest job, on 40 GiB cards (profile "
+        "__variables__.gpu_memory_gib; medbridge.plan_memory):"
+    )
     assert lines[12] == "  generate base (1 GPU): 20.0 of 36.0 GiB = vLLM weights 15.4, KV 4.6"
-    assert lines[13] == ("Checkpoint disk, grpo_model: 116 GB each, 2 kept per run, 7 runs: 1,630 GB if all run at "
-                         "once; train.<kind>.save_only_model: weights only (a killed run then starts over)")
+    assert lines[13] == (
+        "Checkpoint disk, grpo_model: 116 GB each, 2 kept per run, 7 runs: 1,630 GB if all run at "
+        "once; train.<kind>.save_only_model: weights only (a killed run then starts over)"
+    )
     assert lines[14] == "Checkpoint disk, sft_model: 17 GB each, 2 kept per run, 1 runs: 33 GB if all run at once"
     assert lines[15:] == ["Notes:", "  first note", "  second note"]
     result.update(notes=[], profile="profiles/slurm", total_booked_gpu_hours=4.0)
@@ -542,9 +607,16 @@ def test_the_printed_plan_by_hand():
     assert re.fullmatch(r"total\s+4\s+1235\.1\s+0\.8\s+0\.4\s+4", lines[6])
 
 
-@pytest.mark.parametrize("judge,labeller,checked", [
-    ("vlm", None, {"score"}), ("rule", None, set()), ("rule", "vlm", {"pmc_label"}),
-    ("vlm", "vlm", {"score", "pmc_label"}), ("rule", "rule", set())])  # fmt: skip
+@pytest.mark.parametrize(
+    "judge,labeller,checked",
+    [
+        ("vlm", None, {"score"}),
+        ("rule", None, set()),
+        ("rule", "vlm", {"pmc_label"}),
+        ("vlm", "vlm", {"score", "pmc_label"}),
+        ("rule", "rule", set()),
+    ],
+)
 def test_the_judges_memory_is_checked_where_a_rule_loads_it(small, judge, labeller, checked):
     """The judge's vLLM engine is in the memory plan of `score` when evaluate.judge is vlm and of `pmc_label` when
     vqa.pmc.labeller is; the base model (no memory keys, no config.json here) is noted as unchecked."""
@@ -590,14 +662,20 @@ def test_a_rules_row_and_its_booking_note_by_hand():
     assert row["booked_gpu_hours"] == pytest.approx(4 * 4 + 4 * 2)  # 240 min on 4 GPUs, and on 2
     assert row["largest_job"] == "narrow" and row["largest_job_hours_at_budget"] == pytest.approx(2.0)
     assert row["booked_hours_per_job"] == pytest.approx(4.0)
-    assert row["jobs_detail"]["wide"] == {"gpus": 4, "gpu_hours": pytest.approx(3.0),
-                                          "gpu_hours_at_budget": pytest.approx(5.0), "fixed_s": 900}  # fmt: skip
+    assert row["jobs_detail"]["wide"] == {
+        "gpus": 4,
+        "gpu_hours": pytest.approx(3.0),
+        "gpu_hours_at_budget": pytest.approx(5.0),
+        "fixed_s": 900,
+    }
     assert longer_than_booked(row) == []
     assert longer_than_booked({**row, "booked_hours_per_job": 2.0}) == []  # exactly its booking fits
     assert longer_than_booked({**row, "booked_hours_per_job": None}) == []  # no profile: nothing booked
     (note,) = longer_than_booked({**row, "booked_hours_per_job": 1.5})
-    assert note == ("score: job narrow needs 2.0 h at budget, longer than the 1.5 h booked; raise its runtime in the "
-                    "profile (or split it: evaluate.job_hours for generation)")  # fmt: skip
+    assert note == (
+        "score: job narrow needs 2.0 h at budget, longer than the 1.5 h booked; raise its runtime in the "
+        "profile (or split it: evaluate.job_hours for generation)"
+    )
     (note,) = longer_than_booked({**row, "rule": "grpo_model", "booked_hours_per_job": 1.0})
     assert note.endswith("it goes on from its last checkpoint in the next attempt (profile retries)")
     assert rule_row("score", [narrow], runtime=None, calibrated=1.25)["booked_gpu_hours"] is None

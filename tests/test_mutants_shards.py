@@ -34,8 +34,13 @@ class CountingBackend:
 
 
 def _item(i: int, question: str = "Which organ?") -> dict:
-    return {"id": f"organ-{i}", "question": question, "options": OPTIONS, "answer": "B",
-            "images": [{"npz": "x.npz", "index": i}]}  # fmt: skip
+    return {
+        "id": f"organ-{i}",
+        "question": question,
+        "options": OPTIONS,
+        "answer": "B",
+        "images": [{"npz": "x.npz", "index": i}],
+    }
 
 
 @pytest.fixture()
@@ -47,8 +52,17 @@ def setup(tiny_cfg, tmp_path, monkeypatch):
     (model / "weights.bin").write_bytes(b"one")
     cfg = copy.deepcopy(tiny_cfg)
     cfg["models"] = {"base": {"source": "local", "path": str(model)}}
-    cfg["evaluate"].update(models=["base"], n_samples=2, k=[1, 2], backend="hf", batch_size=4, shard_size=2,
-                           min_pixels=None, max_pixels=None, answer_tag="first")  # fmt: skip
+    cfg["evaluate"].update(
+        models=["base"],
+        n_samples=2,
+        k=[1, 2],
+        backend="hf",
+        batch_size=4,
+        shard_size=2,
+        min_pixels=None,
+        max_pixels=None,
+        answer_tag="first",
+    )
     items = tmp_path / "items.jsonl"
     write_jsonl(items, [_item(i) for i in range(4)])
     job = EvalJob(str(items), str(tmp_path / "gen.jsonl"))
@@ -77,15 +91,17 @@ def test_same_key_and_items_reuse_every_shard(setup):
 
 @pytest.mark.parametrize(
     "path,value",
-    [(("seed",), 1),
-     (("evaluate", "backend"), "vllm"),
-     (("evaluate", "temperature"), 0.3),
-     (("evaluate", "n_samples"), 3),
-     (("evaluate", "max_new_tokens"), 7),
-     (("evaluate", "min_pixels"), 3136),
-     (("evaluate", "max_pixels"), 100352),
-     (("evaluate", "batch_size"), 2)],  # HF samples are seeded per batch: another batch size, other texts
-)  # fmt: skip
+    [
+        (("seed",), 1),
+        (("evaluate", "backend"), "vllm"),
+        (("evaluate", "temperature"), 0.3),
+        (("evaluate", "n_samples"), 3),
+        (("evaluate", "max_new_tokens"), 7),
+        (("evaluate", "min_pixels"), 3136),
+        (("evaluate", "max_pixels"), 100352),
+        (("evaluate", "batch_size"), 2),
+    ],  # HF samples are seeded per batch: another batch size, other texts
+)
 def test_each_key_field_regenerates(setup, path, value):
     cfg, job, _ = setup
     changed = copy.deepcopy(cfg)
@@ -176,8 +192,10 @@ def test_stale_temp_files_are_cleared_and_shards_live_under_shard_root(setup, tm
     run_generation(cfg, "base", [job], shard_root=str(tmp_path / "shards"))
     assert len(CountingBackend.calls) == 4
     assert sorted(p.name for p in (tmp_path / "shards" / "gen").iterdir()) == [
-        "key.json", "shard-00000.jsonl", "shard-00001.jsonl"
-    ]  # fmt: skip
+        "key.json",
+        "shard-00000.jsonl",
+        "shard-00001.jsonl",
+    ]
 
 
 def test_the_default_shard_size_is_256_items(setup, tmp_path):

@@ -84,9 +84,19 @@ def paper() -> dict:
     return validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
 
 
-@pytest.mark.parametrize("flag,classes,smallest", [
-    ("breastmnist", 2, 42), ("dermamnist", 7, 23), ("retinamnist", 5, 20), ("octmnist", 4, 250),
-    ("bloodmnist", 8, 243), ("pathmnist", 9, 339), ("pneumoniamnist", 2, 234), ("chestmnist", 15, 21)])  # fmt: skip
+@pytest.mark.parametrize(
+    "flag,classes,smallest",
+    [
+        ("breastmnist", 2, 42),
+        ("dermamnist", 7, 23),
+        ("retinamnist", 5, 20),
+        ("octmnist", 4, 250),
+        ("bloodmnist", 8, 243),
+        ("pathmnist", 9, 339),
+        ("pneumoniamnist", 2, 234),
+        ("chestmnist", 15, 21),
+    ],
+)
 def test_plan_prices_the_papers_denominators(paper, flag, classes, smallest):
     """The paper config's subsets are Table 1's denominators (Breast 84, OCT 1000, Chest 315, ...); `medbridge plan`
     prices those items. The old per_class 100 gave OCT 400."""
@@ -119,8 +129,10 @@ def test_plan_counts_the_subset_from_the_data_file(tiny_cfg, tmp_path):
     labels[5, [0, 1]] = 1  # two findings: never an item
     # rows 6..9: no finding (4 images)
     images = np.zeros((10, 64, 64), dtype=np.uint8)
-    save_npz(tmp_path / npz_name("chestmnist", 64), **{f"{s}_{k}": v for s in ("train", "val", "test")
-                                                          for k, v in (("images", images), ("labels", labels))})
+    save_npz(
+        tmp_path / npz_name("chestmnist", 64),
+        **{f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))},
+    )
     cfg["mcq"]["chestmnist"] = "with_no_finding"
     assert eval_items(cfg, "chestmnist", "test") == (15 * 2, "counted")
     cfg["mcq"]["chestmnist"] = "findings_only"
@@ -149,8 +161,10 @@ def test_chestmnist_with_no_finding_adds_a_fifteenth_class(tmp_path):
     assert class_names("chestmnist")[-1] == "no finding" and len(class_names("chestmnist", "findings_only")) == 14
 
     images = np.zeros((len(labels), 28, 28), dtype=np.uint8)
-    save_npz(tmp_path / "chestmnist.npz", **{f"{s}_{k}": v for s in ("train", "val", "test")
-                                              for k, v in (("images", images), ("labels", labels))})  # fmt: skip
+    save_npz(
+        tmp_path / "chestmnist.npz",
+        **{f"{s}_{k}": v for s in ("train", "val", "test") for k, v in (("images", images), ("labels", labels))},
+    )
     items = make_items("chestmnist", tmp_path / "chestmnist.npz", "test", None, seed=0)
     assert len(items) == 15 * 3 and len(items[0]["options"]) == 15
     none = [it for it in items if it["label"] == 14]
@@ -182,8 +196,14 @@ def _probe_arrays(seed=0):
     x = rng.normal(size=(80, 6)).astype(np.float32) + y[:, None] * 0.8  # learnable, imperfectly
     yv = np.repeat([0, 1], 10)
     xv = rng.normal(size=(20, 6)).astype(np.float32) + yv[:, None] * 0.8
-    return {"train_features": x, "train_labels": y, "val_features": xv, "val_labels": yv,
-            "test_features": xv[::-1].copy() + 0.3, "test_labels": yv[::-1].copy()}  # fmt: skip
+    return {
+        "train_features": x,
+        "train_labels": y,
+        "val_features": xv,
+        "val_labels": yv,
+        "test_features": xv[::-1].copy() + 0.3,
+        "test_labels": yv[::-1].copy(),
+    }
 
 
 def test_probe_reports_the_last_epochs_test_accuracy_or_the_best_val_epochs():
@@ -219,11 +239,19 @@ def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_nois
     assert rows[0].within_noise and not rows[1].within_noise  # -3 points is noise, -25 a miss
     # Table 1 and 2 cells: over classes x the smallest test class (Breast 84), the probe's CI from Wilson
     probe = {"model": "base", "dataset": "breastmnist", "accuracy": 68 / 84, "n": 84}
-    m = {"model": "base", "evalset": "breastmnist", "acc1": 0.5499, "acc1_ci": [0.5, 0.6], "n_items": 84,
-         "acc1_definition": "sampled"}  # fmt: skip
+    m = {
+        "model": "base",
+        "evalset": "breastmnist",
+        "acc1": 0.5499,
+        "acc1_ci": [0.5, 0.6],
+        "n_items": 84,
+        "acc1_definition": "sampled",
+    }
     df = comparison_frame([probe], [m], {}).set_index("table")
     assert df.loc["Table 1 (linear probe)", "paper_n"] == df.loc["Table 2 (Acc@1)", "paper_n"] == 84
-    assert df.loc["Table 1 (linear probe)", "within_noise"] and df.loc["Table 2 (Acc@1)", "acc1_definition"] == "sampled"
+    assert (
+        df.loc["Table 1 (linear probe)", "within_noise"] and df.loc["Table 2 (Acc@1)", "acc1_definition"] == "sampled"
+    )
 
 
 # ---- the RL answer format ----------------------------------------------------------------------------------------------
@@ -232,9 +260,14 @@ def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_nois
 def test_answer_not_a_letter_counts_tags_holding_more_than_a_letter():
     from medbridge.train.rewards import accuracy_reward, answer_not_a_letter
 
-    texts = ["<think>x</think><answer>B</answer>", "<think>x</think><answer> b. </answer>",
-             "<think>x</think><answer>B. pneumonia</answer>", "<think>x</think><answer>pneumonia</answer>",
-             "no tag at all", "<answer>pneumonia</answer> then <answer>B</answer>"]  # fmt: skip
+    texts = [
+        "<think>x</think><answer>B</answer>",
+        "<think>x</think><answer> b. </answer>",
+        "<think>x</think><answer>B. pneumonia</answer>",
+        "<think>x</think><answer>pneumonia</answer>",
+        "no tag at all",
+        "<answer>pneumonia</answer> then <answer>B</answer>",
+    ]
     completions = [[{"role": "assistant", "content": t}] for t in texts]
     assert answer_not_a_letter(completions) == [0.0, 0.0, 1.0, 1.0, 0.0, 0.0]
     # what it measures: right in words, scored 0 by the exact-match reward
@@ -253,7 +286,10 @@ def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
     assert "single option letter" not in plain and asked == plain + LETTER_INSTRUCTION
     funcs = reward_functions({"num_generations": 2}, CareSettings.from_config({"enabled": False}))
     assert dict(zip([f.__name__ for f in funcs], reward_weights(funcs))) == {
-        "accuracy_reward": 1.0, "format_reward": 1.0, "answer_not_a_letter": 0.0}
+        "accuracy_reward": 1.0,
+        "format_reward": 1.0,
+        "answer_not_a_letter": 0.0,
+    }
 
 
 # ---- judge scope -------------------------------------------------------------------------------------------------------
@@ -288,11 +324,21 @@ def test_judge_scope_all_rereads_clean_tags_and_counts_what_it_changes(tmp_path,
     def s(text, choice, method):
         return {"text": text, "choice": choice, "method": method, "correct": choice == "B"}
 
-    rows = [{"id": "q1", "answer": "B", "options": {"A": "x", "B": "y"}, "settings": {"n": 2},
-             "greedy": s("<answer>A</answer> wait, the answer is B", "A", "tag"),  # clean tag, rule reads A
-             "samples": [s("<answer>B</answer>", "B", "tag"), s("I think the answer is B", None, "none")]}]  # fmt: skip
-    cfg = {"seed": 0, "models": {"judge": {"source": "local", "path": "/unused"}},
-           "evaluate": {"k": [1, 2], "bootstrap": 0, "judge": "vlm", "acc1": "sampled"}}  # fmt: skip
+    rows = [
+        {
+            "id": "q1",
+            "answer": "B",
+            "options": {"A": "x", "B": "y"},
+            "settings": {"n": 2},
+            "greedy": s("<answer>A</answer> wait, the answer is B", "A", "tag"),  # clean tag, rule reads A
+            "samples": [s("<answer>B</answer>", "B", "tag"), s("I think the answer is B", None, "none")],
+        }
+    ]
+    cfg = {
+        "seed": 0,
+        "models": {"judge": {"source": "local", "path": "/unused"}},
+        "evaluate": {"k": [1, 2], "bootstrap": 0, "judge": "vlm", "acc1": "sampled"},
+    }
     gen, items = tmp_path / "g.jsonl", tmp_path / "i.jsonl"
     write_jsonl(items, [{"id": "q1", "question": "?", "options": {"A": "x", "B": "y"}, "answer": "B", "images": []}])
     counts = {}

@@ -52,13 +52,20 @@ def paper_smoke_config() -> dict:
     cfg["run_name"] = "paper-smoke"
     cfg.pop("hub_cache")  # no hub models left to fetch; the test points it at its hub-shaped dataset cache
     # data: the synthetic twin of the pilot's dataset at the tiny size
-    cfg["data"] = {**tiny["data"], "datasets": pilot["data"]["datasets"],
-                   "synthetic": {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35}}  # fmt: skip
+    cfg["data"] = {
+        **tiny["data"],
+        "datasets": pilot["data"]["datasets"],
+        "synthetic": {"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35},
+    }
     cfg["mcq"].update(per_class=2, train_per_class=4)
     # models: every role the targets need, as the DAG makes it here; the paper's hub sft becomes a trained one
     cfg["tiny_model"] = tiny["tiny_model"]
-    cfg["models"] = {"base": {"source": "tiny"}, "judge": {"source": "tiny"},
-                     "sft": {"source": "sft", "init": "base"}, "ours": pilot["models"]["ours"]}  # fmt: skip
+    cfg["models"] = {
+        "base": {"source": "tiny"},
+        "judge": {"source": "tiny"},
+        "sft": {"source": "sft", "init": "base"},
+        "ours": pilot["models"]["ours"],
+    }
     ev = cfg["evaluate"]
     ev.update(models=["base"], n_samples=2, k=[1, 2], max_new_tokens=12, batch_size=8, shard_size=8, dtype="float32")
     ev.pop("min_pixels"), ev.pop("max_pixels")
@@ -85,13 +92,30 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
     cfg["hub_cache"] = str(fixture_dataset_cache(tmp_path / "hub", cfg))
     (tmp_path / "paper-smoke.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     os.symlink(ROOT / "config", tmp_path / "config")  # config/accelerate/ddp.yaml, as in the checkout
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "0,1",
-           "HF_HOME": str(tmp_path / "empty-hf-home")}  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "HF_HUB_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "0,1",
+        "HF_HOME": str(tmp_path / "empty-hf-home"),
+    }
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--cores", "2", "--configfile", "paper-smoke.yaml", "--snakefile",
-         str(ROOT / "Snakefile"), *TARGETS],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
+        [
+            str(BIN / "snakemake"),
+            "--cores",
+            "2",
+            "--configfile",
+            "paper-smoke.yaml",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            *TARGETS,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     logs = tmp_path / "results/paper-smoke/logs"
     assert proc.returncode == 0, proc.stderr[-5000:] + "".join(
         f"\n--- {p}\n{p.read_text()[-1500:]}" for p in sorted(logs.rglob("*.log")) if "rror" in p.read_text()
@@ -108,8 +132,9 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
         log = (logs / "models" / f"{model}.log").read_text()
         assert "accelerate.commands.launch" in log and "--num_processes 2" in log, log[-2000:]
         assert (tmp_path / "results/paper-smoke/models" / model / "training_log.csv").exists()
-    summary = json.loads((tmp_path / "results/paper-smoke/vqa/pmc_vqa_balanced/modality_labels.summary.json")
-                         .read_text())  # fmt: skip
+    summary = json.loads(
+        (tmp_path / "results/paper-smoke/vqa/pmc_vqa_balanced/modality_labels.summary.json").read_text()
+    )
     assert summary["labeller"] == "vlm" and sum(summary["counts"].values()) > 0  # the judge labelled the pool
     # every hub dataset fetched once by the local rule, then read from the cache's snapshot by the jobs
     run = tmp_path / "results/paper-smoke"
@@ -127,9 +152,22 @@ def test_the_paper_settings_run_end_to_end(tmp_path):
 
 
 # Keys in which the pilot may differ from the paper (its slice); every other value must be the paper's.
-PILOT_SLICE = {"run_name", "data.datasets", "mcq.per_class", "mcq.train_per_class", "evaluate.models",
-               "train.grpo.max_steps", "train.grpo.save_steps", "rq3", "vqa.max_items", "vqa.models",
-               "vqa.pmc.subset_size", "vqa.pmc.pool_size", "vqa.pmc.batch_size", "vqa.pmc.shard_size"}  # fmt: skip
+PILOT_SLICE = {
+    "run_name",
+    "data.datasets",
+    "mcq.per_class",
+    "mcq.train_per_class",
+    "evaluate.models",
+    "train.grpo.max_steps",
+    "train.grpo.save_steps",
+    "rq3",
+    "vqa.max_items",
+    "vqa.models",
+    "vqa.pmc.subset_size",
+    "vqa.pmc.pool_size",
+    "vqa.pmc.batch_size",
+    "vqa.pmc.shard_size",
+}
 PILOT_SUBSETS = {"models", "vqa.benchmarks", "vqa.reported_rows"}  # the pilot keeps some of the paper's, unchanged
 
 
@@ -160,8 +198,12 @@ def test_the_pilot_is_the_paper_on_a_thin_slice_of_about_one_gpu_hour(tmp_path):
     assert pilot["train"]["grpo"]["max_steps"] == 2 and pilot["vqa"]["pmc"]["pool_size"] == 20
 
     plan = tmp_path / "plan.json"
-    proc = subprocess.run([str(BIN / "medbridge"), "plan", "--config", str(ROOT / "config/pilot.yaml"), "--json",
-                           str(plan)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    proc = subprocess.run(
+        [str(BIN / "medbridge"), "plan", "--config", str(ROOT / "config/pilot.yaml"), "--json", str(plan)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(plan.read_text())
     assert {r["rule"] for r in result["rows"]} == {"generate_part", "score", "features", "grpo_model", "pmc_label"}
@@ -173,13 +215,40 @@ def test_the_pilot_is_the_paper_on_a_thin_slice_of_about_one_gpu_hour(tmp_path):
     (shim / "apptainer").chmod(0o755)
     env = {**os.environ, "PATH": f"{shim}:{BIN}:{os.environ['PATH']}"}
     image = "container_image=docker://example.org/medbridge@sha256:" + "0" * 64  # the template is refused
-    proc = subprocess.run([str(BIN / "snakemake"), "--profile", "profiles/slurm", "--configfile", "config/pilot.yaml",
-                           "-n", "--cores", "1024", "--config", image], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=600)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            "profiles/slurm",
+            "--configfile",
+            "config/pilot.yaml",
+            "-n",
+            "--cores",
+            "1024",
+            "--config",
+            image,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    for rule in ("generate_part", "generate", "score", "features", "grpo_model", "pmc_label", "download_model",
-                 "download_dataset",
-                 "medmnist_npz", "medmnist_check", "vqa_items", "pmc_balance"):  # fmt: skip
+    for rule in (
+        "generate_part",
+        "generate",
+        "score",
+        "features",
+        "grpo_model",
+        "pmc_label",
+        "download_model",
+        "download_dataset",
+        "medmnist_npz",
+        "medmnist_check",
+        "vqa_items",
+        "pmc_balance",
+    ):
         assert re.search(rf"^rule {rule}:", proc.stdout, re.M), rule
     gpu = re.findall(r"^rule (\w+):(?:\n    .*)*?\n    resources: .*slurm_partition=gpu.*$", proc.stdout, re.M)
     assert set(gpu) == {"generate_part", "score", "features", "grpo_model", "pmc_label"}, gpu

@@ -200,9 +200,23 @@ def test_rule_judge_costs_no_gpu(tiny_cfg):
 
 def test_cli_prints_and_writes_json(tmp_path, capsys):
     out = tmp_path / "plan.json"
-    code = main(["plan", "--config", str(ROOT / "config" / "paper.yaml"), "--model-size", "medvlm_r1=2",
-                 "--pmc-questions", "8000", "--decode-tokens-per-s", "3000", "--profile", str(PROFILE),
-                 "--json", str(out)])  # fmt: skip
+    code = main(
+        [
+            "plan",
+            "--config",
+            str(ROOT / "config" / "paper.yaml"),
+            "--model-size",
+            "medvlm_r1=2",
+            "--pmc-questions",
+            "8000",
+            "--decode-tokens-per-s",
+            "3000",
+            "--profile",
+            str(PROFILE),
+            "--json",
+            str(out),
+        ]
+    )
     assert code == 0
     text = capsys.readouterr().out
     assert "generate_part" in text and "decode_tokens_per_s = 3000" in text and "pmc_label" in text

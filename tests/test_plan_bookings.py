@@ -63,7 +63,8 @@ def test_n_is_the_least_number_of_parts_that_fits(planned):
         mine = [details[f"{model}/{i}-of-{n}"] for i in range(1, n + 1)]
         fixed_h = mine[0]["fixed_s"] / 3600
         assert sum(p["gpu_hours_at_budget"] for p in mine) == pytest.approx(
-            whole[model]["gpu_hours_at_budget"] + (n - 1) * fixed_h)
+            whole[model]["gpu_hours_at_budget"] + (n - 1) * fixed_h
+        )
         if n > 1:
             split += 1
             work_h = whole[model]["gpu_hours_at_budget"] - fixed_h

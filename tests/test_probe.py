@@ -127,8 +127,14 @@ def _arrays(shuffle_train: bool = False):
     if shuffle_train:
         ytr = np.random.default_rng(0).permutation(ytr)
         yva = np.random.default_rng(1).permutation(yva)
-    return {"train_features": xtr, "train_labels": ytr, "val_features": xva, "val_labels": yva,
-            "test_features": xte, "test_labels": yte}  # fmt: skip
+    return {
+        "train_features": xtr,
+        "train_labels": ytr,
+        "val_features": xva,
+        "val_labels": yva,
+        "test_features": xte,
+        "test_labels": yte,
+    }
 
 
 @pytest.mark.parametrize("head", ["sgd", "logreg"])
@@ -183,8 +189,12 @@ def test_table1_verb_on_hand_made_probes(setup, tmp_path):
         "sft": {"source": "sft", "init": "base"},
     }
     cfg_path.write_text(yaml.safe_dump(consistent(cfg)))
-    acc = {("base", "organamnist"): 0.5, ("base", "pathmnist"): 0.75, ("sft", "organamnist"): 0.625,
-           ("sft", "pathmnist"): 1.0}  # fmt: skip
+    acc = {
+        ("base", "organamnist"): 0.5,
+        ("base", "pathmnist"): 0.75,
+        ("sft", "organamnist"): 0.625,
+        ("sft", "pathmnist"): 1.0,
+    }
     paths = []
     for (model, d), a in acc.items():
         p = tmp_path / "probe" / model / f"{d}.json"

@@ -79,19 +79,33 @@ def test_only_the_main_process_prepares_the_work_dir(tmp_path):
     from medbridge.train.launch import free_port
 
     _layout(tmp_path)
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()), "WORLD_SIZE": "2",
-           "LOCAL_WORLD_SIZE": "2", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
-    procs = [subprocess.Popen([sys.executable, "-c", WORKER, str(tmp_path)],
-                              env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}, stderr=subprocess.PIPE, text=True)
-             for r in (0, 1)]  # fmt: skip
+    env = {
+        **os.environ,
+        "MASTER_ADDR": "127.0.0.1",
+        "MASTER_PORT": str(free_port()),
+        "WORLD_SIZE": "2",
+        "LOCAL_WORLD_SIZE": "2",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(tmp_path)],
+            env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
     for p in procs:
         _, err = p.communicate(timeout=120)
         assert p.returncode == 0, err[-3000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert ranks[0]["errors"] == [] and ranks[1]["errors"] == []
     assert ranks[1]["writes"] == []  # the other rank never writes a stamp
-    assert sorted(ranks[0]["writes"]) == sorted(str(tmp_path / f"{k}{i}") for i in range(ROUNDS)
-                                                for k in ("fresh", "stale", "resume"))  # fmt: skip
+    assert sorted(ranks[0]["writes"]) == sorted(
+        str(tmp_path / f"{k}{i}") for i in range(ROUNDS) for k in ("fresh", "stale", "resume")
+    )
     want = [c for i in range(ROUNDS) for c in (None, None, str(tmp_path / f"resume{i}" / "checkpoint-2"))]
     assert ranks[0]["resumed"] == want and ranks[1]["resumed"] == want  # both ranks resume the same checkpoint
     for i in range(ROUNDS):

@@ -64,8 +64,19 @@ def test_tau_outside_unit_interval_is_an_error(tau):
 
 def metrics(path: Path, model: str, evalset: str, acc1: float, passk: dict) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": model, "evalset": evalset, "n_items": 40, "n_samples": 8, "acc1": acc1,
-                                "acc1_ci": [acc1, acc1], "pass_at_k": {str(k): v for k, v in passk.items()}}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "model": model,
+                "evalset": evalset,
+                "n_items": 40,
+                "n_samples": 8,
+                "acc1": acc1,
+                "acc1_ci": [acc1, acc1],
+                "pass_at_k": {str(k): v for k, v in passk.items()},
+            }
+        )
+    )
     return str(path)
 
 
@@ -103,8 +114,10 @@ def test_recipe_verb_writes_the_decision_table(tiny_cfg, tmp_path):
 
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(tiny_cfg))
-    paths = [metrics(tmp_path / m / f"{d}.json", m, d, 0.1, {4: s, 8: s + 0.05})
-             for m, d, s in (("base", "octmnist", 0.2), ("sft", "octmnist", 0.6), ("base", "pathmnist", 0.45))]  # fmt: skip
+    paths = [
+        metrics(tmp_path / m / f"{d}.json", m, d, 0.1, {4: s, 8: s + 0.05})
+        for m, d, s in (("base", "octmnist", 0.2), ("sft", "octmnist", 0.6), ("base", "pathmnist", 0.45))
+    ]
     out = tmp_path / "recipe_decisions.csv"
     assert main(["recipe", "--config", str(cfg_path), "--metrics", *paths, "--out", str(out)]) == 0
     df = pd.read_csv(out)

@@ -41,10 +41,24 @@ def test_killed_training_resumes_on_snakemakes_retry(tmp_path):
     work = model.parent / f".{model.name}.work"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     snakemake = subprocess.Popen(
-        [str(BIN / "snakemake"), "--cores", "1", "--retries", "1", "--configfile", "config.yaml", "--snakefile",
-         str(ROOT / "Snakefile"), str(model.relative_to(tmp_path))],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "snakemake"),
+            "--cores",
+            "1",
+            "--retries",
+            "1",
+            "--configfile",
+            "config.yaml",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            str(model.relative_to(tmp_path)),
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.time() + 600
         while not (work / "checkpoint-2").is_dir() and snakemake.poll() is None and time.time() < deadline:

@@ -7,8 +7,15 @@ import pandas as pd
 import pytest
 
 from medbridge import MedbridgeError
-from medbridge.artifacts.rq3 import (check_rq3_config, load_metrics, rq3_inputs, rq3_model, rq3_models, rq3_table,
-                                    write_rq3)
+from medbridge.artifacts.rq3 import (
+    check_rq3_config,
+    load_metrics,
+    rq3_inputs,
+    rq3_model,
+    rq3_models,
+    rq3_table,
+    write_rq3,
+)
 from medbridge.io import write_json
 
 # (model, evalset) -> (acc1, pass@4)
@@ -30,9 +37,11 @@ def cfg(tiny_cfg):
     cfg["evaluate"]["k"] = [1, 2, 4]
     cfg["recipe"]["k"] = 4  # the recipe reads Pass@k from those k (a config validate_config accepts)
     cfg["models"]["rl"]["task"] = "pathmnist"  # not a grid training here: the grid's own names (see test_a_role_...)
-    cfg["rq3"] = {"train_tasks": ["organamnist", "octmnist"], "inits": ["base", "sft"],
-                  "pairs": {"in_domain": [["organamnist", "organamnist"]],
-                            "cross_modality": [["octmnist", "pathmnist"]]}}  # fmt: skip
+    cfg["rq3"] = {
+        "train_tasks": ["organamnist", "octmnist"],
+        "inits": ["base", "sft"],
+        "pairs": {"in_domain": [["organamnist", "organamnist"]], "cross_modality": [["octmnist", "pathmnist"]]},
+    }
     return cfg
 
 
@@ -46,12 +55,26 @@ def _write(tmp_path, values=VALUES, drop_k=False, per_item=True):
     ids = [f"{i:03d}" for i in range(N_ITEMS)]
     for (model, evalset), (acc1, p4) in values.items():
         pass_at_k = {"1": acc1, "2": (acc1 + p4) / 2} | ({} if drop_k else {"4": p4})
-        items = {"id": ids, "acc1": [float(i < round(100 * acc1)) for i in range(N_ITEMS)],
-                 "pass_at_k": {k: [v] * N_ITEMS for k, v in pass_at_k.items()}}  # fmt: skip
+        items = {
+            "id": ids,
+            "acc1": [float(i < round(100 * acc1)) for i in range(N_ITEMS)],
+            "pass_at_k": {k: [v] * N_ITEMS for k, v in pass_at_k.items()},
+        }
         path = tmp_path / "metrics" / model / f"{evalset}.json"
-        write_json(path, {"model": model, "evalset": evalset, "n_items": N_ITEMS, "n_samples": 4, "acc1": acc1,
-                          "acc1_ci": [0, 1], "pass_at_k": pass_at_k, "format_failure_rate": 0.0}
-                   | ({"per_item": items} if per_item else {}))  # fmt: skip
+        write_json(
+            path,
+            {
+                "model": model,
+                "evalset": evalset,
+                "n_items": N_ITEMS,
+                "n_samples": 4,
+                "acc1": acc1,
+                "acc1_ci": [0, 1],
+                "pass_at_k": pass_at_k,
+                "format_failure_rate": 0.0,
+            }
+            | ({"per_item": items} if per_item else {}),
+        )
         paths.append(path)
     return paths
 
@@ -60,8 +83,21 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
     table = write_rq3(cfg, _write(tmp_path), tmp_path / "fig2.csv", tmp_path / "fig2.png")
     assert len(table) == 2 * 2 * 2  # pairs x inits x {acc1, pass@4}
     csv = pd.read_csv(tmp_path / "fig2.csv")
-    assert list(csv.columns) == ["regime", "init", "train_task", "eval_task", "metric", "acc1_definition", "n_items",
-                                 "before", "after", "delta", "delta_ci_low", "delta_ci_high", "ci_includes_zero"]
+    assert list(csv.columns) == [
+        "regime",
+        "init",
+        "train_task",
+        "eval_task",
+        "metric",
+        "acc1_definition",
+        "n_items",
+        "before",
+        "after",
+        "delta",
+        "delta_ci_low",
+        "delta_ci_high",
+        "ci_includes_zero",
+    ]
     row = csv[(csv.init == "sft") & (csv.regime == "in_domain") & (csv.metric == "acc1")].iloc[0]
     assert (row.train_task, row.eval_task) == ("organamnist", "organamnist")
     assert (row.before, row.after, row.delta) == pytest.approx((0.30, 0.55, 0.25))
@@ -80,7 +116,6 @@ def test_table_has_before_after_delta_per_regime_init_pair_metric(cfg, tmp_path)
 def test_deltas_are_paired_over_the_same_items(cfg, tmp_path):
     """Same mean change, different pairing: a model right on a superset of items (+10 items, none lost) is a sure
     gain; one that gains 30 items and loses 20 others has the same +10 points but an interval that includes 0."""
-
 
     paths = _write(tmp_path)
     table = rq3_table(cfg, load_metrics(paths))
@@ -108,7 +143,6 @@ def test_the_rule_asks_for_exactly_the_metrics_the_table_reads(cfg):
 
 
 def test_missing_metrics_or_k_are_named(cfg, tmp_path):
-
 
     values = {k: v for k, v in VALUES.items() if k != ("rq3-sft-octmnist", "pathmnist")}
     with pytest.raises(MedbridgeError, match="rq3-sft-octmnist on pathmnist"):
@@ -141,20 +175,48 @@ def test_rq3_verb(cfg, tmp_path):
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     paths = [str(p) for p in _write(tmp_path)]
-    rc = main(["rq3", "--config", str(cfg_path), "--metrics", *paths, "--csv", str(tmp_path / "o.csv"),
-               "--png", str(tmp_path / "o.png")])  # fmt: skip
+    rc = main(
+        [
+            "rq3",
+            "--config",
+            str(cfg_path),
+            "--metrics",
+            *paths,
+            "--csv",
+            str(tmp_path / "o.csv"),
+            "--png",
+            str(tmp_path / "o.png"),
+        ]
+    )
     assert rc == 0 and len(pd.read_csv(tmp_path / "o.csv")) == 8
     assert (tmp_path / "o.csv.provenance.json").exists()
-    assert main(["rq3", "--config", str(cfg_path), "--metrics", paths[0], "--csv", str(tmp_path / "x.csv"),
-                 "--png", str(tmp_path / "x.png")]) == 2  # fmt: skip
+    assert (
+        main(
+            [
+                "rq3",
+                "--config",
+                str(cfg_path),
+                "--metrics",
+                paths[0],
+                "--csv",
+                str(tmp_path / "x.csv"),
+                "--png",
+                str(tmp_path / "x.png"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_scored_metrics_carry_the_per_item_values_the_deltas_pair():
     from medbridge.score.metrics import compute_metrics
 
     def row(i, greedy, samples):
-        return {"id": f"q{i}", "greedy": {"correct": greedy, "method": "tag", "choice": "A"},
-                "samples": [{"correct": c} for c in samples]}  # fmt: skip
+        return {
+            "id": f"q{i}",
+            "greedy": {"correct": greedy, "method": "tag", "choice": "A"},
+            "samples": [{"correct": c} for c in samples],
+        }
 
     rows = [row(0, True, [True, False, False, False]), row(1, False, [False] * 4), row(2, True, [True] * 4)]
     m = compute_metrics(rows, [1, 4], n_boot=0, seed=0, acc1="greedy")
@@ -171,7 +233,9 @@ def test_a_role_that_is_the_same_training_stands_in_for_the_grid_model(cfg, tmp_
     assert rq3_model(cfg, "sft", "organamnist") == "rl" and rq3_model(cfg, "sft", "octmnist") == "rq3-sft-octmnist"
     assert sorted(rq3_models(cfg)) == ["rl", "rq3-base-octmnist", "rq3-base-organamnist", "rq3-sft-octmnist"]
     assert ("rl", "organamnist") in rq3_inputs(cfg) and ("rq3-sft-organamnist", "organamnist") not in rq3_inputs(cfg)
-    values = {(("rl", "organamnist") if k == ("rq3-sft-organamnist", "organamnist") else k): v for k, v in VALUES.items()}
+    values = {
+        (("rl", "organamnist") if k == ("rq3-sft-organamnist", "organamnist") else k): v for k, v in VALUES.items()
+    }
     table = rq3_table(cfg, load_metrics(_write(tmp_path, values)))
     cell = table[(table.init == "sft") & (table.eval_task == "organamnist") & (table.metric == "acc1")].iloc[0]
     assert (cell.before, cell.after) == (0.30, 0.55)

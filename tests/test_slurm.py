@@ -68,19 +68,41 @@ def slurm_test_profile(tmp_path: Path) -> Path:
     for key in ("configfile", "software-deployment-method", "apptainer-args"):
         profile.pop(key)
     profile["default-resources"].update(slurm_partition="cpu", mem_mb="500 * attempt", runtime="10 * attempt")
-    gpu = dict(profile["set-resources"]["generate_part"], slurm_partition="gpu", cpus_per_gpu=1, mem_mb="1500 * attempt",
-               runtime="10 * attempt")  # fmt: skip
-    cpu_rules = {r: {**res, "mem_mb": "500 * attempt", "runtime": "10 * attempt"}
-                 for r, res in profile["set-resources"].items() if "gpu" not in res}  # fmt: skip
+    gpu = dict(
+        profile["set-resources"]["generate_part"],
+        slurm_partition="gpu",
+        cpus_per_gpu=1,
+        mem_mb="1500 * attempt",
+        runtime="10 * attempt",
+    )
+    cpu_rules = {
+        r: {**res, "mem_mb": "500 * attempt", "runtime": "10 * attempt"}
+        for r, res in profile["set-resources"].items()
+        if "gpu" not in res
+    }
     for res in cpu_rules.values():
         res.pop("cpus_per_task", None)
     # training keeps its own GPU shape (gpu, nodes) on 2 fake GPUs: 2 processes, 1 core each
-    train = dict(profile["set-resources"]["sft_model"], slurm_partition="gpu", gpu=2, cpus_per_gpu=1,
-                 mem_mb="3000 * attempt", runtime="15 * attempt")  # fmt: skip
+    train = dict(
+        profile["set-resources"]["sft_model"],
+        slurm_partition="gpu",
+        gpu=2,
+        cpus_per_gpu=1,
+        mem_mb="3000 * attempt",
+        runtime="15 * attempt",
+    )
     profile["set-resources"] = {**cpu_rules, "build_tiny": gpu, "generate_part": gpu, "sft_model": train}
     profile["set-threads"] = {"sft_model": 2}
-    profile.update({"jobs": 2, "retries": 0, "latency-wait": 5, "slurm-status-command": "squeue",
-                    "slurm-init-seconds-before-status-checks": 2, "slurm-keep-successful-logs": True})  # fmt: skip
+    profile.update(
+        {
+            "jobs": 2,
+            "retries": 0,
+            "latency-wait": 5,
+            "slurm-status-command": "squeue",
+            "slurm-init-seconds-before-status-checks": 2,
+            "slurm-keep-successful-logs": True,
+        }
+    )
     out = tmp_path / "profile"
     out.mkdir()
     (out / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
@@ -104,10 +126,23 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in CACHE_VARS}  # (torch, imported by other tests, sets one)
     env |= {"PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1", "TMPDIR": str(node)}
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), "--configfile", "config.yaml",
-         "--snakefile", str(ROOT / "Snakefile"), "--verbose", *targets],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            str(slurm_test_profile(tmp_path)),
+            "--configfile",
+            "config.yaml",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--verbose",
+            *targets,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     assert (tmp_path / targets[0]).stat().st_size > 0 and (tmp_path / targets[1] / "config.json").exists()
@@ -121,8 +156,9 @@ def test_tiny_dag_runs_through_slurm_with_a_gpu_request(cluster, tmp_path):
     assert "medmnist_npz" not in submitted  # a download: a local rule, run once by Snakemake on the login node
     assert "medmnist_check" in submitted  # reading the file back is a cluster job
     # a job's caches went to its own folder under $TMPDIR (not the checkout), removed when it ended
-    side = json.loads((tmp_path / "results/slurm/data/medmnist/pneumoniamnist_64.npz.check.json.provenance.json")
-                      .read_text())  # fmt: skip
+    side = json.loads(
+        (tmp_path / "results/slurm/data/medmnist/pneumoniamnist_64.npz.check.json.provenance.json").read_text()
+    )
     job_dir = node / f"medbridge-job-{side['slurm_job_id']}"
     assert side["slurm_job_id"] in submitted["medmnist_check"] and side["caches"], side
     assert all(Path(v).is_relative_to(job_dir) for v in side["caches"].values()), side["caches"]
@@ -159,10 +195,23 @@ def test_training_on_two_gpus_launches_two_processes(cluster, tmp_path):
     target = "results/slurm2/models/sft"
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), "--configfile", "config.yaml",
-         "--snakefile", str(ROOT / "Snakefile"), "--verbose", target],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            str(slurm_test_profile(tmp_path)),
+            "--configfile",
+            "config.yaml",
+            "--snakefile",
+            str(ROOT / "Snakefile"),
+            "--verbose",
+            target,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     sbatch = [c for c in re.findall(r"sbatch call: (.*)", log) if "rule_sft_model" in c]
@@ -207,9 +256,21 @@ def test_generation_parts_run_at_once_on_gpus_then_assemble_on_a_cpu(cluster, tm
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
     env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HF_HUB_OFFLINE": "1"}
     base = ["--configfile", "config.yaml", "--snakefile", str(ROOT / "Snakefile")]
-    proc = subprocess.run([str(BIN / "snakemake"), "--profile", str(slurm_test_profile(tmp_path)), *base, "--verbose",
-                           "results/slurm-parts/generations/base"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=1200)  # fmt: skip
+    proc = subprocess.run(
+        [
+            str(BIN / "snakemake"),
+            "--profile",
+            str(slurm_test_profile(tmp_path)),
+            *base,
+            "--verbose",
+            "results/slurm-parts/generations/base",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-6000:]
     submitted: dict[str, list[str]] = {}
@@ -234,8 +295,14 @@ def test_generation_parts_run_at_once_on_gpus_then_assemble_on_a_cpu(cluster, tm
     cfg["evaluate"].pop("job_hours")
     cfg["run_name"] = "slurm-one-job"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(cfg))
-    one = subprocess.run([str(BIN / "snakemake"), "--cores", "2", *base, "results/slurm-one-job/generations/base"],
-                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)  # fmt: skip
+    one = subprocess.run(
+        [str(BIN / "snakemake"), "--cores", "2", *base, "results/slurm-one-job/generations/base"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert one.returncode == 0, one.stderr[-4000:]
     for split in sorted((run / "generations/base").glob("*.jsonl")):
         assert split.read_bytes() == (tmp_path / "results/slurm-one-job/generations/base" / split.name).read_bytes()

@@ -41,9 +41,14 @@ def train_cfg(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     npz = synthetic_dir / npz_name("pneumoniamnist", 64)
     write_jsonl(items, make_items("pneumoniamnist", npz, "train", 10, seed=0))
     cfg["train"]["sft"].update(max_steps=60, batch_size=4, lr=5e-3, prompts=["eval", "rl"], warmup_ratio=0.0)
-    cfg["train"]["grpo"].update(num_generations=4, batch_size=8, max_steps=3, max_completion_length=20, lr=5e-3,
-                                care={**cfg["train"]["grpo"]["care"], "enabled": True, "ema": "ema",
-                                      "ema_every": 1, "ema_decay": 0.5})  # fmt: skip
+    cfg["train"]["grpo"].update(
+        num_generations=4,
+        batch_size=8,
+        max_steps=3,
+        max_completion_length=20,
+        lr=5e-3,
+        care={**cfg["train"]["grpo"]["care"], "enabled": True, "ema": "ema", "ema_every": 1, "ema_decay": 0.5},
+    )
     return consistent(cfg), root, items
 
 
@@ -107,8 +112,14 @@ def test_grpo_with_care_updates_policy_and_ema_reference_and_logs(train_cfg, sft
     out = save_model_dir(trainer, processor, root / "models" / "rl", training_log(trainer))
     rows = pd.read_csv(out / "training_log.csv")
     assert len(rows) == 3
-    for col in ("loss", "rewards/accuracy_reward/mean", "rewards/format_reward/mean", "rewards/care_bonus/mean",
-                "care/bonus_rate", "rewards/answer_not_a_letter/mean"):  # fmt: skip
+    for col in (
+        "loss",
+        "rewards/accuracy_reward/mean",
+        "rewards/format_reward/mean",
+        "rewards/care_bonus/mean",
+        "care/bonus_rate",
+        "rewards/answer_not_a_letter/mean",
+    ):
         assert col in rows.columns, col
     assert _changed(_weights(out), _weights(sft_dir)) > 0
 
@@ -131,7 +142,11 @@ def test_grpo_settings_follow_the_authors_and_care_switches_off(tiny_cfg):
     assert names == ["accuracy_reward", "format_reward", "answer_not_a_letter", "care_bonus"]
     vanilla = CareSettings.from_config({**section["care"], "enabled": False})
     assert [f.__name__ for f in reward_functions({**section, "length_bonus": True}, vanilla)] == [
-        "accuracy_reward", "format_reward", "answer_not_a_letter", "length_bonus"]  # fmt: skip
+        "accuracy_reward",
+        "format_reward",
+        "answer_not_a_letter",
+        "length_bonus",
+    ]
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.04])
@@ -192,8 +207,16 @@ def test_accelerate_launch_only_when_configured(tiny_cfg, tmp_path, monkeypatch)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
     assert cmd[3:5] == ["--config_file", str(acc)]
     # one process per GPU held, on the given port, the job's cores split over them
-    assert cmd[5:13] == ["--num_processes", "4", "--num_machines", "1", "--main_process_port", "29617",
-                         "--num_cpu_threads_per_process", "8"]  # fmt: skip
+    assert cmd[5:13] == [
+        "--num_processes",
+        "4",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "29617",
+        "--num_cpu_threads_per_process",
+        "8",
+    ]
     assert cmd[13:] == ["-m", "medbridge.cli", "grpo", "--out", "x"]
     with pytest.raises(MedbridgeError, match="holds no GPU"):
         launch_command(cfg, ["grpo"], gpus=0)
@@ -239,8 +262,18 @@ def test_config_files_carry_the_training_launch(tmp_path):
     assert "zero_stage: 3" in text and "\nnum_processes:" not in text
     assert paper["train"]["sft"]["save_steps"] and paper["train"]["grpo"]["save_steps"]  # a requeued job resumes
     assert json.dumps(paper["train"]["grpo"]["care"], sort_keys=True) == json.dumps(
-        {"enabled": True, "span": "authors", "ema": "frozen", "ema_decay": 0.995, "ema_every": 10, "conf_clamp": 0.95,
-         "conf_margin": 0.01, "bonus_weight": 0.5}, sort_keys=True)  # fmt: skip
+        {
+            "enabled": True,
+            "span": "authors",
+            "ema": "frozen",
+            "ema_decay": 0.995,
+            "ema_every": 10,
+            "conf_clamp": 0.95,
+            "conf_margin": 0.01,
+            "bonus_weight": 0.5,
+        },
+        sort_keys=True,
+    )
 
 
 def test_pixel_bounds_reach_the_processor(train_cfg):
@@ -286,6 +319,7 @@ def test_sgd_momentum_reaches_the_optimizer(tiny_cfg, tmp_path):
         section["momentum"] = momentum
         args = TrainingArguments(**common_args(tiny_cfg, section, tmp_path))
         optim_args = dict(kv.split("=") for kv in args.optim_args.split(",")) if args.optim_args else {}
-        _, kwargs = _get_sgd(OptimizerContext(args=args, model=None, optimizer_kwargs={"lr": 0.1},
-                                              adam_kwargs={}, optim_args=optim_args))  # fmt: skip
+        _, kwargs = _get_sgd(
+            OptimizerContext(args=args, model=None, optimizer_kwargs={"lr": 0.1}, adam_kwargs={}, optim_args=optim_args)
+        )
         assert args.optim == "sgd" and kwargs.get("momentum") == want

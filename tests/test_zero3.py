@@ -120,8 +120,14 @@ def zero3_run(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
     cfg["run_name"] = "zero3"
     cfg["models"] = {"base": {"source": "local", "path": str(tiny_model_dir)}}
     cfg["evaluate"]["models"] = ["base"]
-    cfg["train"]["grpo"].update(num_generations=4, batch_size=8, max_steps=2, max_completion_length=16, save_steps=1,
-                                care={**cfg["train"]["grpo"]["care"], "ema": "ema", "ema_every": 1})  # fmt: skip
+    cfg["train"]["grpo"].update(
+        num_generations=4,
+        batch_size=8,
+        max_steps=2,
+        max_completion_length=16,
+        save_steps=1,
+        care={**cfg["train"]["grpo"]["care"], "ema": "ema", "ema_every": 1},
+    )
     cfg_path = root / "config.yaml"
     cfg_path.write_text(yaml.safe_dump(consistent(cfg)))
     return cfg_path, items, root
@@ -130,11 +136,29 @@ def zero3_run(tiny_cfg, tiny_model_dir, synthetic_dir, tmp_path_factory):
 def _launch(args: list[str], timeout: int = 900) -> subprocess.CompletedProcess:
     from medbridge.train.launch import free_port
 
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
-    cmd = [DS_PYTHON, "-m", "accelerate.commands.launch", "--config_file", str(ROOT / "config/accelerate/zero3.yaml"),
-           "--mixed_precision", "no", "--num_processes", "2", "--num_machines", "1",
-           "--main_process_port", str(free_port()), *args]  # fmt: skip
+    env = {
+        **os.environ,
+        "DS_ACCELERATOR": "cpu",
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    cmd = [
+        DS_PYTHON,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(ROOT / "config/accelerate/zero3.yaml"),
+        "--mixed_precision",
+        "no",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(free_port()),
+        *args,
+    ]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return done
@@ -147,8 +171,21 @@ def test_grpo_care_trains_under_zero3_and_saves_once(zero3_run):
 
     cfg_path, items, root = zero3_run
     out = root / "models" / "rl"
-    _launch(["-m", "medbridge.cli", "grpo", "--config", str(cfg_path), "--init-model", "base",
-             "--train-items", str(items), "--out", str(out)])  # fmt: skip
+    _launch(
+        [
+            "-m",
+            "medbridge.cli",
+            "grpo",
+            "--config",
+            str(cfg_path),
+            "--init-model",
+            "base",
+            "--train-items",
+            str(items),
+            "--out",
+            str(out),
+        ]
+    )
     check_local_dir(out)
     log = pd.read_csv(out / "training_log.csv")
     assert len(log) == 2 and "rewards/care_bonus/mean" in log.columns and "care/bonus_rate" in log.columns

@@ -88,18 +88,25 @@ def audit_generations(gen_path: str, metrics: dict, report: AuditReport, items_p
         report.bad(f"item set {items_path} is missing: prompt hashes cannot be recomputed")
     elif items_path:
         items = {it["id"]: it for it in read_jsonl(items_path)}
-        bad = [r["id"] for r in rows if r["id"] not in items
-               or prompt_hash(prompt_text(items[r["id"]], r["settings"]["prompt"])) != r["prompt_hash"]]  # fmt: skip
+        bad = [
+            r["id"]
+            for r in rows
+            if r["id"] not in items
+            or prompt_hash(prompt_text(items[r["id"]], r["settings"]["prompt"])) != r["prompt_hash"]
+        ]
         (report.bad if bad else report.ok)(
-            f"prompt hashes recomputed from {items_path}: {len(bad)} mismatch(es)" if bad
+            f"prompt hashes recomputed from {items_path}: {len(bad)} mismatch(es)"
+            if bad
             else f"prompt hashes of all {len(rows)} items recomputed from {items_path}"
-        )  # fmt: skip
+        )
 
 
 def audit_metrics(metrics_path: str, report: AuditReport) -> dict:
     metrics = read_json(metrics_path)
-    report.info(f"metrics {metrics_path}: model {metrics['model']}, eval set {metrics['evalset']}, "
-                f"{metrics['n_items']} items x {metrics['n_samples']} samples")  # fmt: skip
+    report.info(
+        f"metrics {metrics_path}: model {metrics['model']}, eval set {metrics['evalset']}, "
+        f"{metrics['n_items']} items x {metrics['n_samples']} samples"
+    )
     if not sidecar_path(metrics_path).exists():
         report.bad(f"{metrics_path} has no provenance sidecar")
         return metrics
@@ -110,12 +117,16 @@ def audit_metrics(metrics_path: str, report: AuditReport) -> dict:
     if sidecar_path(gen).exists():
         gside = read_sidecar(gen)
         for m in gside.get("models", []):
-            report.info(f"model {m['name']}: {m['path']} revision {m.get('revision')} "
-                        f"weights sha256 {str(m.get('weights_sha256'))[:16]}")  # fmt: skip
+            report.info(
+                f"model {m['name']}: {m['path']} revision {m.get('revision')} "
+                f"weights sha256 {str(m.get('weights_sha256'))[:16]}"
+            )
         for i in gside.get("inputs", []):
             report.info(f"data {i['path']} sha256 {i['sha256'][:16]}")
-        report.info(f"generated at git {str(gside['git']['commit'])[:12]} (dirty={gside['git']['dirty']}) "
-                    f"on {gside['host']}, {gside['started']}")  # fmt: skip
+        report.info(
+            f"generated at git {str(gside['git']['commit'])[:12]} (dirty={gside['git']['dirty']}) "
+            f"on {gside['host']}, {gside['started']}"
+        )
     audit_generations(gen, metrics, report, items_path)
     return metrics
 
@@ -128,13 +139,16 @@ def audit_cell(artifact_path: str, model: str, column: str, report: AuditReport)
     df = pd.read_csv(artifact_path)
     cell = df[(df[mcol] == model) & (df[ecol] == column)]
     if cell.empty:
-        raise MedbridgeError(f"{artifact_path} has no cell ({model}, {column}); models: {sorted(df[mcol].unique())}, "
-                             f"columns: {sorted(df[ecol].unique())}")  # fmt: skip
+        raise MedbridgeError(
+            f"{artifact_path} has no cell ({model}, {column}); models: {sorted(df[mcol].unique())}, "
+            f"columns: {sorted(df[ecol].unique())}"
+        )
     value = float(cell[vcol].iloc[0])
     report.info(f"{name} cell ({model}, {column}) = {value:.4f}%")
     side = read_sidecar(artifact_path)
-    metrics_path = next((i["path"] for i in side["inputs"]
-                         if Path(i["path"]).parts[-2:] == (model, f"{column}.json")), None)  # fmt: skip
+    metrics_path = next(
+        (i["path"] for i in side["inputs"] if Path(i["path"]).parts[-2:] == (model, f"{column}.json")), None
+    )
     if metrics_path is None:
         raise MedbridgeError(f"the provenance of {artifact_path} names no metrics file for ({model}, {column})")
     _check_hash(report, metrics_path, _recorded(side, metrics_path), "metrics")

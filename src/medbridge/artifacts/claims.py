@@ -44,8 +44,13 @@ def claims_inputs(cfg: dict) -> list[tuple[str, str]]:
 
 
 def _cell(fig2: pd.DataFrame, init: str, task: str, metric: str) -> pd.Series:
-    sel = fig2[(fig2.regime == "in_domain") & (fig2.init == init) & (fig2.train_task == task)
-               & (fig2.eval_task == task) & (fig2.metric == metric)]  # fmt: skip
+    sel = fig2[
+        (fig2.regime == "in_domain")
+        & (fig2.init == init)
+        & (fig2.train_task == task)
+        & (fig2.eval_task == task)
+        & (fig2.metric == metric)
+    ]
     if len(sel) != 1:
         raise MedbridgeError(f"Figure 2's CSV has no in-domain {metric} row for init {init} on {task}; remake it")
     return sel.iloc[0]
@@ -71,8 +76,7 @@ def _ci(lo, hi) -> str:
     return "no CI (evaluate.bootstrap 0)" if lo is None or pd.isna(lo) else f"[{100 * lo:+.1f}, {100 * hi:+.1f}] pp"
 
 
-def beside_acc1(before: dict, after: dict, definition: str, n_boot: int, seed: int,
-                where: str) -> dict | None:  # fmt: skip
+def beside_acc1(before: dict, after: dict, definition: str, n_boot: int, seed: int, where: str) -> dict | None:
     """The Acc@1 definition other than the run's (`definition`, as Figure 2's CSV names it) of two metrics files on the
     same items: {definition, before, after, delta, ci_low, ci_high}; None where a file lacks it (a greedy-only file
     has no sample mean; an older `medbridge score` kept no per-item greedy values)."""
@@ -85,14 +89,23 @@ def beside_acc1(before: dict, after: dict, definition: str, n_boot: int, seed: i
     b, a = (dict(zip(m["per_item"]["id"], v, strict=True)) for m, v in zip((before, after), items, strict=True))
     lo, hi = paired_delta_ci(b, a, n_boot, seed, where)
     b_mean, a_mean = sum(b.values()) / len(b), sum(a.values()) / len(a)
-    return {"definition": other, "before": b_mean, "after": a_mean, "delta": a_mean - b_mean, "ci_low": lo, "ci_high": hi}
+    return {
+        "definition": other,
+        "before": b_mean,
+        "after": a_mean,
+        "delta": a_mean - b_mean,
+        "ci_low": lo,
+        "ci_high": hi,
+    }
 
 
 def required_task(cfg: dict) -> str:
     """claims_task, or an error saying what the config lacks."""
     task = claims_task(cfg)
     if task is None:
-        raise MedbridgeError("the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft")
+        raise MedbridgeError(
+            "the claims need an in-domain rq3.pairs entry [task, task] and rq3.inits with base and sft"
+        )
     return task
 
 
@@ -108,7 +121,9 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
     pk = str(k)
     if pk not in base["pass_at_k"] or pk not in sft["pass_at_k"]:
         raise MedbridgeError(f"metrics of base/sft on {task} have no Pass@{k}; rescore with evaluate.k including it")
-    items = {m["model"]: dict(zip(m["per_item"]["id"], m["per_item"]["pass_at_k"][pk], strict=True)) for m in (base, sft)}
+    items = {
+        m["model"]: dict(zip(m["per_item"]["id"], m["per_item"]["pass_at_k"][pk], strict=True)) for m in (base, sft)
+    }
     lo, hi = paired_delta_ci(items["base"], items["sft"], n_boot, cfg["seed"], f"sft vs base on {task} (pass@{k})")
     b_pk, s_pk = float(base["pass_at_k"][pk]), float(sft["pass_at_k"][pk])
     support_held = b_pk < tau and lo is not None and lo > 0
@@ -119,35 +134,61 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
     label = _acc1_label(acc)
     little_held = _includes_zero(base_acc) is not False or base_acc.delta <= 0
     rl = rq3_model(cfg, "sft", task)
-    beside = beside_acc1(sft, metrics[(rl, task)], acc.get("acc1_definition"), n_boot, cfg["seed"],
-                         f"{rl} vs sft on {task} (Acc@1 beside)")  # fmt: skip
-    beside_text = "" if beside is None else (
-        f"; beside it, Acc@1 ({ACC1_LABEL[beside['definition']]}): {_pp(beside['before'])}% -> "
-        f"{_pp(beside['after'])}% ({100 * beside['delta']:+.1f} pp, paired 95% CI "
-        f"{_ci(beside['ci_low'], beside['ci_high'])})")  # fmt: skip
+    beside = beside_acc1(
+        sft,
+        metrics[(rl, task)],
+        acc.get("acc1_definition"),
+        n_boot,
+        cfg["seed"],
+        f"{rl} vs sft on {task} (Acc@1 beside)",
+    )
+    beside_text = (
+        ""
+        if beside is None
+        else (
+            f"; beside it, Acc@1 ({ACC1_LABEL[beside['definition']]}): {_pp(beside['before'])}% -> "
+            f"{_pp(beside['after'])}% ({100 * beside['delta']:+.1f} pp, paired 95% CI "
+            f"{_ci(beside['ci_low'], beside['ci_high'])})"
+        )
+    )
 
     rows = [
-        {"claim": "1. the base model has little support; SFT expands it",
-         "numbers": f"Pass@{k} on {task}: base {_pp(b_pk)}% (tau {_pp(tau)}%), after SFT {_pp(s_pk)}% "
-                    f"({100 * (s_pk - b_pk):+.1f} pp, paired 95% CI {_ci(lo, hi)})",
-         "held": bool(support_held)},
-        {"claim": "2. GRPO from SFT raises in-domain Acc@1 toward its Pass@K (sharpening)",
-         "numbers": f"{label} on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
-                    f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - {label}: "
-                    f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp{beside_text}",
-         "held": bool(sharpen_held)},
-        {"claim": "3. GRPO from the base, where support is near zero, gains little",
-         "numbers": f"{label} on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
-                    f"({100 * base_acc.delta:+.1f} pp, paired 95% CI "
-                    f"{_ci(base_acc.delta_ci_low, base_acc.delta_ci_high)})",
-         "held": bool(little_held)},
-    ]  # fmt: skip
+        {
+            "claim": "1. the base model has little support; SFT expands it",
+            "numbers": f"Pass@{k} on {task}: base {_pp(b_pk)}% (tau {_pp(tau)}%), after SFT {_pp(s_pk)}% "
+            f"({100 * (s_pk - b_pk):+.1f} pp, paired 95% CI {_ci(lo, hi)})",
+            "held": bool(support_held),
+        },
+        {
+            "claim": "2. GRPO from SFT raises in-domain Acc@1 toward its Pass@K (sharpening)",
+            "numbers": f"{label} on {task}: {_pp(acc.before)}% -> {_pp(acc.after)}% ({100 * acc.delta:+.1f} pp, paired "
+            f"95% CI {_ci(acc.delta_ci_low, acc.delta_ci_high)}); gap Pass@{k} - {label}: "
+            f"{100 * (passk.before - acc.before):.1f} -> {100 * (passk.after - acc.after):.1f} pp{beside_text}",
+            "held": bool(sharpen_held),
+        },
+        {
+            "claim": "3. GRPO from the base, where support is near zero, gains little",
+            "numbers": f"{label} on {task}: {_pp(base_acc.before)}% -> {_pp(base_acc.after)}% "
+            f"({100 * base_acc.delta:+.1f} pp, paired 95% CI "
+            f"{_ci(base_acc.delta_ci_low, base_acc.delta_ci_high)})",
+            "held": bool(little_held),
+        },
+    ]
     # the numbers each claim is decided on, for scripts (benchmarks/claims_seeds.py): what `numbers` says
-    values = [(f"pass@{k}", b_pk, s_pk, lo, hi), ("acc1", acc.before, acc.after, acc.delta_ci_low, acc.delta_ci_high),
-              ("acc1", base_acc.before, base_acc.after, base_acc.delta_ci_low, base_acc.delta_ci_high)]
+    values = [
+        (f"pass@{k}", b_pk, s_pk, lo, hi),
+        ("acc1", acc.before, acc.after, acc.delta_ci_low, acc.delta_ci_high),
+        ("acc1", base_acc.before, base_acc.after, base_acc.delta_ci_low, base_acc.delta_ci_high),
+    ]
     for row, (metric, before, after, ci_lo, ci_hi) in zip(rows, values, strict=True):
-        row.update(metric=metric, before=float(before), after=float(after), delta=float(after) - float(before),
-                   ci_low=ci_lo, ci_high=ci_hi)  # fmt: skip
+        row.update(
+            metric=metric,
+            before=float(before),
+            after=float(after),
+            delta=float(after) - float(before),
+            ci_low=ci_lo,
+            ci_high=ci_hi,
+        )
     rows[1]["acc1_definition"] = acc.get("acc1_definition")
     if beside is not None:
         rows[1].update({f"beside_{key}": v for key, v in beside.items()})
@@ -155,14 +196,17 @@ def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataF
     return pd.DataFrame(rows).assign(seed=cfg["seed"], task=task, n_items=int(acc.n_items))
 
 
-def write_claims(cfg: dict, metric_paths: list[str | Path], fig2_csv: str | Path, csv_path: str | Path,
-                 md_path: str | Path) -> pd.DataFrame:  # fmt: skip
+def write_claims(
+    cfg: dict, metric_paths: list[str | Path], fig2_csv: str | Path, csv_path: str | Path, md_path: str | Path
+) -> pd.DataFrame:
     required_task(cfg)  # before reading any file
     table = claims_table(cfg, load_metrics(metric_paths), pd.read_csv(fig2_csv))
     shown = table.assign(held=table.held.map({True: "held", False: "NOT held"}))[["claim", "numbers", "held"]]
-    notes = (f"Seed {cfg['seed']}, {int(table.n_items.iloc[0])} eval items of "
-             f"{table.task.iloc[0]}; generated by `medbridge claims` from the run's metrics and Figure 2 "
-             "(paired bootstrap CIs over the same items).")  # fmt: skip
+    notes = (
+        f"Seed {cfg['seed']}, {int(table.n_items.iloc[0])} eval items of "
+        f"{table.task.iloc[0]}; generated by `medbridge claims` from the run's metrics and Figure 2 "
+        "(paired bootstrap CIs over the same items)."
+    )
     write_table(table, csv_path)  # every column; the Markdown only what a reader needs
     md = "# What the run shows: the paper's claims about RL\n\n" + shown.to_markdown(index=False) + f"\n\n{notes}\n"
     write_text(md_path, md)

@@ -54,17 +54,36 @@ def noise(reported: float | None, paper_n: int | None, ours: float, lo, hi, n: i
     return out
 
 
-def _row(table: str, model: str, column: str, ours: float, lo, hi, reported: float | None, n: int,
-         definition: str | None = None) -> dict:  # fmt: skip
+def _row(
+    table: str,
+    model: str,
+    column: str,
+    ours: float,
+    lo,
+    hi,
+    reported: float | None,
+    n: int,
+    definition: str | None = None,
+) -> dict:
     from medbridge.artifacts.reference import paper_items
 
     inside = None if reported is None or lo is None else bool(100 * lo <= reported <= 100 * hi)
     paper_n = paper_items(PARTS[table], column)
-    return {"table": table, "model": model, "column": column, "acc1_definition": definition, "n": n,
-            "ours": 100 * ours, "ci_low": None if lo is None else 100 * lo, "ci_high": None if hi is None else 100 * hi,
-            "reported": reported, "delta": None if reported is None else 100 * ours - reported,
-            "reported_in_ci": inside, "paper_n": paper_n,
-            **noise(reported, paper_n, ours, lo, hi, n)}  # fmt: skip
+    return {
+        "table": table,
+        "model": model,
+        "column": column,
+        "acc1_definition": definition,
+        "n": n,
+        "ours": 100 * ours,
+        "ci_low": None if lo is None else 100 * lo,
+        "ci_high": None if hi is None else 100 * hi,
+        "reported": reported,
+        "delta": None if reported is None else 100 * ours - reported,
+        "reported_in_ci": inside,
+        "paper_n": paper_n,
+        **noise(reported, paper_n, ours, lo, hi, n),
+    }
 
 
 def _ledger(row: dict, cfg: dict, departed: set[str]) -> dict:
@@ -72,15 +91,26 @@ def _ledger(row: dict, cfg: dict, departed: set[str]) -> dict:
     return {**row, "ledger": ";".join(ids), "ledger_deviations": ";".join(i for i in ids if i in departed)}
 
 
-def comparison_frame(probes: list[dict], metrics: list[dict], vqa_rows: dict[str, str],
-                     cfg: dict | None = None) -> pd.DataFrame:  # fmt: skip
+def comparison_frame(
+    probes: list[dict], metrics: list[dict], vqa_rows: dict[str, str], cfg: dict | None = None
+) -> pd.DataFrame:
     """`vqa_rows` maps a model name to its row in the paper's Table 3 (keyed there by HF id); `cfg` the run's
     config, for the ledger columns."""
     rows = []
     for p in probes:
         lo, hi = wilson(p["accuracy"], p["n"])
-        rows.append(_row("Table 1 (linear probe)", p["model"], p["dataset"], p["accuracy"], lo, hi,
-                         reported_value("table1_linear_probe_accuracy", p["model"], p["dataset"]), p["n"]))  # fmt: skip
+        rows.append(
+            _row(
+                "Table 1 (linear probe)",
+                p["model"],
+                p["dataset"],
+                p["accuracy"],
+                lo,
+                hi,
+                reported_value("table1_linear_probe_accuracy", p["model"], p["dataset"]),
+                p["n"],
+            )
+        )
     for m in metrics:
         lo, hi = m["acc1_ci"]
         rep = reported_value("table2_accuracy_at_1", m["model"], m["evalset"])
@@ -96,22 +126,25 @@ def comparison_frame(probes: list[dict], metrics: list[dict], vqa_rows: dict[str
     return pd.DataFrame([_ledger(r, cfg, departed) for r in rows])
 
 
-def write_comparison(probe_paths, metrics_paths, vqa_rows: dict[str, str], csv_path: str, md_path: str,
-                     cfg: dict | None = None) -> pd.DataFrame:  # fmt: skip
+def write_comparison(
+    probe_paths, metrics_paths, vqa_rows: dict[str, str], csv_path: str, md_path: str, cfg: dict | None = None
+) -> pd.DataFrame:
     df = comparison_frame([read_json(p) for p in probe_paths], [read_json(p) for p in metrics_paths], vqa_rows, cfg)
     n_in = int(df.reported_in_ci.fillna(False).sum()) if len(df) else 0
     n_noise = int(df.within_noise.fillna(False).sum()) if len(df) else 0
-    notes = (f"{len(df)} numbers compared; the reported value lies inside our 95% CI for {n_in}, and the difference "
-             f"is within the two runs' joint sampling noise for {n_noise}. `ours` is computed "
-             "by this run; `reported` is copied from the paper (reference/paper_tables.yaml) for comparison only. "
-             "Noise (points): `paper_se` is the reported value's binomial standard error at the paper's N (`paper_n`: "
-             "Table 1 and 2 cells are over classes x the smallest test class, where the paper's arithmetic gives it, "
-             "Table 3's over 200 items, MMMU's 170; an upper bound for Table 2's means over 16 samples per item), "
-             "`ours_se` ours from its CI, `noise_95` 1.96 x the standard error of their difference; `within_noise`: "
-             "|delta| <= noise_95, a miss not told apart from sampling noise. `acc1_definition`: the Acc@1 compared "
-             "(sampled: the mean accuracy of the samples, what Table 2's numbers are; greedy). "
-             "In the tiny profile (a tiny random-init model on synthetic data) no agreement is expected. `ledger`: the "
-             "docs/FIDELITY.md rows touching each number; `ledger_deviations`: those where this run's config departs "
-             "from the authors' value.")  # fmt: skip
+    notes = (
+        f"{len(df)} numbers compared; the reported value lies inside our 95% CI for {n_in}, and the difference "
+        f"is within the two runs' joint sampling noise for {n_noise}. `ours` is computed "
+        "by this run; `reported` is copied from the paper (reference/paper_tables.yaml) for comparison only. "
+        "Noise (points): `paper_se` is the reported value's binomial standard error at the paper's N (`paper_n`: "
+        "Table 1 and 2 cells are over classes x the smallest test class, where the paper's arithmetic gives it, "
+        "Table 3's over 200 items, MMMU's 170; an upper bound for Table 2's means over 16 samples per item), "
+        "`ours_se` ours from its CI, `noise_95` 1.96 x the standard error of their difference; `within_noise`: "
+        "|delta| <= noise_95, a miss not told apart from sampling noise. `acc1_definition`: the Acc@1 compared "
+        "(sampled: the mean accuracy of the samples, what Table 2's numbers are; greedy). "
+        "In the tiny profile (a tiny random-init model on synthetic data) no agreement is expected. `ledger`: the "
+        "docs/FIDELITY.md rows touching each number; `ledger_deviations`: those where this run's config departs "
+        "from the authors' value."
+    )
     write_table(df, csv_path, md_path, title=TITLE, notes=notes)
     return df

@@ -16,12 +16,23 @@ MODALITY_ORDER = ["radiology", "microscopy", "visible_light_photography"]
 
 
 def fig1_frame(metrics: list[dict]) -> pd.DataFrame:
-    rows = [{"model": m["model"], "dataset": m["evalset"], "modality": MODALITY[m["evalset"]], "k": int(k),
-             "pass_at_k": 100 * v} for m in metrics for k, v in m["pass_at_k"].items()]  # fmt: skip
+    rows = [
+        {
+            "model": m["model"],
+            "dataset": m["evalset"],
+            "modality": MODALITY[m["evalset"]],
+            "k": int(k),
+            "pass_at_k": 100 * v,
+        }
+        for m in metrics
+        for k, v in m["pass_at_k"].items()
+    ]
     df = pd.DataFrame(rows)
-    return (df.groupby(["model", "modality", "k"], sort=False)
-              .agg(pass_at_k=("pass_at_k", "mean"), n_datasets=("dataset", "nunique"))
-              .reset_index())  # fmt: skip
+    return (
+        df.groupby(["model", "modality", "k"], sort=False)
+        .agg(pass_at_k=("pass_at_k", "mean"), n_datasets=("dataset", "nunique"))
+        .reset_index()
+    )
 
 
 def plot_fig1(curves: pd.DataFrame, png_path: str) -> None:
@@ -31,8 +42,19 @@ def plot_fig1(curves: pd.DataFrame, png_path: str) -> None:
     import seaborn as sns
 
     present = [m for m in MODALITY_ORDER if m in set(curves.modality)]
-    grid = sns.relplot(data=curves, x="k", y="pass_at_k", hue="model", col="modality", col_order=present,
-                       kind="line", marker="o", height=3.2, aspect=1.1, facet_kws={"sharey": True})  # fmt: skip
+    grid = sns.relplot(
+        data=curves,
+        x="k",
+        y="pass_at_k",
+        hue="model",
+        col="modality",
+        col_order=present,
+        kind="line",
+        marker="o",
+        height=3.2,
+        aspect=1.1,
+        facet_kws={"sharey": True},
+    )
     grid.set(xscale="log", xticks=sorted(curves.k.unique()))
     for ax in grid.axes.flat:
         ax.minorticks_off()  # only the K values as ticks (no 3x10^0 labels)

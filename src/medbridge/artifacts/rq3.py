@@ -41,8 +41,11 @@ def rq3_model(cfg: dict, init: str, task: str) -> str:
 def rq3_models(cfg: dict) -> dict[str, dict]:
     """name -> {source, init, task} of every model the grid trains (rq3.inits x rq3.train_tasks)."""
     rq3 = cfg.get("rq3", {})
-    return {rq3_model(cfg, i, t): {"source": "grpo", "init": i, "task": t}
-            for i in rq3.get("inits", []) for t in rq3.get("train_tasks", [])}  # fmt: skip
+    return {
+        rq3_model(cfg, i, t): {"source": "grpo", "init": i, "task": t}
+        for i in rq3.get("inits", [])
+        for t in rq3.get("train_tasks", [])
+    }
 
 
 def model_spec(cfg: dict, name: str) -> dict | None:
@@ -69,8 +72,10 @@ def check_rq3_config(cfg: dict) -> None:
                     "add it there (so its RL models are made) or drop the pair"
                 )
             if dataset_split(target, cfg) is None:
-                raise MedbridgeError(f"rq3.pairs.{regime} evaluates on {target!r}, which is not in data.datasets "
-                                     f"{cfg['data']['datasets']}; add it there or drop the pair")  # fmt: skip
+                raise MedbridgeError(
+                    f"rq3.pairs.{regime} evaluates on {target!r}, which is not in data.datasets "
+                    f"{cfg['data']['datasets']}; add it there or drop the pair"
+                )
 
 
 def rq3_inputs(cfg: dict) -> list[tuple[str, str]]:
@@ -95,8 +100,10 @@ def load_metrics(paths: list[str | Path]) -> dict[tuple[str, str], dict]:
         if missing:
             raise MedbridgeError(f"{p} lacks {sorted(missing)}; it is not a metrics file of `medbridge score`")
         if "per_item" not in m:
-            raise MedbridgeError(f"{p} has no per-item values (written by an older `medbridge score`); rescore it "
-                                 "(delete it and rerun snakemake) so the RQ3 deltas get paired intervals")  # fmt: skip
+            raise MedbridgeError(
+                f"{p} has no per-item values (written by an older `medbridge score`); rescore it "
+                "(delete it and rerun snakemake) so the RQ3 deltas get paired intervals"
+            )
         out[(m["model"], m["evalset"])] = m
     return out
 
@@ -114,8 +121,9 @@ def _values(m: dict, metric: str, k: int, where: tuple[str, str]) -> tuple[float
     return float(m["pass_at_k"][str(k)]), dict(zip(items["id"], items["pass_at_k"][str(k)], strict=True))
 
 
-def paired_delta_ci(before: dict[str, float], after: dict[str, float], n_boot: int, seed: int,
-                    where: str) -> tuple[float | None, float | None]:  # fmt: skip
+def paired_delta_ci(
+    before: dict[str, float], after: dict[str, float], n_boot: int, seed: int, where: str
+) -> tuple[float | None, float | None]:
     """95% percentile-bootstrap CI of mean(after - before) over the same items (resampled in pairs)."""
     if set(before) != set(after):
         raise MedbridgeError(
@@ -143,17 +151,29 @@ def rq3_table(cfg: dict, metrics: dict[tuple[str, str], dict]) -> pd.DataFrame:
                             "(snakemake makes it)"
                         )
                 for metric in ("acc1", f"pass@{k}"):
-                    (before, b_items), (after, a_items) = (_values(metrics[keys[s]], metric, k, keys[s])
-                                                           for s in ("before", "after"))  # fmt: skip
+                    (before, b_items), (after, a_items) = (
+                        _values(metrics[keys[s]], metric, k, keys[s]) for s in ("before", "after")
+                    )
                     where = f"{keys['after'][0]} vs {init} on {ev} ({metric})"
                     lo, hi = paired_delta_ci(b_items, a_items, n_boot, cfg["seed"], where)
-                    definition = (metrics[keys["after"]].get("acc1_definition", "greedy") if metric == "acc1"
-                                  else None)  # fmt: skip
-                    rows.append({"regime": regime, "init": init, "train_task": train, "eval_task": ev,
-                                 "metric": metric, "acc1_definition": definition, "n_items": len(a_items),
-                                 "before": before, "after": after,
-                                 "delta": after - before, "delta_ci_low": lo, "delta_ci_high": hi,
-                                 "ci_includes_zero": None if lo is None else bool(lo <= 0 <= hi)})  # fmt: skip
+                    definition = metrics[keys["after"]].get("acc1_definition", "greedy") if metric == "acc1" else None
+                    rows.append(
+                        {
+                            "regime": regime,
+                            "init": init,
+                            "train_task": train,
+                            "eval_task": ev,
+                            "metric": metric,
+                            "acc1_definition": definition,
+                            "n_items": len(a_items),
+                            "before": before,
+                            "after": after,
+                            "delta": after - before,
+                            "delta_ci_low": lo,
+                            "delta_ci_high": hi,
+                            "ci_includes_zero": None if lo is None else bool(lo <= 0 <= hi),
+                        }
+                    )
     if not rows:
         raise MedbridgeError("rq3.pairs and rq3.inits define no cell of the grid; fill them in the config")
     return pd.DataFrame(rows)
@@ -184,8 +204,9 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
     widths = [df[df.regime == r].pair.nunique() for r in regimes]
     vmax = max(1.0, float(df.delta_pp.abs().max()))
     size = (2.4 * sum(widths) + 1.5, 2.0 + 1.2 * len(inits) * len(metrics))
-    fig, axes = plt.subplots(len(metrics), len(regimes), squeeze=False, gridspec_kw={"width_ratios": widths},
-                             figsize=size)  # fmt: skip
+    fig, axes = plt.subplots(
+        len(metrics), len(regimes), squeeze=False, gridspec_kw={"width_ratios": widths}, figsize=size
+    )
     for i, metric in enumerate(metrics):
         for j, regime in enumerate(regimes):
             sub = df[(df.metric == metric) & (df.regime == regime)]
@@ -193,16 +214,39 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
             grid = sub.pivot(index="init", columns="pair", values="delta_pp").reindex(index=rows, columns=cols)
             text = sub.pivot(index="init", columns="pair", values="text").reindex(index=rows, columns=cols)
             ax = axes[i][j]
-            sns.heatmap(grid, ax=ax, annot=text.fillna("").to_numpy(), fmt="", cmap="RdBu", center=0, vmin=-vmax,
-                        vmax=vmax, cbar=j == len(regimes) - 1, cbar_kws={"label": "after RL - before (pp)"},
-                        linewidths=0.5, annot_kws={"fontsize": 7})  # fmt: skip
+            sns.heatmap(
+                grid,
+                ax=ax,
+                annot=text.fillna("").to_numpy(),
+                fmt="",
+                cmap="RdBu",
+                center=0,
+                vmin=-vmax,
+                vmax=vmax,
+                cbar=j == len(regimes) - 1,
+                cbar_kws={"label": "after RL - before (pp)"},
+                linewidths=0.5,
+                annot_kws={"fontsize": 7},
+            )
             for r in sub.itertuples():
                 if r.ci_includes_zero is True:  # not distinguishable from no change at 95%
-                    ax.add_patch(Rectangle((cols.index(r.pair), rows.index(r.init)), 1, 1, fill=False, hatch="///",
-                                           edgecolor="0.55", linewidth=0))  # fmt: skip
+                    ax.add_patch(
+                        Rectangle(
+                            (cols.index(r.pair), rows.index(r.init)),
+                            1,
+                            1,
+                            fill=False,
+                            hatch="///",
+                            edgecolor="0.55",
+                            linewidth=0,
+                        )
+                    )
             defs = set(sub.acc1_definition.dropna()) if metric == "acc1" else set()
-            label = (f"Acc@1 ({ACC1_LABEL.get(next(iter(defs)), '?')})" if len(defs) == 1 else "Acc@1"
-                     ) if metric == "acc1" else metric.replace("pass", "Pass")  # fmt: skip
+            label = (
+                (f"Acc@1 ({ACC1_LABEL.get(next(iter(defs)), '?')})" if len(defs) == 1 else "Acc@1")
+                if metric == "acc1"
+                else metric.replace("pass", "Pass")
+            )
             ax.set_title(f"{regime.replace('_', '-')}: {label}" if i == 0 else label, fontsize=9)
             ax.set_xlabel("RL train task -> eval task" if i == len(metrics) - 1 else "")
             ax.set_ylabel("init model" if j == 0 else "")
@@ -210,8 +254,11 @@ def plot_rq3(table: pd.DataFrame, png_path: str | Path) -> None:
             ax.tick_params(axis="y", rotation=0)
             if i < len(metrics) - 1:
                 ax.set_xticklabels([])
-    fig.suptitle("Figure 2 (RQ3): change after GRPO, by transfer regime\n(pp, paired 95% CI; hatched: CI includes 0)",
-                 y=0.995, fontsize=9)  # fmt: skip
+    fig.suptitle(
+        "Figure 2 (RQ3): change after GRPO, by transfer regime\n(pp, paired 95% CI; hatched: CI includes 0)",
+        y=0.995,
+        fontsize=9,
+    )
     fig.tight_layout()
     with atomic_path(png_path, suffix=".png") as tmp:
         fig.savefig(tmp, dpi=120, format="png", metadata={"Software": None})

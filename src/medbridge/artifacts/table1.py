@@ -48,8 +48,12 @@ def build_table1(probe_paths: list[str | Path], model_ids: dict[str, str] | None
     datasets = [d for d in DATASETS if any(d in per for per in results.values())]  # the paper's modality order
     rows = []
     for model, per in results.items():
-        row = {"model": model, "source": (model_ids or {}).get(model, ""), "features": _one(per, "features"),
-               "head": _one(per, "head")}  # fmt: skip
+        row = {
+            "model": model,
+            "source": (model_ids or {}).get(model, ""),
+            "features": _one(per, "features"),
+            "head": _one(per, "head"),
+        }
         for d in datasets:
             row[d] = 100 * per[d]["accuracy"] if d in per else None
             row[reported_col(d)] = reported_value(REFERENCE_TABLE, model, d)
@@ -71,8 +75,9 @@ def _one(per: dict, key: str) -> str:
     return ",".join(sorted({str(r.get(key, "")) for r in per.values()}))
 
 
-def write_table1(probe_paths: list[str | Path], csv_path: str | Path, md_path: str | Path,
-                 model_ids: dict[str, str] | None = None) -> pd.DataFrame:  # fmt: skip
+def write_table1(
+    probe_paths: list[str | Path], csv_path: str | Path, md_path: str | Path, model_ids: dict[str, str] | None = None
+) -> pd.DataFrame:
     df = build_table1(probe_paths, model_ids)
     groups = {}
     for d in DATASETS:

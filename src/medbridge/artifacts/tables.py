@@ -9,8 +9,14 @@ import pandas as pd
 from medbridge.io import write_text
 
 
-def write_table(df: pd.DataFrame, csv_path: str | Path, md_path: str | Path | None = None, title: str = "",
-                notes: str = "", floatfmt: str = ".2f") -> None:  # fmt: skip
+def write_table(
+    df: pd.DataFrame,
+    csv_path: str | Path,
+    md_path: str | Path | None = None,
+    title: str = "",
+    notes: str = "",
+    floatfmt: str = ".2f",
+) -> None:
     write_text(csv_path, df.to_csv(index=False, float_format="%.4f"))
     if md_path:
         md = (f"# {title}\n\n" if title else "") + df.to_markdown(index=False, floatfmt=floatfmt) + "\n"

@@ -1,5 +1,7 @@
 def add_arguments(p) -> None:
-    p.add_argument("target", help="an artifact CSV (with --model/--column), a metrics JSON, or a generations JSONL's metrics")
+    p.add_argument(
+        "target", help="an artifact CSV (with --model/--column), a metrics JSON, or a generations JSONL's metrics"
+    )
     p.add_argument("--model", help="row of the artifact (model name)")
     p.add_argument("--column", help="column of the artifact (dataset / benchmark)")
 
@@ -18,7 +20,9 @@ def run(args) -> None:
     elif args.target.endswith(".json"):
         audit_metrics(args.target, report)
     else:
-        raise MedbridgeError(f"cannot audit {args.target}: pass an artifact .csv (+ --model --column) or a metrics .json")
+        raise MedbridgeError(
+            f"cannot audit {args.target}: pass an artifact .csv (+ --model --column) or a metrics .json"
+        )
     print(report.text())
     if report.problems:
         sys.exit(1)

@@ -3,7 +3,12 @@ from medbridge.commands import add_config_argument, config_from
 
 def add_arguments(p) -> None:
     add_config_argument(p)
-    p.add_argument("--metrics", nargs="+", required=True, help="metrics/<model>/<task>.json of base, sft and GRPO from sft on the task")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        required=True,
+        help="metrics/<model>/<task>.json of base, sft and GRPO from sft on the task",
+    )
     p.add_argument("--fig2", required=True, help="fig2_rq3_transfer.csv (the RQ3 deltas with their paired CIs)")
     p.add_argument("--csv", required=True, help="claims.csv to write")
     p.add_argument("--md", required=True, help="claims.md to write (the README's 'what the run shows')")

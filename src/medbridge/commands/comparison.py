@@ -18,6 +18,10 @@ def run(args) -> None:
     vqa_rows = {role: row for role in cfg["models"] if (row := reported_row(cfg, role))}
     df = write_comparison(args.probes, args.metrics, vqa_rows, args.csv, args.md, cfg)
     for out in (args.csv, args.md):
-        write_sidecar(out, cfg, ["models", "evaluate", "probe", "mcq", "train", "vqa", "recipe"],
-                      inputs=[*args.probes, *args.metrics])  # the ledger columns read every section
+        write_sidecar(
+            out,
+            cfg,
+            ["models", "evaluate", "probe", "mcq", "train", "vqa", "recipe"],
+            inputs=[*args.probes, *args.metrics],
+        )  # the ledger columns read every section
     print(f"wrote {args.csv} ({len(df)} comparisons)")

@@ -2,22 +2,31 @@
 
 
 def add_arguments(p) -> None:
-    p.epilog = ("For your own MCQ JSONL (items with images [{\"path\": ...}]), make generations first: medbridge "
-                "generate --config <cfg> --model <role> --items mine.jsonl --out gen.jsonl; then diagnose "
-                "--generations gen.jsonl --items mine.jsonl --tau 0.5")  # fmt: skip
+    p.epilog = (
+        'For your own MCQ JSONL (items with images [{"path": ...}]), make generations first: medbridge '
+        "generate --config <cfg> --model <role> --items mine.jsonl --out gen.jsonl; then diagnose "
+        "--generations gen.jsonl --items mine.jsonl --tau 0.5"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--metrics", nargs="+", help="metrics JSON(s) from `medbridge score`, one per task")
     src.add_argument("--generations", nargs="+", help="generations JSONL(s) (greedy + samples), one per task")
-    p.add_argument("--items", nargs="+", help="with --generations: the item set(s) to recount correctness against "
-                   "(e.g. your own MCQ JSONL), one per generations file")
+    p.add_argument(
+        "--items",
+        nargs="+",
+        help="with --generations: the item set(s) to recount correctness against "
+        "(e.g. your own MCQ JSONL), one per generations file",
+    )
     p.add_argument("--config", help="a run config: recipe.tau and recipe.k become the defaults")
     p.add_argument("--tau", type=float, help="target threshold in [0, 1] on Support@K")
     p.add_argument("--k", type=int, help="K of Support@K (default: recipe.k, else the largest available)")
     p.add_argument("--task", nargs="+", help="task names to print (default: from the files)")
     p.add_argument("--model", help="model name to print (generations files do not name it)")
-    p.add_argument("--acc1", choices=["sampled", "greedy"],
-                   help="with --generations: Acc@1 as the mean accuracy of the samples (the paper's Table 2 numbers) "
-                        "or the greedy answer's (default: evaluate.acc1 of --config, else sampled)")
+    p.add_argument(
+        "--acc1",
+        choices=["sampled", "greedy"],
+        help="with --generations: Acc@1 as the mean accuracy of the samples (the paper's Table 2 numbers) "
+        "or the greedy answer's (default: evaluate.acc1 of --config, else sampled)",
+    )
     p.add_argument("--out", help="also write the decisions as CSV")
 
 

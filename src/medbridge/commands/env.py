@@ -11,8 +11,11 @@ from pathlib import Path
 
 def add_arguments(p) -> None:
     p.add_argument("--lock", help="compare to this lock: cpu, gpu or a path (default: whichever is closer)")
-    p.add_argument("--check", action="store_true",
-                   help="exit 2 unless the installed distributions equal the lock and the locks match pyproject.toml")  # fmt: skip
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 2 unless the installed distributions equal the lock and the locks match pyproject.toml",
+    )
     p.add_argument("--json", dest="json_out", metavar="PATH", help="write the report as JSON ('-' for stdout)")
     p.add_argument("--compare", metavar="JSON", help="another `medbridge env --json` report or a provenance sidecar")
     p.add_argument("--config", help="a run config: its container_image is recorded (and its digest, when pinned)")
@@ -33,8 +36,10 @@ def run(args) -> None:
     if args.lock in LOCKS:
         lock = PROJECT_ROOT / LOCKS[args.lock][0]
         if not lock.is_file():  # an image carries only the lock it was built from
-            raise MedbridgeError(f"--lock {args.lock}: {lock} is not here (an image carries only the lock it was "
-                                 f"built from: {os.environ.get('MEDBRIDGE_IMAGE_LOCK', 'none')}); pass that one")
+            raise MedbridgeError(
+                f"--lock {args.lock}: {lock} is not here (an image carries only the lock it was "
+                f"built from: {os.environ.get('MEDBRIDGE_IMAGE_LOCK', 'none')}); pass that one"
+            )
     elif args.lock:
         lock = Path(args.lock) if Path(args.lock).is_absolute() else Path.cwd() / args.lock
         if not lock.is_file():
@@ -69,26 +74,35 @@ def run(args) -> None:
         bad += [f"{n}: locked, not installed" for n in c["missing"]] + [f"{n}: installed, not locked" for n in extra]
         bad += rec["lock_problems"]
         if bad:
-            raise MedbridgeError(f"the environment differs from {c['lock']}:\n  " + "\n  ".join(bad)
-                                 + "\nfix: bash scripts/bootstrap.sh (a venv) or rebuild the image; after changing "
-                                 "pyproject.toml, scripts/lock.sh first")  # fmt: skip
+            raise MedbridgeError(
+                f"the environment differs from {c['lock']}:\n  "
+                + "\n  ".join(bad)
+                + "\nfix: bash scripts/bootstrap.sh (a venv) or rebuild the image; after changing "
+                "pyproject.toml, scripts/lock.sh first"
+            )
 
 
 def _print(rec: dict) -> None:
     c = rec["lock"]
     print(f"medbridge {rec['medbridge']}  Python {rec['python']} ({rec['implementation']})  {rec['platform']}")
-    print(f"torch CUDA {rec.get('torch_cuda')}  driver supports CUDA {_cuda(rec['cuda_driver'])}  "
-          f"cuda available: {rec.get('cuda_available')}")  # fmt: skip
+    print(
+        f"torch CUDA {rec.get('torch_cuda')}  driver supports CUDA {_cuda(rec['cuda_driver'])}  "
+        f"cuda available: {rec.get('cuda_available')}"
+    )
     box = rec["container"]
     if box:
         built = box.get("built", {})
-        print(f"container: {box['runtime']}  digest {box.get('digest')}  image {built.get('MEDBRIDGE_IMAGE')}  "
-              f"base {built.get('MEDBRIDGE_IMAGE_BASE')}")  # fmt: skip
+        print(
+            f"container: {box['runtime']}  digest {box.get('digest')}  image {built.get('MEDBRIDGE_IMAGE')}  "
+            f"base {built.get('MEDBRIDGE_IMAGE_BASE')}"
+        )
     else:
         print("container: none")
     state = "matches" if not (c["different"] or c["missing"]) else "DIFFERS from"
-    print(f"{len(rec['packages'])} distributions (sha256 {rec['packages_sha256'][:16]}), {state} {c['lock']}"
-          f" ({len(c['different'])} different, {len(c['missing'])} missing, {len(c['extra'])} not in the lock)")  # fmt: skip
+    print(
+        f"{len(rec['packages'])} distributions (sha256 {rec['packages_sha256'][:16]}), {state} {c['lock']}"
+        f" ({len(c['different'])} different, {len(c['missing'])} missing, {len(c['extra'])} not in the lock)"
+    )
     for name, d in c["different"].items():
         print(f"  {name}: installed {d['installed']}, locked {d['locked']}")
     for problem in rec["lock_problems"]:

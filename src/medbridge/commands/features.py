@@ -7,8 +7,12 @@ def add_arguments(p) -> None:
     p.add_argument("--datasets", nargs="+", required=True, help="MedMNIST flags, in the order of --npz and --out")
     p.add_argument("--npz", nargs="+", required=True, help="the datasets' MedMNIST npz files")
     p.add_argument("--out", nargs="+", required=True, help="features files to write (features/<model>/<dataset>.npz)")
-    p.add_argument("--threads", type=int, default=1,
-                   help="the job's cores: one runs the tower, the others prepare images (DataLoader workers)")  # fmt: skip
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="the job's cores: one runs the tower, the others prepare images (DataLoader workers)",
+    )
 
 
 def run(args) -> None:
@@ -29,6 +33,7 @@ def run(args) -> None:
     written = set(extract_features(cfg, args.model, jobs, workers=max(0, args.threads - 1)))
     for _, npz, out in jobs:
         if Path(out) in written:  # a cached file keeps the sidecar of the run that made it
-            write_sidecar(out, cfg, ["probe", "mcq", "models"], inputs=[npz],
-                          models=[resolve(cfg, args.model, "probe")])  # fmt: skip
+            write_sidecar(
+                out, cfg, ["probe", "mcq", "models"], inputs=[npz], models=[resolve(cfg, args.model, "probe")]
+            )
     print(f"{args.model}: wrote {len(written)} of {len(args.out)} features files (the rest were cached)")

@@ -6,8 +6,11 @@ def add_arguments(p) -> None:
     p.add_argument("--dataset", required=True)
     p.add_argument("--npz", required=True)
     p.add_argument("--split", required=True, choices=["train", "val", "test"])
-    p.add_argument("--per-class", type=int, help="items per class (default: mcq.per_class, or train_per_class; "
-                   "neither: the smallest class's full count)")
+    p.add_argument(
+        "--per-class",
+        type=int,
+        help="items per class (default: mcq.per_class, or train_per_class; neither: the smallest class's full count)",
+    )
     p.add_argument("--out", required=True)
 
 
@@ -19,12 +22,21 @@ def run(args) -> None:
     cfg = config_from(args)
     mcq = cfg["mcq"]
     # no mcq.per_class: the smallest class's full count (eval), every image (train without train_per_class)
-    per_class = args.per_class or (mcq.get("train_per_class", mcq.get("per_class")) if args.split == "train"
-                                   else eval_per_class(cfg, args.split))  # fmt: skip
+    per_class = args.per_class or (
+        mcq.get("train_per_class", mcq.get("per_class")) if args.split == "train" else eval_per_class(cfg, args.split)
+    )
     # Evaluation subsets are balanced as configured (the paper: equal counts); training sets keep up to per_class
     balance = "capped" if args.split == "train" else mcq.get("balance", "equal")
-    items = make_items(args.dataset, args.npz, args.split, per_class, cfg["seed"], mcq.get("option_order", "fixed"),
-                       balance, mcq.get("retina_options", "digits"),
-                       mcq.get("chestmnist", "with_no_finding"))  # fmt: skip
+    items = make_items(
+        args.dataset,
+        args.npz,
+        args.split,
+        per_class,
+        cfg["seed"],
+        mcq.get("option_order", "fixed"),
+        balance,
+        mcq.get("retina_options", "digits"),
+        mcq.get("chestmnist", "with_no_finding"),
+    )
     n = write_jsonl(args.out, items)
     print(f"wrote {n} items to {args.out}")

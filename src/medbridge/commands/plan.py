@@ -8,12 +8,24 @@ def add_arguments(p) -> None:
 
     add_config_argument(p)
     for f in fields(Assumptions):  # every throughput assumption is a flag, documented where it is defined
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default,
-                       help=f"{f.metadata['help']} (default {f.default:g})")  # fmt: skip
-    p.add_argument("--model-size", nargs="+", default=[], metavar="ROLE=BILLIONS",
-                   help="parameters of a model role whose hub id does not say them, e.g. medvlm_r1=2")  # fmt: skip
-    p.add_argument("--profile", default="profiles/slurm",
-                   help="Snakemake profile whose GPUs and runtimes the jobs book (default profiles/slurm; 'none')")
+        p.add_argument(
+            f"--{f.name.replace('_', '-')}",
+            type=type(f.default),
+            default=f.default,
+            help=f"{f.metadata['help']} (default {f.default:g})",
+        )
+    p.add_argument(
+        "--model-size",
+        nargs="+",
+        default=[],
+        metavar="ROLE=BILLIONS",
+        help="parameters of a model role whose hub id does not say them, e.g. medvlm_r1=2",
+    )
+    p.add_argument(
+        "--profile",
+        default="profiles/slurm",
+        help="Snakemake profile whose GPUs and runtimes the jobs book (default profiles/slurm; 'none')",
+    )
     p.add_argument("--benchmarks", help="a run's benchmark folder (results/<run>/benchmarks) to calibrate against")
     p.add_argument("--json", help="also write the plan as JSON here")
 

@@ -21,7 +21,15 @@ def run(args) -> None:
     write_jsonl(args.out, rows)
     pmc = cfg["vqa"]["pmc"]
     judge = [resolve(cfg, pmc.get("judge", "judge"))] if pmc.get("labeller") == "vlm" else []
-    write_sidecar(args.out, cfg, ["vqa"], inputs=[args.source_dir] if args.source_dir else [], models=judge,
-                  extra={"source": summary["source"]})
-    print(f"labelled {len(rows)} questions with {summary['labeller']}: {summary['counts']} "
-          f"({summary['n_unparsed']} answers named no category)")
+    write_sidecar(
+        args.out,
+        cfg,
+        ["vqa"],
+        inputs=[args.source_dir] if args.source_dir else [],
+        models=judge,
+        extra={"source": summary["source"]},
+    )
+    print(
+        f"labelled {len(rows)} questions with {summary['labeller']}: {summary['counts']} "
+        f"({summary['n_unparsed']} answers named no category)"
+    )

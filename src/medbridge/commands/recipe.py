@@ -25,8 +25,11 @@ def run(args) -> None:
         where = dataset_split(m.get("evalset", ""), cfg)
         return where[0] if where else None
 
-    diagnoses = [from_metrics(m, recipe.get("k"), os.path.relpath(p, run_dir(cfg)), task(m))
-                 for p in args.metrics for m in [read_json(p)]]  # fmt: skip
+    diagnoses = [
+        from_metrics(m, recipe.get("k"), os.path.relpath(p, run_dir(cfg)), task(m))
+        for p in args.metrics
+        for m in [read_json(p)]
+    ]
     for d in diagnoses:
         print(explain(d, recipe["tau"]))
     frame = decisions_frame(diagnoses, recipe["tau"], MODALITY)

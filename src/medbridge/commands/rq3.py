@@ -3,8 +3,12 @@ from medbridge.commands import add_config_argument, config_from
 
 def add_arguments(p) -> None:
     add_config_argument(p)
-    p.add_argument("--metrics", nargs="+", required=True,
-                   help="metrics/<model>/<evalset>.json of the init models and the rq3-<init>-<task> models")
+    p.add_argument(
+        "--metrics",
+        nargs="+",
+        required=True,
+        help="metrics/<model>/<evalset>.json of the init models and the rq3-<init>-<task> models",
+    )
     p.add_argument("--csv", required=True, help="fig2_rq3_transfer.csv to write")
     p.add_argument("--png", required=True, help="fig2_rq3_transfer.png to write")
 

@@ -5,7 +5,7 @@ from medbridge.commands import add_config_argument
 
 def add_arguments(p) -> None:
     add_config_argument(p)
-    p.add_argument("--set", default="{}", help='JSON overrides merged into the config, e.g. \'{"seed": 1}\'')
+    p.add_argument("--set", default="{}", help="JSON overrides merged into the config, e.g. '{\"seed\": 1}'")
     p.add_argument("--out", help="write the validated config here as JSON (freeze-config)")
 
 
@@ -20,4 +20,6 @@ def run(args) -> None:
     cfg = load_config(args.config, overrides)
     if args.out:
         freeze_config(cfg, args.out)
-    print(f"config OK: run {cfg['run_name']!r}, {len(cfg['data']['datasets'])} datasets, models {sorted(cfg['models'])}")
+    print(
+        f"config OK: run {cfg['run_name']!r}, {len(cfg['data']['datasets'])} datasets, models {sorted(cfg['models'])}"
+    )

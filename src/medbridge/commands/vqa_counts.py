@@ -3,8 +3,12 @@ from medbridge.commands import add_config_argument, config_from
 
 def add_arguments(p) -> None:
     add_config_argument(p)
-    p.add_argument("--sources", nargs="+", default=["medvlthinker", "hub"],
-                   help="sources to count: medvlthinker (the authors'), hub (each benchmark's own dataset), fixtures")
+    p.add_argument(
+        "--sources",
+        nargs="+",
+        default=["medvlthinker", "hub"],
+        help="sources to count: medvlthinker (the authors'), hub (each benchmark's own dataset), fixtures",
+    )
     p.add_argument("--fixtures", help="folder of VQA fixtures (tiny profile): <folder>/<source>/")
     p.add_argument("--out", required=True, help="CSV to write: one row per benchmark x source")
 

@@ -16,9 +16,9 @@ def run(args) -> None:
 
     cfg = config_from(args)
     out = Path(args.out)
-    s = build_items(cfg, args.benchmark, out, out.parent / "images", out.parent / "skipped.json",
-                    args.source_dir)  # fmt: skip
-    write_sidecar(out, cfg, ["vqa"], inputs=[args.source_dir] if args.source_dir else [],
-                  extra={"source": s["source"]})
-    print(f"{args.benchmark}: {s['n_items']} items from {s['n_rows']} rows of {s['source']} "
-          f"({s['n_skipped']} skipped, {s['n_not_drawn']} not drawn; see {out.parent / 'skipped.json'})")
+    s = build_items(cfg, args.benchmark, out, out.parent / "images", out.parent / "skipped.json", args.source_dir)
+    write_sidecar(out, cfg, ["vqa"], inputs=[args.source_dir] if args.source_dir else [], extra={"source": s["source"]})
+    print(
+        f"{args.benchmark}: {s['n_items']} items from {s['n_rows']} rows of {s['source']} "
+        f"({s['n_skipped']} skipped, {s['n_not_drawn']} not drawn; see {out.parent / 'skipped.json'})"
+    )

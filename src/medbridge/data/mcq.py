@@ -28,11 +28,19 @@ from medbridge.data.medmnist import DATASETS, SPLITS, dataset_info, load_split
 
 # What each task's images are, for the question text.
 IMAGE_KIND = {
-    "breastmnist": "breast ultrasound", "chestmnist": "chest X-ray", "pneumoniamnist": "pediatric chest X-ray",
-    "organamnist": "axial abdominal CT", "organcmnist": "coronal abdominal CT", "organsmnist": "sagittal abdominal CT",
-    "bloodmnist": "blood cell microscopy", "pathmnist": "colon pathology", "tissuemnist": "kidney cortex microscopy",
-    "dermamnist": "dermatoscopic", "octmnist": "retinal OCT", "retinamnist": "retinal fundus",
-}  # fmt: skip
+    "breastmnist": "breast ultrasound",
+    "chestmnist": "chest X-ray",
+    "pneumoniamnist": "pediatric chest X-ray",
+    "organamnist": "axial abdominal CT",
+    "organcmnist": "coronal abdominal CT",
+    "organsmnist": "sagittal abdominal CT",
+    "bloodmnist": "blood cell microscopy",
+    "pathmnist": "colon pathology",
+    "tissuemnist": "kidney cortex microscopy",
+    "dermamnist": "dermatoscopic",
+    "octmnist": "retinal OCT",
+    "retinamnist": "retinal fundus",
+}
 
 
 def question_for(flag: str) -> str:
@@ -51,8 +59,10 @@ NO_FINDING = "no finding"
 
 def check_chest_rule(rule: str) -> str:
     if rule not in CHEST_RULES:
-        raise MedbridgeError(f"mcq.chestmnist {rule!r} is unknown; choose one of {list(CHEST_RULES)} (with_no_finding: "
-                             "14 single findings + 'no finding', 15 options; findings_only: the 14 findings)")
+        raise MedbridgeError(
+            f"mcq.chestmnist {rule!r} is unknown; choose one of {list(CHEST_RULES)} (with_no_finding: "
+            "14 single findings + 'no finding', 15 options; findings_only: the 14 findings)"
+        )
     return rule
 
 
@@ -96,8 +106,9 @@ def balanced_indices(
     if balance not in BALANCE:
         raise MedbridgeError(f"mcq.balance {balance!r} is unknown; choose one of {list(BALANCE)}")
     if per_class is not None and (isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1):
-        raise MedbridgeError(f"per_class must be a positive integer, or absent for the smallest class's full count; "
-                             f"got {per_class!r}")  # fmt: skip
+        raise MedbridgeError(
+            f"per_class must be a positive integer, or absent for the smallest class's full count; got {per_class!r}"
+        )
     present = [np.flatnonzero(classes == c) for c in np.unique(classes[classes >= 0])]
     if not present:
         raise MedbridgeError("no labelled images to draw items from; check the dataset file")
@@ -120,8 +131,15 @@ def option_texts(flag: str, retina_options: str = "digits", chest: str = "with_n
 
 
 def make_items(
-    flag: str, npz_path: str | Path, split: str, per_class: int | None, seed: int, option_order: str = "fixed",
-    balance: str = "equal", retina_options: str = "digits", chest: str = "with_no_finding",
+    flag: str,
+    npz_path: str | Path,
+    split: str,
+    per_class: int | None,
+    seed: int,
+    option_order: str = "fixed",
+    balance: str = "equal",
+    retina_options: str = "digits",
+    chest: str = "with_no_finding",
 ) -> list[dict]:
     info = dataset_info(flag)
     texts = option_texts(flag, retina_options, chest)

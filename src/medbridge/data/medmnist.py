@@ -19,12 +19,19 @@ SPLITS = ("train", "val", "test")
 
 # The paper's grouping of the 12 tasks (Tables 1-2, Figure 1).
 MODALITY = {
-    "breastmnist": "radiology", "chestmnist": "radiology", "pneumoniamnist": "radiology",
-    "organamnist": "radiology", "organcmnist": "radiology", "organsmnist": "radiology",
-    "bloodmnist": "microscopy", "pathmnist": "microscopy", "tissuemnist": "microscopy",
-    "dermamnist": "visible_light_photography", "octmnist": "visible_light_photography",
+    "breastmnist": "radiology",
+    "chestmnist": "radiology",
+    "pneumoniamnist": "radiology",
+    "organamnist": "radiology",
+    "organcmnist": "radiology",
+    "organsmnist": "radiology",
+    "bloodmnist": "microscopy",
+    "pathmnist": "microscopy",
+    "tissuemnist": "microscopy",
+    "dermamnist": "visible_light_photography",
+    "octmnist": "visible_light_photography",
     "retinamnist": "visible_light_photography",
-}  # fmt: skip
+}
 DATASETS = tuple(MODALITY)
 
 
@@ -95,9 +102,11 @@ def download(flag: str, size: int, root: str | Path) -> Path:
     try:  # an existing file with the right MD5 is kept as is
         download_url(info[f"url{suffix}"], str(root), npz_name(flag, size), md5=info[f"MD5{suffix}"])
     except Exception as e:  # network, or a corrupt transfer (MD5 mismatch)
-        raise MedbridgeError(f"could not download {npz_name(flag, size)} from {info[f'url{suffix}']} "
-                             f"({type(e).__name__}: {e}); check network on this (login) node, or put the file "
-                             f"there yourself (MD5 {info[f'MD5{suffix}']})") from e  # fmt: skip
+        raise MedbridgeError(
+            f"could not download {npz_name(flag, size)} from {info[f'url{suffix}']} "
+            f"({type(e).__name__}: {e}); check network on this (login) node, or put the file "
+            f"there yourself (MD5 {info[f'MD5{suffix}']})"
+        ) from e
     return root / npz_name(flag, size)
 
 
@@ -166,7 +175,9 @@ def load_split(path: str | Path, flag: str, split: str) -> tuple[np.ndarray, np.
     except MedbridgeError:
         raise
     except Exception as e:  # zipfile.BadZipFile, EOFError, ValueError on a truncated or corrupt file
-        raise MedbridgeError(f"{path} is corrupt or truncated ({type(e).__name__}: {e}); delete it and remake it") from e
+        raise MedbridgeError(
+            f"{path} is corrupt or truncated ({type(e).__name__}: {e}); delete it and remake it"
+        ) from e
     check_arrays(flag, images, labels, where=f"{path}:{split}")
     return images, labels
 

@@ -27,12 +27,18 @@ from medbridge import MedbridgeError
 # What each category means, for the VLM's prompt (the paper lists MRI, CT, ultrasound, X-ray, microscopy,
 # dermatology, OCT, "...", none; the config's `categories` picks which of these are offered).
 HINTS = {
-    "MRI": "magnetic resonance imaging", "CT": "computed tomography", "ultrasound": "ultrasound or echography",
-    "X-ray": "radiograph, mammogram, fluoroscopy or angiography", "microscopy": "histology, cytology or microscopy",
-    "dermatology": "clinical or dermoscopic photograph of skin", "OCT": "optical coherence tomography",
-    "fundus": "retinal fundus photograph", "PET": "PET, SPECT or other nuclear medicine imaging",
-    "endoscopy": "endoscopic or laparoscopic view", "none": "none of these (e.g. a chart, diagram or table)",
-}  # fmt: skip
+    "MRI": "magnetic resonance imaging",
+    "CT": "computed tomography",
+    "ultrasound": "ultrasound or echography",
+    "X-ray": "radiograph, mammogram, fluoroscopy or angiography",
+    "microscopy": "histology, cytology or microscopy",
+    "dermatology": "clinical or dermoscopic photograph of skin",
+    "OCT": "optical coherence tomography",
+    "fundus": "retinal fundus photograph",
+    "PET": "PET, SPECT or other nuclear medicine imaging",
+    "endoscopy": "endoscopic or laparoscopic view",
+    "none": "none of these (e.g. a chart, diagram or table)",
+}
 # Keyword stand-in, in priority order: more specific modalities first ("PET/CT" is PET, "OCT" is not CT).
 KEYWORDS = {
     "OCT": r"\bOCT\b|optical coherence",
@@ -45,7 +51,7 @@ KEYWORDS = {
     "endoscopy": r"endoscop|colonoscop|laparoscop|bronchoscop|gastroscop",
     "dermatology": r"dermoscop|dermatoscop|\bskin\b|\brash\b|dermat",
     "microscopy": r"microscop|micrograph|histolog|histopatholog|\bH&E\b|hematoxylin|immunohistochem|cytolog|stain",
-}  # fmt: skip
+}
 
 
 def check_categories(pmc: dict) -> None:
@@ -56,8 +62,10 @@ def check_categories(pmc: dict) -> None:
         raise MedbridgeError(f"vqa.pmc.categories lists a category twice: {cats}")
     unknown = [c for c in cats if c not in HINTS]
     if unknown:
-        raise MedbridgeError(f"vqa.pmc.categories has unknown {unknown}; known: {list(HINTS)} (add a HINTS and "
-                             "KEYWORDS entry in medbridge/data/pmc.py for a new one)")  # fmt: skip
+        raise MedbridgeError(
+            f"vqa.pmc.categories has unknown {unknown}; known: {list(HINTS)} (add a HINTS and "
+            "KEYWORDS entry in medbridge/data/pmc.py for a new one)"
+        )
     bad = [c for c in pmc.get("exclude", []) if c not in cats]
     if bad:
         raise MedbridgeError(f"vqa.pmc.exclude names {bad}, which are not in vqa.pmc.categories {cats}")
@@ -75,9 +83,11 @@ def keyword_label(text: str, categories: list[str]) -> tuple[str, str]:
 
 def vlm_prompt(question: str, categories: list[str]) -> str:
     listing = "\n".join(f"- {c}: {HINTS[c]}" for c in categories)
-    return (f"This image comes with the question: \"{question}\"\n"
-            f"Which imaging modality produced the image? Choose exactly one category:\n{listing}\n"
-            "Answer with the category name only.")  # fmt: skip
+    return (
+        f'This image comes with the question: "{question}"\n'
+        f"Which imaging modality produced the image? Choose exactly one category:\n{listing}\n"
+        "Answer with the category name only."
+    )
 
 
 def parse_label(text: str, categories: list[str]) -> str | None:
@@ -110,11 +120,19 @@ def label_pool(cfg: dict, source_dir=None, shard_root=None) -> tuple[list[dict],
     else:
         rows, judge, shards = _vlm_label(cfg, src, pool, cats, shard_root)
     counts = Counter(r["label"] for r in rows)
-    summary = {"source": src.where, "labeller": pmc.get("labeller", "keyword"), "judge": judge,
-               "n_rows": tp.n_rows, "n_usable": len(tp.candidates), "n_labelled": len(rows),
-               "pool_size": pmc.get("pool_size"), "counts": {c: counts.get(c, 0) for c in cats},
-               "n_unparsed": sum(not r["parsed"] for r in rows), "shards": shards,
-               "skipped": {r: {"count": len(ids), "ids": ids} for r, ids in sorted(tp.skipped.items())}}  # fmt: skip
+    summary = {
+        "source": src.where,
+        "labeller": pmc.get("labeller", "keyword"),
+        "judge": judge,
+        "n_rows": tp.n_rows,
+        "n_usable": len(tp.candidates),
+        "n_labelled": len(rows),
+        "pool_size": pmc.get("pool_size"),
+        "counts": {c: counts.get(c, 0) for c in cats},
+        "n_unparsed": sum(not r["parsed"] for r in rows),
+        "shards": shards,
+        "skipped": {r: {"count": len(ids), "ids": ids} for r, ids in sorted(tp.skipped.items())},
+    }
     return rows, summary
 
 
@@ -140,11 +158,16 @@ def label_key(cfg: dict, src, cats: list[str], device: str) -> dict:
     from medbridge.models.registry import resolve
 
     pmc, ev = cfg["vqa"]["pmc"], labeller_config(cfg)["evaluate"]
-    return {"model": model_fingerprint(resolve(cfg, pmc.get("judge", "judge"))), "backend": ev["backend"],
-            "device": "cpu" if device == "cpu" else "gpu",
-            "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
-            "max_new_tokens": pmc.get("max_new_tokens", 16), "prompt": vlm_prompt("{question}", cats),
-            "categories": cats, "source": src.where}  # fmt: skip
+    return {
+        "model": model_fingerprint(resolve(cfg, pmc.get("judge", "judge"))),
+        "backend": ev["backend"],
+        "device": "cpu" if device == "cpu" else "gpu",
+        "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
+        "max_new_tokens": pmc.get("max_new_tokens", 16),
+        "prompt": vlm_prompt("{question}", cats),
+        "categories": cats,
+        "source": src.where,
+    }
 
 
 def _vlm_label(cfg: dict, src, pool: list, cats: list[str], shard_root=None) -> tuple[list[dict], str, dict]:
@@ -182,12 +205,23 @@ def _vlm_label(cfg: dict, src, pool: list, cats: list[str], shard_root=None) -> 
                 for c, text in zip(batch, answers):
                     label = parse_label(text, cats)
                     # An answer naming no category counts as none, flagged (parsed: false) and counted.
-                    rows.append({"id": c.id, "table": c.table, "index": c.index, "label": label or "none",
-                                 "raw": text, "parsed": label is not None})  # fmt: skip
+                    rows.append(
+                        {
+                            "id": c.id,
+                            "table": c.table,
+                            "index": c.index,
+                            "label": label or "none",
+                            "raw": text,
+                            "parsed": label is not None,
+                        }
+                    )
             write_jsonl(path, rows)  # atomic: a killed attempt leaves whole shards only
         rows = [r for n in range(len(shards)) for r in read_jsonl(folder / f"shard-{n:05d}.jsonl")]
-    return rows, key["model"]["path"], {"folder": str(shard_root) if shard_root else None, "n": len(shards),
-                                        "reused": reused, "shard_size": size}  # fmt: skip
+    return (
+        rows,
+        key["model"]["path"],
+        {"folder": str(shard_root) if shard_root else None, "n": len(shards), "reused": reused, "shard_size": size},
+    )
 
 
 def quotas(available: dict[str, int], size: int, rng: np.random.Generator) -> dict[str, int]:
@@ -196,9 +230,11 @@ def quotas(available: dict[str, int], size: int, rng: np.random.Generator) -> di
     """
     total = sum(available.values())
     if total < size:
-        raise MedbridgeError(f"only {total} labelled questions {available} for a balanced subset of {size}; lower "
-                             "vqa.pmc.subset_size, label a larger pool (vqa.pmc.pool_size) or exclude fewer "
-                             "categories")  # fmt: skip
+        raise MedbridgeError(
+            f"only {total} labelled questions {available} for a balanced subset of {size}; lower "
+            "vqa.pmc.subset_size, label a larger pool (vqa.pmc.pool_size) or exclude fewer "
+            "categories"
+        )
     quota = dict.fromkeys(available, 0)
     open_ = [c for c in available if available[c] > 0]
     remaining = size
@@ -248,14 +284,24 @@ def build_balanced(cfg: dict, labels: list[dict], out_items, images_dir, source_
         row = table.ds[r["index"]]
         rid = src.adapter.item_id(row, table.split, r["index"])
         if rid is not None and rid != r["id"]:
-            raise MedbridgeError(f"labels file row {r['id']} no longer matches the source (found {rid} there); the "
-                                 "source changed since labelling: rerun pmc_label")  # fmt: skip
+            raise MedbridgeError(
+                f"labels file row {r['id']} no longer matches the source (found {rid} there); the "
+                "source changed since labelling: rerun pmc_label"
+            )
         fields = {**src.adapter.convert(row, src.ctx), "modality": r["label"]}
         candidates.append(Candidate(r["table"], r["index"], r["id"], fields))
     items, late = materialize(src, candidates, images_dir, extra={"labeller": pmc.get("labeller", "keyword")})
     if late:
-        raise MedbridgeError(f"{sum(map(len, late.values()))} drawn questions have no usable image ({dict(late)}); "
-                             "the pool's rows must carry images")  # fmt: skip
+        raise MedbridgeError(
+            f"{sum(map(len, late.values()))} drawn questions have no usable image ({dict(late)}); "
+            "the pool's rows must carry images"
+        )
     write_jsonl(out_items, items)
-    return {"subset_size": pmc["subset_size"], "categories": counts, "excluded": pmc.get("exclude", []),
-            "seed": cfg["seed"], "source": src.where, "n_items": len(items)}  # fmt: skip
+    return {
+        "subset_size": pmc["subset_size"],
+        "categories": counts,
+        "excluded": pmc.get("exclude", []),
+        "seed": cfg["seed"],
+        "source": src.where,
+        "n_items": len(items),
+    }

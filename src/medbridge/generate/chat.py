@@ -15,8 +15,9 @@ def chat_prompt(processor, item: dict, kind: str) -> str:
 def user_turn(processor, images: list, text: str) -> str:
     """A user turn of images and a text, assistant turn opened (the judge's and the modality labeller's questions)."""
     content = [*({"type": "image"} for _ in images), {"type": "text", "text": text}]
-    return processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                         tokenize=False)  # fmt: skip
+    return processor.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+    )
 
 
 def prompt_hash(text: str) -> str:

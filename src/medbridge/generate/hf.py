@@ -9,12 +9,19 @@ from medbridge.models.registry import load
 
 
 class HFBackend:
-    def __init__(self, cfg: dict, model_name: str, device: str = "cpu", tensor_parallel_size: int | None = None,
-                 purpose: str = "generate"):  # fmt: skip
+    def __init__(
+        self,
+        cfg: dict,
+        model_name: str,
+        device: str = "cpu",
+        tensor_parallel_size: int | None = None,
+        purpose: str = "generate",
+    ):
         # tensor_parallel_size, purpose: vLLM's engine sizing; transformers puts the model on one device here
         self.model, self.processor, self.source = load(cfg, model_name, device)
-        self.model.generation_config = neutral_generation_config(self.model.generation_config,
-                                                                 self.processor.tokenizer.pad_token_id)  # fmt: skip
+        self.model.generation_config = neutral_generation_config(
+            self.model.generation_config, self.processor.tokenizer.pad_token_id
+        )
         self.batch_size = cfg["evaluate"].get("batch_size", 8)
         self.pixels = _pixel_kwargs(cfg)
         self.device = device
@@ -41,8 +48,11 @@ class HFBackend:
                 greedy = self._decode(self.model.generate(**enc, **generate_kwargs(settings, sample=False)), plen)
                 # One seed per batch, derived from its items' ids: reruns (and resumed shards) sample the same texts.
                 torch.manual_seed(item_seed(seed, "|".join(it["id"] for it in batch)))
-                sampled = [] if settings.n_samples == 0 else self._decode(
-                    self.model.generate(**enc, **generate_kwargs(settings, sample=True)), plen)  # fmt: skip
+                sampled = (
+                    []
+                    if settings.n_samples == 0
+                    else self._decode(self.model.generate(**enc, **generate_kwargs(settings, sample=True)), plen)
+                )
             n = settings.n_samples
             results += [Completion(g, sampled[j * n : (j + 1) * n]) for j, g in enumerate(greedy)]
         return results
@@ -83,5 +93,10 @@ def generate_kwargs(settings: SamplingSettings, sample: bool) -> dict:
     common = dict(max_new_tokens=settings.max_new_tokens, repetition_penalty=settings.repetition_penalty)
     if not sample:
         return common | dict(do_sample=False)
-    return common | dict(do_sample=True, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k,
-                         num_return_sequences=settings.n_samples)  # fmt: skip
+    return common | dict(
+        do_sample=True,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        top_k=settings.top_k,
+        num_return_sequences=settings.n_samples,
+    )

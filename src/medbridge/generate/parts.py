@@ -32,8 +32,10 @@ def generation_parts(cfg: dict) -> dict[str, int]:
     for model, sets in sizes.eval_sets().items():
         work = generation_work(sizes, a, model, sets)
         if work.fixed_s >= limit_s:
-            raise MedbridgeError(f"evaluate.job_hours {hours:g} is shorter than loading {model} and starting its "
-                                 f"engine (~{work.fixed_s / 60:.0f} min by `medbridge plan`); raise it")  # fmt: skip
+            raise MedbridgeError(
+                f"evaluate.job_hours {hours:g} is shorter than loading {model} and starting its "
+                f"engine (~{work.fixed_s / 60:.0f} min by `medbridge plan`); raise it"
+            )
         shards = sum(math.ceil(s.items / shard_size) for s in sets)
         parts[model] = max(1, min(shards, math.ceil(work.budget_s / (limit_s - work.fixed_s))))
     return parts

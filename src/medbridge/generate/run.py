@@ -41,25 +41,31 @@ def parsed(text: str, options: dict, answer: str, answer_tag: str) -> dict:
 
 def record(item: dict, completion, settings: SamplingSettings, answer_tag: str = "first") -> dict:
     """One generations row: everything needed to recount a metric by hand (`answer_tag`: evaluate.answer_tag)."""
-    return reparse({
-        "id": item["id"],
-        "source": item.get("source"),
-        "modality": item.get("modality"),
-        "answer": item["answer"],
-        "options": item["options"],
-        "prompt_hash": prompt_hash(prompt_text(item, settings.prompt)),
-        "greedy": {"text": completion.greedy},
-        "samples": [{"text": t} for t in completion.samples],
-        "settings": asdict(settings),
-    }, answer_tag)
+    return reparse(
+        {
+            "id": item["id"],
+            "source": item.get("source"),
+            "modality": item.get("modality"),
+            "answer": item["answer"],
+            "options": item["options"],
+            "prompt_hash": prompt_hash(prompt_text(item, settings.prompt)),
+            "greedy": {"text": completion.greedy},
+            "samples": [{"text": t} for t in completion.samples],
+            "settings": asdict(settings),
+        },
+        answer_tag,
+    )
 
 
 def reparse(row: dict, answer_tag: str) -> dict:
     """The row with every text's choice extracted under `answer_tag`: extraction is redone whenever a generations
     file is assembled, so changing how answers are read never needs the texts generated again."""
     opts, ans = row["options"], row["answer"]
-    return row | {"greedy": parsed(row["greedy"]["text"], opts, ans, answer_tag),
-                  "samples": [parsed(s["text"], opts, ans, answer_tag) for s in row["samples"]], "answer_tag": answer_tag}  # fmt: skip
+    return row | {
+        "greedy": parsed(row["greedy"]["text"], opts, ans, answer_tag),
+        "samples": [parsed(s["text"], opts, ans, answer_tag) for s in row["samples"]],
+        "answer_tag": answer_tag,
+    }
 
 
 def shard_key(cfg: dict, model: dict, settings: SamplingSettings, device: str) -> dict:
@@ -127,8 +133,10 @@ def plan_shards(cfg: dict, jobs: list[EvalJob], shard_root: str | None) -> list[
         items = check_items(read_jsonl(job.items), job.items)
         settings = SamplingSettings.from_config(cfg, job.n_samples)
         folder = shard_dir(job.out, shard_root)
-        shards += [Shard(job, settings, folder / f"shard-{s // size:05d}.jsonl", items[s : s + size])
-                   for s in range(0, len(items), size)]  # fmt: skip
+        shards += [
+            Shard(job, settings, folder / f"shard-{s // size:05d}.jsonl", items[s : s + size])
+            for s in range(0, len(items), size)
+        ]
     return shards
 
 
@@ -168,8 +176,14 @@ def _shard_ok(path: Path, shard: list[dict], settings: SamplingSettings) -> bool
     return [(r["id"], r["prompt_hash"]) for r in rows] == want and all(r["settings"] == asdict(settings) for r in rows)
 
 
-def generate_shards(cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu",
-                    shard_root: str | None = None, part: Part | None = None) -> list[Shard]:  # fmt: skip
+def generate_shards(
+    cfg: dict,
+    model_name: str,
+    jobs: list[EvalJob],
+    device: str = "cpu",
+    shard_root: str | None = None,
+    part: Part | None = None,
+) -> list[Shard]:
     """Generate the shards of `part` (None: all) that are not done yet, with one backend loaded once and only if
     some shard is left to do. Returns the part's shards."""
     model = model_fingerprint(resolve(cfg, model_name))  # once for every eval set of the job
@@ -193,13 +207,17 @@ def generate_shards(cfg: dict, model_name: str, jobs: list[EvalJob], device: str
 def shard_device(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | None) -> str:
     """The device ("cpu" or "gpu") the shards of a run were made on, as their key records it: what an assembling
     job, which generates nothing, reports in its files' sidecars."""
-    keys = {json.dumps(json.loads((s.path.parent / "key.json").read_text())["device"])
-            for s in plan_shards(cfg, jobs, shard_root) if (s.path.parent / "key.json").exists()}  # fmt: skip
+    keys = {
+        json.dumps(json.loads((s.path.parent / "key.json").read_text())["device"])
+        for s in plan_shards(cfg, jobs, shard_root)
+        if (s.path.parent / "key.json").exists()
+    }
     return json.loads(keys.pop()) if len(keys) == 1 else "cpu"
 
 
-def assemble(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | None, device: str,
-             parts: int | None = None) -> dict[str, int]:  # fmt: skip
+def assemble(
+    cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | None, device: str, parts: int | None = None
+) -> dict[str, int]:
     """Write one generations file per eval set from its shards, the answers re-read under `evaluate.answer_tag`.
     Every shard must be done and made under the current key (model, seed, settings, `device`); otherwise nothing is
     written and the error names the missing shards (and, with `parts`, the part jobs that make them). Returns rows
@@ -211,14 +229,18 @@ def assemble(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | 
     for i, s in enumerate(shards):
         key_file = s.path.parent / "key.json"
         keyed = key_file.exists() and json.loads(key_file.read_text()) == json.loads(
-            json.dumps(shard_key(cfg, model, s.settings, device)))
+            json.dumps(shard_key(cfg, model, s.settings, device))
+        )
         if not (keyed and _shard_ok(s.path, s.items, s.settings)):
             missing.append(f"{s.path}" + (f" (part {Part(i % parts + 1, parts)})" if parts else ""))
     if missing:
-        raise MedbridgeError(f"{len(missing)} of {len(shards)} generation shards of {model_name} are missing or were "
-                             f"made by other weights, seed or settings: {', '.join(missing[:5])}"
-                             + (" ..." if len(missing) > 5 else "") + "; run their generate_part jobs (snakemake does) "
-                             "or generate without --assemble")  # fmt: skip
+        raise MedbridgeError(
+            f"{len(missing)} of {len(shards)} generation shards of {model_name} are missing or were "
+            f"made by other weights, seed or settings: {', '.join(missing[:5])}"
+            + (" ..." if len(missing) > 5 else "")
+            + "; run their generate_part jobs (snakemake does) "
+            "or generate without --assemble"
+        )
     written = {}
     for job in jobs:
         rows = [reparse(r, answer_tag) for s in shards if s.job is job for r in read_jsonl(s.path)]
@@ -226,8 +248,9 @@ def assemble(cfg: dict, model_name: str, jobs: list[EvalJob], shard_root: str | 
     return written
 
 
-def run_generation(cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu",
-                   shard_root: str | None = None) -> dict[str, int]:  # fmt: skip
+def run_generation(
+    cfg: dict, model_name: str, jobs: list[EvalJob], device: str = "cpu", shard_root: str | None = None
+) -> dict[str, int]:
     """Generate every eval set of `jobs` in one job (shards resumed) and write its generations files. Returns rows
     written per generations file."""
     generate_shards(cfg, model_name, jobs, device, shard_root)

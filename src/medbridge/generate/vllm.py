@@ -27,19 +27,28 @@ def sampling_kwargs(settings: SamplingSettings, sample: bool, seed: int | None) 
     common = dict(max_tokens=settings.max_new_tokens, repetition_penalty=settings.repetition_penalty)
     if not sample:
         return common | dict(n=1, temperature=0.0)
-    out = common | dict(n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p,
-                        top_k=settings.top_k)  # fmt: skip
+    out = common | dict(
+        n=settings.n_samples, temperature=settings.temperature, top_p=settings.top_p, top_k=settings.top_k
+    )
     return out if seed is None else out | dict(seed=seed)
 
 
-def build_requests(processor, items: list[dict], settings: SamplingSettings, seed: int, pixels: dict | None = None,
-                   per_request_seed: bool = True):  # fmt: skip
+def build_requests(
+    processor,
+    items: list[dict],
+    settings: SamplingSettings,
+    seed: int,
+    pixels: dict | None = None,
+    per_request_seed: bool = True,
+):
     """One or two requests per item (greedy, then n samples unless greedy-only): (prompt dicts with multimodal data,
     SamplingParams kwargs)."""
     prompts, params, cache = [], [], {}
     for it in items:
-        prompt = {"prompt": chat_prompt(processor, it, settings.prompt),
-                  "multi_modal_data": {"image": load_item_images(it, cache)}}  # fmt: skip
+        prompt = {
+            "prompt": chat_prompt(processor, it, settings.prompt),
+            "multi_modal_data": {"image": load_item_images(it, cache)},
+        }
         if pixels:
             prompt["mm_processor_kwargs"] = pixels
         prompts.append(prompt)
@@ -62,8 +71,14 @@ def configure_cpu_engine(cfg: dict) -> None:
 
 
 class VLLMBackend:
-    def __init__(self, cfg: dict, model_name: str, device: str = "cuda", tensor_parallel_size: int | None = None,
-                 purpose: str = "generate"):  # fmt: skip
+    def __init__(
+        self,
+        cfg: dict,
+        model_name: str,
+        device: str = "cuda",
+        tensor_parallel_size: int | None = None,
+        purpose: str = "generate",
+    ):
         self.cpu = on_cpu(device)
         self.cfg, self.purpose = cfg, purpose
         if self.cpu:
@@ -82,8 +97,9 @@ class VLLMBackend:
         files = local_source(self.source)  # a pinned revision's snapshot folder (vLLM would look for refs/main)
         self.pixels = {k: ev[k] for k in ("min_pixels", "max_pixels") if k in ev}
         # the context this engine's requests need, never the checkpoint's whole one (medbridge.engine)
-        self.max_model_len = max_model_len(cfg, purpose, ev.get("max_pixels") or processor_max_pixels(self.processor),
-                                           model_context(files.path))  # fmt: skip
+        self.max_model_len = max_model_len(
+            cfg, purpose, ev.get("max_pixels") or processor_max_pixels(self.processor), model_context(files.path)
+        )
         self.llm = LLM(
             model=files.path,
             tokenizer=files.processor_path,
@@ -102,12 +118,15 @@ class VLLMBackend:
         from vllm import SamplingParams
 
         check_images((len(it["images"]) for it in items), self.cfg, self.purpose)
-        prompts, params = build_requests(self.processor, items, settings, seed, self.pixels,
-                                         per_request_seed=not self.cpu)  # fmt: skip
+        prompts, params = build_requests(
+            self.processor, items, settings, seed, self.pixels, per_request_seed=not self.cpu
+        )
         outs = self.llm.generate(prompts, [SamplingParams(**p) for p in params], use_tqdm=progress)
         per = 2 if settings.n_samples else 1  # requests per item
-        return [Completion(outs[per * i].outputs[0].text, [o.text for o in outs[per * i + 1].outputs] if per == 2 else [])
-                for i in range(len(items))]  # fmt: skip
+        return [
+            Completion(outs[per * i].outputs[0].text, [o.text for o in outs[per * i + 1].outputs] if per == 2 else [])
+            for i in range(len(items))
+        ]
 
     def complete(self, images: list[list], prompts: list[str], max_new_tokens: int) -> list[str]:
         """Greedy answers to user turns of images (possibly none) and a text, in one batch: the judge's and the
@@ -118,7 +137,9 @@ class VLLMBackend:
         requests = []
         for imgs, text in zip(images, prompts):
             chat = user_turn(self.processor, imgs, text)
-            vision = {"multi_modal_data": {"image": imgs}} | ({"mm_processor_kwargs": self.pixels} if self.pixels else {})
+            vision = {"multi_modal_data": {"image": imgs}} | (
+                {"mm_processor_kwargs": self.pixels} if self.pixels else {}
+            )
             requests.append({"prompt": chat} | (vision if imgs else {}))
         params = SamplingParams(n=1, temperature=0.0, max_tokens=max_new_tokens, repetition_penalty=1.0)
         return [o.outputs[0].text for o in self.llm.generate(requests, params, use_tqdm=False)]

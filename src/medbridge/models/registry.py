@@ -43,8 +43,9 @@ def hub_subfolder_dir(spec: dict) -> str:
     from huggingface_hub import snapshot_download
 
     try:
-        snap = snapshot_download(spec["id"], revision=spec.get("revision"), local_files_only=True,
-                                 allow_patterns=[f"{spec['subfolder']}/*"])  # fmt: skip
+        snap = snapshot_download(
+            spec["id"], revision=spec.get("revision"), local_files_only=True, allow_patterns=[f"{spec['subfolder']}/*"]
+        )
     except Exception:  # not downloaded yet: a path that names what is missing (check_local_dir reports it)
         where = f"{spec['id']}@{spec.get('revision') or 'main'}/{spec['subfolder']}"
         return f"{where} (not downloaded: medbridge download-model)"

@@ -12,10 +12,21 @@ from pathlib import Path
 
 # Qwen2.5-VL's special tokens, in Qwen's order, so ids and roles match the real tokenizer's layout.
 SPECIAL_TOKENS = [
-    "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
-    "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
-    "<|image_pad|>", "<|video_pad|>",
-]  # fmt: skip
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 
 # The Qwen chat format (system turn, <|im_start|>role ... <|im_end|>, image placeholders); written for this project.
 CHAT_TEMPLATE = (
@@ -35,8 +46,13 @@ CHAT_TEMPLATE = (
 )
 
 
-QWEN25_VL_GENERATION_DEFAULTS = {"do_sample": True, "temperature": 0.1, "top_p": 0.001, "top_k": 1,
-                                 "repetition_penalty": 1.05}  # fmt: skip
+QWEN25_VL_GENERATION_DEFAULTS = {
+    "do_sample": True,
+    "temperature": 0.1,
+    "top_p": 0.001,
+    "top_k": 1,
+    "repetition_penalty": 1.05,
+}
 
 
 def train_tokenizer(corpus: list[str], vocab_size: int):
@@ -60,9 +76,13 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
         pad_token="<|endoftext|>",
         chat_template=CHAT_TEMPLATE,
         padding_side="left",
-        extra_special_tokens={"image_token": "<|image_pad|>", "video_token": "<|video_pad|>",
-                              "vision_bos_token": "<|vision_start|>", "vision_eos_token": "<|vision_end|>"},
-    )  # fmt: skip
+        extra_special_tokens={
+            "image_token": "<|image_pad|>",
+            "video_token": "<|video_pad|>",
+            "vision_bos_token": "<|vision_start|>",
+            "vision_eos_token": "<|vision_end|>",
+        },
+    )
 
 
 def build_tiny_model(out_dir: str | Path, corpus: list[str], spec: dict, seed: int) -> Path:

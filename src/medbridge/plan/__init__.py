@@ -35,6 +35,23 @@ from medbridge.plan.profile import DEFAULT_CARD_GIB, calibrate, card_memory_gib,
 from medbridge.plan.report import format_plan
 from medbridge.plan.sizes import Sizes, eval_items, image_tokens, n_items, smallest_class, split_size
 
-__all__ = ["COSTS", "DEFAULT_CARD_GIB", "GPU_RULES", "Assumptions", "Job", "Sizes", "calibrate", "card_memory_gib",
-           "eval_items", "format_plan", "generation_work", "image_tokens", "n_items", "plan", "profile_requests",
-           "read_benchmarks", "smallest_class", "split_size"]  # fmt: skip
+__all__ = [
+    "COSTS",
+    "DEFAULT_CARD_GIB",
+    "GPU_RULES",
+    "Assumptions",
+    "Job",
+    "Sizes",
+    "calibrate",
+    "card_memory_gib",
+    "eval_items",
+    "format_plan",
+    "generation_work",
+    "image_tokens",
+    "n_items",
+    "plan",
+    "profile_requests",
+    "read_benchmarks",
+    "smallest_class",
+    "split_size",
+]

@@ -50,7 +50,8 @@ class Assumptions:
     )
     vllm_start_s: float = _assumption(90.0, "seconds vLLM needs to start (profiling, KV cache, CUDA graphs)")
     vllm_overhead_gib: float = _assumption(
-        2.5, "GiB per GPU a vLLM engine holds beside weights and KV cache (its profiling run's activations, CUDA graphs)"
+        2.5,
+        "GiB per GPU a vLLM engine holds beside weights and KV cache (its profiling run's activations, CUDA graphs)",
     )
     train_activation_gib: float = _assumption(
         6.0, "GiB per GPU of a training step's activations and logits (gradient checkpointing on)"

@@ -66,9 +66,11 @@ def generation_work(sizes: Sizes, a: Assumptions, model: str, sets: list[EvalSet
     budget, backend, params_b = ev.get("max_new_tokens", 2048), ev.get("backend", "hf"), sizes.params_b(model)
 
     def seconds(completion):
-        return sum(forward(a, s.items * (s.image_tokens + a.prompt_tokens), params_b)
-                   + decode(a, s.items * (1 + s.samples) * completion, params_b, backend)
-                   for s in sets)  # fmt: skip
+        return sum(
+            forward(a, s.items * (s.image_tokens + a.prompt_tokens), params_b)
+            + decode(a, s.items * (1 + s.samples) * completion, params_b, backend)
+            for s in sets
+        )
 
     return priced(a, seconds, budget, load(a, params_b, backend == "vllm"))
 
@@ -111,8 +113,11 @@ def score(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
 
         def seconds(completion, sets=sets):
             judged = [(a.judge_fraction * (1 + s.samples) * s.items, s.image_tokens) for s in sets]
-            return sum(forward(a, k * (img + a.prompt_tokens + completion), judge)
-                       + decode(a, k * a.judge_output_tokens, judge, backend) for k, img in judged)  # fmt: skip
+            return sum(
+                forward(a, k * (img + a.prompt_tokens + completion), judge)
+                + decode(a, k * a.judge_output_tokens, judge, backend)
+                for k, img in judged
+            )
 
         work = priced(a, seconds, budget, load(a, judge, backend == "vllm"))
         jobs.append(job("score", model, work, gpus, _parts(sets)))
@@ -133,8 +138,9 @@ def features(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     epochs, side = (aug["epochs"], aug["crop_size"]) if aug["augment"] == "authors" else (1, cfg["data"]["size"])
     patches = image_tokens(side, probe.get("min_pixels"), probe.get("max_pixels")) * MERGE * MERGE
     train_images = sum(n_items(cfg, d, "train", probe.get("train_per_class")) for d in cfg["data"]["datasets"])
-    other = sum(n_items(cfg, d, "val", None) + eval_items(cfg, d, cfg["mcq"]["eval_split"])[0]
-                for d in cfg["data"]["datasets"])  # fmt: skip
+    other = sum(
+        n_items(cfg, d, "val", None) + eval_items(cfg, d, cfg["mcq"]["eval_split"])[0] for d in cfg["data"]["datasets"]
+    )
     work = forward(a, (train_images * epochs + other) * patches, a.vision_params_b)
     return [job("features", m, Work(work, work, load(a, sizes.params_b(m), False)), gpus, ["RQ1"]) for m in models]
 
@@ -198,10 +204,15 @@ def pmc_label(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     if pmc.get("labeller") != "vlm":
         return []
     questions = pmc.get("pool_size") or a.pmc_questions  # pool_size: only a seeded pool is labelled
-    sizes.notes.append(f"pmc_label: {questions} PMC-VQA training questions "
-                       + ("(vqa.pmc.pool_size, a seeded pool)" if pmc.get("pool_size") else
-                          "assumed (--pmc-questions; vqa.pmc.pool_size labels a seeded pool instead)")
-                       + f", in resumable shards of {pmc.get('shard_size', 4096)}")  # fmt: skip
+    sizes.notes.append(
+        f"pmc_label: {questions} PMC-VQA training questions "
+        + (
+            "(vqa.pmc.pool_size, a seeded pool)"
+            if pmc.get("pool_size")
+            else "assumed (--pmc-questions; vqa.pmc.pool_size labels a seeded pool instead)"
+        )
+        + f", in resumable shards of {pmc.get('shard_size', 4096)}"
+    )
     judge, backend = sizes.params_b(pmc.get("judge", "judge")), cfg["evaluate"].get("backend", "hf")
     tokens = pmc.get("max_new_tokens", a.judge_output_tokens)
     img = sizes.vqa_image_tokens

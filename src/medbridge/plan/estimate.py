@@ -30,9 +30,15 @@ def rule_row(rule: str, jobs: list[Job], runtime: float | None, calibrated: floa
         "largest_job": largest.key,
         "largest_job_hours_at_budget": largest.budget_gpu_s / largest.gpus / 3600,
         "booked_hours_per_job": None if runtime is None else runtime / 60,
-        "jobs_detail": {j.key: {"gpus": j.gpus, "gpu_hours": j.typical_gpu_s / 3600,
-                                "gpu_hours_at_budget": j.budget_gpu_s / 3600, "fixed_s": j.fixed_s}
-                        for j in jobs},  # fmt: skip
+        "jobs_detail": {
+            j.key: {
+                "gpus": j.gpus,
+                "gpu_hours": j.typical_gpu_s / 3600,
+                "gpu_hours_at_budget": j.budget_gpu_s / 3600,
+                "fixed_s": j.fixed_s,
+            }
+            for j in jobs
+        },
     }
 
 
@@ -41,11 +47,15 @@ def longer_than_booked(row: dict) -> list[str]:
     hours, booked = row["largest_job_hours_at_budget"], row["booked_hours_per_job"]
     if booked is None or hours <= booked:
         return []
-    goes_on = {"grpo_model": "it goes on from its last checkpoint in the next attempt (profile retries)",
-               "sft_model": "it goes on from its last checkpoint in the next attempt (profile retries)"}  # fmt: skip
-    return [f"{row['rule']}: job {row['largest_job']} needs {hours:.1f} h at budget, longer than the {booked:g} h "
-            f"booked; " + goes_on.get(row["rule"], "raise its runtime in the profile (or split it: evaluate.job_hours "
-                                                     "for generation)")]  # fmt: skip
+    goes_on = {
+        "grpo_model": "it goes on from its last checkpoint in the next attempt (profile retries)",
+        "sft_model": "it goes on from its last checkpoint in the next attempt (profile retries)",
+    }
+    return [
+        f"{row['rule']}: job {row['largest_job']} needs {hours:.1f} h at budget, longer than the {booked:g} h "
+        f"booked; "
+        + goes_on.get(row["rule"], "raise its runtime in the profile (or split it: evaluate.job_hours for generation)")
+    ]
 
 
 def memory_and_disk(sizes: Sizes, a: Assumptions, gpus: dict[str, int], card_gib: float):
@@ -54,9 +64,13 @@ def memory_and_disk(sizes: Sizes, a: Assumptions, gpus: dict[str, int], card_gib
     grpo = [name for name, _ in sizes.grpo_runs()]
     sft = sizes.sft_roles()
     generating = "generate_part" if cfg["evaluate"].get("job_hours") else "generate"  # the rule that loads the model
-    roles = {generating: list(sizes.eval_sets()), "sft_model": sft, "grpo_model": grpo,
-             "score": ["judge"] if cfg["evaluate"].get("judge") == "vlm" and "judge" in cfg["models"] else [],
-             "pmc_label": [pmc.get("judge", "judge")] if pmc.get("labeller") == "vlm" else []}  # fmt: skip
+    roles = {
+        generating: list(sizes.eval_sets()),
+        "sft_model": sft,
+        "grpo_model": grpo,
+        "score": ["judge"] if cfg["evaluate"].get("judge") == "vlm" and "judge" in cfg["models"] else [],
+        "pmc_label": [pmc.get("judge", "judge")] if pmc.get("labeller") == "vlm" else [],
+    }
     rows, problems, notes = plan_memory.memory_plan(cfg, a, gpus, card_gib, roles)
     sizes.notes.extend(notes)
     return rows, problems, plan_memory.disk_plan(cfg, a, {"sft_model": sft, "grpo_model": grpo})

@@ -67,7 +67,9 @@ def read_benchmarks(root: str | Path) -> dict[str, dict[str, float]]:
             with open(tsv, newline="") as f:
                 rows = [float(r["s"]) for r in csv.DictReader(f, delimiter="\t") if r.get("s") not in (None, "", "NA")]
             if rows:
-                out.setdefault(rule_dir.name, {})[str(tsv.relative_to(rule_dir).with_suffix(""))] = sum(rows) / len(rows)
+                out.setdefault(rule_dir.name, {})[str(tsv.relative_to(rule_dir).with_suffix(""))] = sum(rows) / len(
+                    rows
+                )
     return out
 
 

@@ -140,8 +140,10 @@ class Sizes:
             found = _SIZE_IN_NAME.findall(where or "")
             if found:
                 return float(found[-1])
-        self.notes.append(f"size of model {name!r} is not in its name: assumed {self.reference_params_b:g}B "
-                          f"(pass --model-size {name}=<billions>)")  # fmt: skip
+        self.notes.append(
+            f"size of model {name!r} is not in its name: assumed {self.reference_params_b:g}B "
+            f"(pass --model-size {name}=<billions>)"
+        )
         return self.reference_params_b
 
     def sft_roles(self) -> list[str]:
@@ -167,8 +169,10 @@ class Sizes:
         where = dataset_split(evalset, self.cfg)
         if where:
             n, how = eval_items(self.cfg, *where, self.count_files)
-            note = (f"{evalset}: the smallest class of {where[0]}'s {where[1]} split is unknown without its data "
-                    f"file; priced at the bound of {n} items (classes x split size / classes)")  # fmt: skip
+            note = (
+                f"{evalset}: the smallest class of {where[0]}'s {where[1]} split is unknown without its data "
+                f"file; priced at the bound of {n} items (classes x split size / classes)"
+            )
             if how == "bound" and note not in self.notes:
                 self.notes.append(note)
             return n

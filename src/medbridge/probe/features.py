@@ -59,25 +59,31 @@ def augment_settings(cfg: dict) -> dict:
         return {"augment": "none"}
     crop = probe.get("crop_size", cfg["data"]["size"])
     # "draws": each image's crop seeded by its position (ImageBatches), so features made before that change are redone
-    return {"augment": "authors", "draws": "per image", "crop_size": crop,
-            "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
-            "epochs": probe.get("epochs", 20)}  # fmt: skip
+    return {
+        "augment": "authors",
+        "draws": "per image",
+        "crop_size": crop,
+        "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
+        "epochs": probe.get("epochs", 20),
+    }
 
 
 def train_transform(aug: dict):
     """The authors' training transform (linprobe.py, tfm_train)."""
     from torchvision import transforms as T
 
-    return T.Compose([T.RandomResizedCrop(aug["crop_size"], interpolation=T.InterpolationMode.BICUBIC),
-                      T.RandomHorizontalFlip()])  # fmt: skip
+    return T.Compose(
+        [T.RandomResizedCrop(aug["crop_size"], interpolation=T.InterpolationMode.BICUBIC), T.RandomHorizontalFlip()]
+    )
 
 
 def eval_transform(aug: dict):
     """The authors' evaluation transform (linprobe.py, tfm_val)."""
     from torchvision import transforms as T
 
-    return T.Compose([T.Resize(aug["resize_size"], interpolation=T.InterpolationMode.BICUBIC),
-                      T.CenterCrop(aug["crop_size"])])  # fmt: skip
+    return T.Compose(
+        [T.Resize(aug["resize_size"], interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(aug["crop_size"])]
+    )
 
 
 def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) -> dict:
@@ -147,8 +153,15 @@ class ImageBatches:
     Map-style, so a DataLoader's worker processes make them while the main process runs the tower. Each image's
     random transform is seeded from (`seed_parts`, its position): the same crops whatever the number of workers."""
 
-    def __init__(self, images: np.ndarray, image_processor, batch_size: int, size: dict | None = None,
-                 transform=None, seed_parts: list[int] | None = None):  # fmt: skip
+    def __init__(
+        self,
+        images: np.ndarray,
+        image_processor,
+        batch_size: int,
+        size: dict | None = None,
+        transform=None,
+        seed_parts: list[int] | None = None,
+    ):
         self.images, self.image_processor, self.batch_size = images, image_processor, batch_size
         self.kwargs = {"size": size} if size else {}
         self.transform, self.seed_parts = transform, list(seed_parts or [])
@@ -170,9 +183,18 @@ class ImageBatches:
         return x["pixel_values"], x["image_grid_thw"]
 
 
-def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_size: int, device: str = "cpu",
-                 size: dict | None = None, transform=None, seed_parts: list[int] | None = None,
-                 workers: int = 0) -> np.ndarray:  # fmt: skip
+def embed_images(
+    tower,
+    image_processor,
+    images: np.ndarray,
+    mode: str,
+    batch_size: int,
+    device: str = "cpu",
+    size: dict | None = None,
+    transform=None,
+    seed_parts: list[int] | None = None,
+    workers: int = 0,
+) -> np.ndarray:
     """Mean-pooled tower features (N, D) float32 of uint8 images (N,H,W) or (N,H,W,3); `transform` (PIL -> PIL) is
     applied to each image first, seeded per image from `seed_parts`. With `workers` > 0 the images are decoded,
     transformed and processed in that many DataLoader processes, in order, while this one runs the tower."""
@@ -181,8 +203,9 @@ def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_si
     if mode not in FEATURE_MODES:
         raise MedbridgeError(f"probe.features {mode!r} is unknown; choose one of {list(FEATURE_MODES)}")
     batches = ImageBatches(images, image_processor, batch_size, size, transform, seed_parts)
-    loader = torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False, num_workers=workers,
-                                         prefetch_factor=2 if workers else None)  # fmt: skip
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, shuffle=False, num_workers=workers, prefetch_factor=2 if workers else None
+    )
     merge = getattr(tower, "spatial_merge_size", 2) ** 2
     out = []
     with torch.no_grad():
@@ -190,8 +213,9 @@ def embed_images(tower, image_processor, images: np.ndarray, mode: str, batch_si
             grid = grid.to(device)
             o = tower(pixel_values.to(device, dtype=tower.dtype), grid_thw=grid)
             # The ViT tokens are window-permuted only within each image, so per-image means are unaffected.
-            tokens, per_image = (o.pooler_output, grid.prod(-1) // merge) if mode == "merger" else (
-                o.last_hidden_state, grid.prod(-1))  # fmt: skip
+            tokens, per_image = (
+                (o.pooler_output, grid.prod(-1) // merge) if mode == "merger" else (o.last_hidden_state, grid.prod(-1))
+            )
             pooled = [t.float().mean(0) for t in torch.split(tokens, per_image.tolist())]
             out.append(torch.stack(pooled).cpu().numpy())
     return np.concatenate(out).astype(np.float32, copy=False)
@@ -207,8 +231,9 @@ def _cached(path: Path, settings: dict) -> bool:
         return False
 
 
-def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, str | Path]],
-                     workers: int = 0) -> list[Path]:  # fmt: skip
+def extract_features(
+    cfg: dict, model: str, jobs: list[tuple[str, str | Path, str | Path]], workers: int = 0
+) -> list[Path]:
     """Write features for each (dataset, MedMNIST npz, out npz) of one model; load the model once, and only if some
     output is missing or was made with other settings. Images are prepared in `workers` DataLoader processes (the
     job's threads; the features do not depend on it). Returns the paths (re)written."""
@@ -229,14 +254,25 @@ def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, st
             idx = split_indices(dataset, labels, split, cfg)
 
             def embed(transform=None, seed_parts=None, images=images[idx]):
-                return embed_images(tower, image_processor, images, mode, probe.get("batch_size", 64), device, size,
-                                    transform, seed_parts, workers)  # fmt: skip
+                return embed_images(
+                    tower,
+                    image_processor,
+                    images,
+                    mode,
+                    probe.get("batch_size", 64),
+                    device,
+                    size,
+                    transform,
+                    seed_parts,
+                    workers,
+                )
 
             if aug["augment"] == "none":
                 arrays[f"{split}_features"] = embed()
             elif split == "train":  # fresh random crops and flips every epoch, seeded per (dataset, epoch, image)
-                epochs = [embed(train_transform(aug), [cfg["seed"], DATASETS.index(dataset), e])
-                          for e in range(aug["epochs"])]  # fmt: skip
+                epochs = [
+                    embed(train_transform(aug), [cfg["seed"], DATASETS.index(dataset), e]) for e in range(aug["epochs"])
+                ]
                 arrays["train_features"] = np.stack(epochs)
             else:
                 arrays[f"{split}_features"] = embed(eval_transform(aug))
@@ -244,8 +280,13 @@ def extract_features(cfg: dict, model: str, jobs: list[tuple[str, str | Path, st
                 idx
             ].astype(np.int64)
             arrays[f"{split}_indices"] = idx.astype(np.int64)
-        meta = {"model": model, "dataset": dataset, "features": mode, "dim": arrays["test_features"].shape[-1],
-                "settings": settings}  # fmt: skip
+        meta = {
+            "model": model,
+            "dataset": dataset,
+            "features": mode,
+            "dim": arrays["test_features"].shape[-1],
+            "settings": settings,
+        }
         save_npz(out_path, meta=np.array(json.dumps(meta, sort_keys=True)), **arrays)
         print(f"{out_path}: " + ", ".join(f"{s} {arrays[f'{s}_features'].shape}" for s in SPLITS))
         written.append(out_path)
@@ -277,8 +318,10 @@ def _load_tower(cfg: dict, model: str, device: str):
     image_processor = load_processor(src).image_processor
     probe, size = cfg.get("probe", {}), None
     if probe.get("min_pixels") or probe.get("max_pixels"):  # else the processor's own pixel bounds
-        size = {"shortest_edge": probe.get("min_pixels", image_processor.size["shortest_edge"]),
-                "longest_edge": probe.get("max_pixels", image_processor.size["longest_edge"])}  # fmt: skip
+        size = {
+            "shortest_edge": probe.get("min_pixels", image_processor.size["shortest_edge"]),
+            "longest_edge": probe.get("max_pixels", image_processor.size["longest_edge"]),
+        }
     return tower, image_processor, size
 
 

@@ -33,12 +33,20 @@ def probe_settings(cfg: dict) -> dict:
     p = cfg.get("probe", {})
     out = {"head": p.get("head", "sgd"), "seed": cfg["seed"]}
     if out["head"] == "sgd":
-        out |= {"epochs": p.get("epochs", 20), "lr": p.get("lr", 0.1), "momentum": p.get("momentum", 0.9),
-                "weight_decay": p.get("weight_decay", 0.0), "batch_size": p.get("probe_batch_size", 1024),
-                "bn_momentum": p.get("bn_momentum", 0.1), "select": p.get("select", "last")}  # fmt: skip
+        out |= {
+            "epochs": p.get("epochs", 20),
+            "lr": p.get("lr", 0.1),
+            "momentum": p.get("momentum", 0.9),
+            "weight_decay": p.get("weight_decay", 0.0),
+            "batch_size": p.get("probe_batch_size", 1024),
+            "bn_momentum": p.get("bn_momentum", 0.1),
+            "select": p.get("select", "last"),
+        }
         if out["select"] not in SELECT:
-            raise MedbridgeError(f"probe.select {out['select']!r} is unknown; choose one of {list(SELECT)} (last: the "
-                                 "authors' last epoch; best_val: the epoch best on MedMNIST's val split)")  # fmt: skip
+            raise MedbridgeError(
+                f"probe.select {out['select']!r} is unknown; choose one of {list(SELECT)} (last: the "
+                "authors' last epoch; best_val: the epoch best on MedMNIST's val split)"
+            )
     elif out["head"] == "logreg":
         out["logreg_c"] = list(p.get("logreg_c", DEFAULT_LOGREG_C))
     else:
@@ -53,9 +61,23 @@ def probe_head(dim: int, n_classes: int, bn_momentum: float | None = 0.1):
     return nn.Sequential(nn.BatchNorm1d(dim, affine=False, eps=1e-6, momentum=bn_momentum), nn.Linear(dim, n_classes))
 
 
-def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum: float, weight_decay: float,
-            batch_size: int, seed: int, bn_momentum: float | None = 0.1, select: str = "last",
-            xte=None, yte=None) -> dict:  # fmt: skip
+def fit_sgd(
+    xtr,
+    ytr,
+    xva,
+    yva,
+    n_classes: int,
+    epochs: int,
+    lr: float,
+    momentum: float,
+    weight_decay: float,
+    batch_size: int,
+    seed: int,
+    bn_momentum: float | None = 0.1,
+    select: str = "last",
+    xte=None,
+    yte=None,
+) -> dict:
     """Train the BN + Linear head; return the kept head (`select`: the last epoch's, or the best-val epoch's), the val
     curve and, given the test set, the test curve (the authors' per-epoch printout). `xtr` is (N, D), or
     (epochs, N, D) with one augmented set per epoch. `bn_momentum` None: a cumulative average."""
@@ -69,8 +91,10 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
     xtr, ytr = torch.as_tensor(xtr, dtype=torch.float32), torch.as_tensor(ytr, dtype=torch.long)
     per_epoch = xtr if xtr.ndim == 3 else None
     if per_epoch is not None and len(per_epoch) != epochs:
-        raise MedbridgeError(f"the features hold {len(per_epoch)} augmented epochs but probe.epochs is {epochs}; "
-                             "remake the features with the same probe.epochs")  # fmt: skip
+        raise MedbridgeError(
+            f"the features hold {len(per_epoch)} augmented epochs but probe.epochs is {epochs}; "
+            "remake the features with the same probe.epochs"
+        )
     xva, yva = torch.as_tensor(xva, dtype=torch.float32), torch.as_tensor(yva, dtype=torch.long)
     dim = xtr.shape[-1]
     head = probe_head(dim, n_classes, bn_momentum)
@@ -105,8 +129,13 @@ def fit_sgd(xtr, ytr, xva, yva, n_classes: int, epochs: int, lr: float, momentum
         with torch.no_grad():
             return head(torch.as_tensor(x, dtype=torch.float32)).argmax(1).numpy()
 
-    return {"predict": predict, "epoch": best["epoch"], "val_accuracy": best["val_accuracy"], "val_curve": curve,
-            "test_curve": test_curve or None}
+    return {
+        "predict": predict,
+        "epoch": best["epoch"],
+        "val_accuracy": best["val_accuracy"],
+        "val_curve": curve,
+        "test_curve": test_curve or None,
+    }
 
 
 def fit_logreg(xtr, ytr, xva, yva, cs: list[float], seed: int) -> dict:
@@ -139,12 +168,32 @@ def run_probe(arrays: dict, meta: dict, cfg: dict, n_classes: int) -> dict:
                 "this dataset: remake it"
             )
     if settings["head"] == "sgd":
-        fit = fit_sgd(xtr, ytr, xva, yva, n_classes, settings["epochs"], settings["lr"], settings["momentum"],
-                      settings["weight_decay"], settings["batch_size"], settings["seed"], settings["bn_momentum"],
-                      settings["select"], xte, yte)  # fmt: skip
+        fit = fit_sgd(
+            xtr,
+            ytr,
+            xva,
+            yva,
+            n_classes,
+            settings["epochs"],
+            settings["lr"],
+            settings["momentum"],
+            settings["weight_decay"],
+            settings["batch_size"],
+            settings["seed"],
+            settings["bn_momentum"],
+            settings["select"],
+            xte,
+            yte,
+        )
     else:  # augmented epochs: logistic regression sees every augmented view once
-        fit = fit_logreg(xtr.reshape(-1, xtr.shape[-1]), np.tile(ytr, len(xtr)) if xtr.ndim == 3 else ytr, xva, yva,
-                         settings["logreg_c"], settings["seed"])  # fmt: skip
+        fit = fit_logreg(
+            xtr.reshape(-1, xtr.shape[-1]),
+            np.tile(ytr, len(xtr)) if xtr.ndim == 3 else ytr,
+            xva,
+            yva,
+            settings["logreg_c"],
+            settings["seed"],
+        )
     correct = fit["predict"](xte) == yte
     return {
         "model": meta.get("model"),

@@ -52,8 +52,10 @@ class VLMJudge:
 
     def __init__(self, cfg: dict):
         if "judge" not in cfg["models"]:
-            raise MedbridgeError("evaluate.judge is vlm but no `judge` model role is configured; add models.judge "
-                                 "(e.g. Qwen/Qwen2.5-VL-32B-Instruct) or set evaluate.judge: rule")  # fmt: skip
+            raise MedbridgeError(
+                "evaluate.judge is vlm but no `judge` model role is configured; add models.judge "
+                "(e.g. Qwen/Qwen2.5-VL-32B-Instruct) or set evaluate.judge: rule"
+            )
         self.cfg = cfg
         self._backend = None
 
@@ -62,7 +64,9 @@ class VLMJudge:
             try:
                 self._backend = judge_backend(self.cfg, "judge")
             except OSError as e:
-                raise MedbridgeError(f"the judge model could not be loaded ({e}); check models.judge or use judge: rule") from e
+                raise MedbridgeError(
+                    f"the judge model could not be loaded ({e}); check models.judge or use judge: rule"
+                ) from e
         return self._backend
 
     def __call__(self, rows: list[dict], items: dict[str, dict] | None = None) -> list[dict]:
@@ -72,19 +76,31 @@ class VLMJudge:
         scope = self.cfg["evaluate"].get("judge_scope", "unclear")
         if scope not in SCOPES:
             raise MedbridgeError(f"evaluate.judge_scope {scope!r} is unknown; choose one of {list(SCOPES)}")
-        unclear = [(r, s) for r in rows for s in [r["greedy"], *r["samples"]]
-                   if scope == "all" or s["method"] not in ("tag",)]  # fmt: skip
+        unclear = [
+            (r, s) for r in rows for s in [r["greedy"], *r["samples"]] if scope == "all" or s["method"] not in ("tag",)
+        ]
         if not unclear:
             return []
         question = {i: it.get("question", "") for i, it in (items or {}).items()}
-        prompts = [JUDGE_PROMPT.format(question=question.get(r["id"], ""), options=options_block(r["options"]),
-                                       response=s["text"]) for r, s in unclear]  # fmt: skip
+        prompts = [
+            JUDGE_PROMPT.format(
+                question=question.get(r["id"], ""), options=options_block(r["options"]), response=s["text"]
+            )
+            for r, s in unclear
+        ]
         verdicts = []
         for (row, sample), out in zip(unclear, self.backend().complete([[]] * len(prompts), prompts, 8)):
             choice, _ = extract_choice(out, list(row["options"]))
-            verdicts.append({"id": row["id"], "response": sample["text"], "rule_choice": sample["choice"],
-                             "judge_output": out, "judge_choice": choice,
-                             "changed": choice != sample["choice"]})  # fmt: skip
+            verdicts.append(
+                {
+                    "id": row["id"],
+                    "response": sample["text"],
+                    "rule_choice": sample["choice"],
+                    "judge_output": out,
+                    "judge_choice": choice,
+                    "changed": choice != sample["choice"],
+                }
+            )
             sample.update(choice=choice, method="judge", correct=choice == row["answer"])
         return verdicts
 

@@ -26,8 +26,10 @@ def item_pass_at_k(row: dict, k: int) -> float:
 
 def check_acc1(acc1: str) -> str:
     if acc1 not in ACC1:
-        raise MedbridgeError(f"evaluate.acc1 {acc1!r} is unknown; choose one of {list(ACC1)} (sampled: the mean "
-                             "accuracy of the n samples, as the paper's Table 2 numbers; greedy: the greedy answer)")
+        raise MedbridgeError(
+            f"evaluate.acc1 {acc1!r} is unknown; choose one of {list(ACC1)} (sampled: the mean "
+            "accuracy of the n samples, as the paper's Table 2 numbers; greedy: the greedy answer)"
+        )
     return acc1
 
 
@@ -66,8 +68,13 @@ def compute_metrics(rows: list[dict], ks: list[int], n_boot: int, seed: int, acc
         "pass_at_k": {},
         "pass_at_k_ci": {},
         # per-item values, in item order: paired comparisons of two models on the same items (RQ3 deltas)
-        "per_item": {"id": [r["id"] for r in rows], "acc1": chosen.tolist(), "acc1_greedy": greedy.tolist(),
-                     "acc1_sampled": None if sampled is None else sampled.tolist(), "pass_at_k": {}},
+        "per_item": {
+            "id": [r["id"] for r in rows],
+            "acc1": chosen.tolist(),
+            "acc1_greedy": greedy.tolist(),
+            "acc1_sampled": None if sampled is None else sampled.tolist(),
+            "pass_at_k": {},
+        },
         # an answer with no tag at all: the model ignored the required <answer> format
         "format_failure_rate": float(np.mean([r["greedy"]["method"] not in ("tag", "unclosed") for r in rows])),
         "no_choice_rate": float(np.mean([r["greedy"]["choice"] is None for r in rows])),

@@ -15,13 +15,20 @@ def score_file(cfg: dict, judge, model: str, evalset: str, generations: str, ite
     items = {it["id"]: it for it in read_jsonl(items_path)}
     verdicts = judge(rows, items)
     metrics = compute_metrics(rows, ev["k"], ev.get("bootstrap", 1000), cfg["seed"], acc1_definition(cfg))
-    metrics.update(model=model, evalset=evalset, judge=judge.name,
-                   judge_scope=ev.get("judge_scope", "unclear") if judge.name == "vlm" else None,
-                   judge_calls=len(verdicts), judge_changed=sum(bool(v.get("changed")) for v in verdicts),
-                   settings=rows[0]["settings"], settings_hash=config_hash(rows[0]["settings"]))  # fmt: skip
+    metrics.update(
+        model=model,
+        evalset=evalset,
+        judge=judge.name,
+        judge_scope=ev.get("judge_scope", "unclear") if judge.name == "vlm" else None,
+        judge_calls=len(verdicts),
+        judge_changed=sum(bool(v.get("changed")) for v in verdicts),
+        settings=rows[0]["settings"],
+        settings_hash=config_hash(rows[0]["settings"]),
+    )
     if verdicts:
         write_jsonl(f"{out}.judge.jsonl", verdicts)
     write_json(out, metrics)
-    write_sidecar(out, cfg, ["evaluate"], inputs=[generations, items_path],
-                  models=[resolve(cfg, "judge")] if verdicts else [])  # fmt: skip
+    write_sidecar(
+        out, cfg, ["evaluate"], inputs=[generations, items_path], models=[resolve(cfg, "judge")] if verdicts else []
+    )
     return metrics

@@ -96,8 +96,14 @@ def authors_token_mask(pieces: list[str], ids: list[int], eos_ids) -> list[bool]
     """GRPO-CARE's answer span over completion tokens (given as decoded texts and ids); see the module docstring."""
     eos_ids = set(eos_ids)
     eos = next((j for j, t in enumerate(ids) if t in eos_ids), len(ids))
-    tag = next((i for i in range(len(pieces) - 1, -1, -1)
-                if "answer" in pieces[i] and "<answer>" in "".join(pieces[max(i - 1, 0) : i + 2])), None)  # fmt: skip
+    tag = next(
+        (
+            i
+            for i in range(len(pieces) - 1, -1, -1)
+            if "answer" in pieces[i] and "<answer>" in "".join(pieces[max(i - 1, 0) : i + 2])
+        ),
+        None,
+    )
     if tag is None:
         return [False] * len(pieces)
     end = max(tag + 1, eos - 3)
@@ -117,8 +123,9 @@ def span_mean_logprob(token_logps: torch.Tensor, mask: torch.Tensor) -> torch.Te
     return (token_logps * mask).sum(dim=1) / (mask.sum(dim=1) + 1e-6)
 
 
-def answer_confidence(model, processor, prompts: list, completion_ids: list[list[int]], clamp: float,
-                      span: str = "authors", eos_ids=None) -> torch.Tensor:  # fmt: skip
+def answer_confidence(
+    model, processor, prompts: list, completion_ids: list[list[int]], clamp: float, span: str = "authors", eos_ids=None
+) -> torch.Tensor:
     """p per rollout under `model` (the EMA reference): exp(mean log-prob of the answer-span tokens), clamped.
     `eos_ids`: the end-of-sequence ids generation stops at (default: the tokenizer's eos).
 
@@ -138,8 +145,13 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     rows, masks, firsts, extras = [], [], [], {}
     for prompt, ids in zip(prompts, completion_ids, strict=True):
         text = processor.apply_chat_template(prompt, add_generation_prompt=True, tokenize=False)
-        images = [part["image"] for m in prompt if isinstance(m["content"], list)
-                  for part in m["content"] if part.get("type") == "image"]  # fmt: skip
+        images = [
+            part["image"]
+            for m in prompt
+            if isinstance(m["content"], list)
+            for part in m["content"]
+            if part.get("type") == "image"
+        ]
         enc = processor(text=[text], images=[images] if images else None, return_tensors="pt")
         pieces = [tok.decode([t], skip_special_tokens=True) for t in ids]
         mask = torch.tensor(span_token_mask(pieces, ids, eos_ids, span), dtype=torch.bool)
@@ -157,21 +169,25 @@ def answer_confidence(model, processor, prompts: list, completion_ids: list[list
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     attention = torch.zeros((len(rows), width), dtype=torch.long)
     for i, r in enumerate(rows):
-        input_ids[i, width - len(r):] = r
-        attention[i, width - len(r):] = 1
+        input_ids[i, width - len(r) :] = r
+        attention[i, width - len(r) :] = 1
     inputs = {}
     for key, values in extras.items():
         if key in PER_TOKEN:
             padded = torch.zeros((len(rows), width), dtype=values[0].dtype)
             for i, v in enumerate(values):
-                padded[i, width - len(v):] = v
+                padded[i, width - len(v) :] = v
             inputs[key] = padded
         else:  # pixel_values, image_grid_thw: one block per image, in row order
             inputs[key] = torch.cat(values, dim=0)
     keep = max(len(ids) - first for ids, first in zip(completion_ids, firsts, strict=True)) + 1
     with torch.no_grad():
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), logits_to_keep=keep,
-                       **{k: v.to(device) for k, v in inputs.items()}).logits
+        logits = model(
+            input_ids=input_ids.to(device),
+            attention_mask=attention.to(device),
+            logits_to_keep=keep,
+            **{k: v.to(device) for k, v in inputs.items()},
+        ).logits
     out = []
     for i, (ids, first, mask) in enumerate(zip(completion_ids, firsts, masks, strict=True)):
         # logits[i, t] is position width - keep + t, which predicts completion token t - keep + n + 1 (n = len(ids))
@@ -238,9 +254,15 @@ class CareBonus:
         acc = torch.tensor(accuracy_reward(completions, answer))
         was_training = self.ref_model.training
         self.ref_model.eval()
-        p = answer_confidence(self.ref_model, self.trainer.processing_class, prompts, completion_ids,
-                              self.settings.conf_clamp, self.settings.span,
-                              getattr(self.trainer, "eos_token_ids", None))  # fmt: skip
+        p = answer_confidence(
+            self.ref_model,
+            self.trainer.processing_class,
+            prompts,
+            completion_ids,
+            self.settings.conf_clamp,
+            self.settings.span,
+            getattr(self.trainer, "eos_token_ids", None),
+        )
         self.ref_model.train(was_training)
         # Groups may straddle processes: decide on the gathered batch (TRL's own layout), keep the local slice.
         accel = self.trainer.accelerator

@@ -50,9 +50,12 @@ def load_weights(src: ModelSource):
         check_local_dir(src.path)
     src = local_source(src)  # a snapshot folder: TRL's vLLM engine is built from model.name_or_path
     return AutoModelForImageTextToText.from_pretrained(
-        src.path, revision=src.revision, dtype=getattr(torch, src.dtype), trust_remote_code=src.trust_remote_code,
+        src.path,
+        revision=src.revision,
+        dtype=getattr(torch, src.dtype),
+        trust_remote_code=src.trust_remote_code,
         use_safetensors=True,
-    )  # fmt: skip
+    )
 
 
 def load_for_training(src: ModelSource, section: dict, checkpoint: str | None = None):
@@ -66,8 +69,12 @@ def load_for_training(src: ModelSource, section: dict, checkpoint: str | None = 
     bounds = {k: section[k] for k in ("min_pixels", "max_pixels") if k in section}
     if bounds:  # Qwen2-VL image processors keep their pixel bounds in `size`
         size = dict(processor.image_processor.size)
-        size.update({"shortest_edge": bounds.get("min_pixels", size.get("shortest_edge")),
-                     "longest_edge": bounds.get("max_pixels", size.get("longest_edge"))})  # fmt: skip
+        size.update(
+            {
+                "shortest_edge": bounds.get("min_pixels", size.get("shortest_edge")),
+                "longest_edge": bounds.get("max_pixels", size.get("longest_edge")),
+            }
+        )
         processor.image_processor.size = size
     model = load_weights(replace(src, path=checkpoint, revision=None, local=True) if checkpoint else src)
     model.train()
@@ -161,9 +168,13 @@ def training_fingerprint(cfg: dict, kind: str, init: str, train_items: list[str]
     from medbridge.io import sha256_file
 
     section = cfg["train"][kind]
-    return {"section": section, "seed": cfg["seed"], "init": init,
-            "init_model": model_fingerprint(init_source(cfg, init, train_dtype(cfg, section))),
-            "items": [sha256_file(p) for p in train_items]}  # fmt: skip
+    return {
+        "section": section,
+        "seed": cfg["seed"],
+        "init": init,
+        "init_model": model_fingerprint(init_source(cfg, init, train_dtype(cfg, section))),
+        "items": [sha256_file(p) for p in train_items],
+    }
 
 
 def on_main_process(fn: Callable[..., T], *args) -> T:
@@ -240,8 +251,9 @@ def last_checkpoint(work: Path) -> str | None:
 
 
 def _newest_complete_checkpoint(work: Path) -> str | None:
-    steps = sorted((p for p in work.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()),
-                   key=lambda p: int(p.name[11:]))  # fmt: skip
+    steps = sorted(
+        (p for p in work.glob("checkpoint-*") if p.is_dir() and p.name[11:].isdigit()), key=lambda p: int(p.name[11:])
+    )
     complete = [p for p in steps if (p / "trainer_state.json").is_file()]
     for p in set(steps) - set(complete):
         print(f"{p}: an interrupted save (no trainer_state.json); not resumed from", flush=True)

@@ -77,10 +77,14 @@ def grpo_dataset(items: list[dict], prompt_kind: str = "rl", letter_instruction:
     cache: dict = {}
     tail = LETTER_INSTRUCTION if letter_instruction else ""
     rows = [
-        {"prompt": [{"role": "user", "content": prompt_text(it, prompt_kind) + tail}], "images": _images(it, cache),
-         "answer": it["answer"], "id": it["id"]}
+        {
+            "prompt": [{"role": "user", "content": prompt_text(it, prompt_kind) + tail}],
+            "images": _images(it, cache),
+            "answer": it["answer"],
+            "id": it["id"],
+        }
         for it in items
-    ]  # fmt: skip
+    ]
     return Dataset.from_list(rows, features=_features("grpo"))
 
 
@@ -107,8 +111,10 @@ def with_fitted_images(dataset, processor, engine_processor=None):
         elo, ehi = _bounds(engine_processor)
         lo, hi = max(lo, elo), min(hi, ehi)
         if lo > hi:
-            raise MedbridgeError(f"the trainer's pixel bounds ({_bounds(processor)}) and the checkpoint's "
-                                 f"({(elo, ehi)}) share no image size; change train.grpo.min_pixels / max_pixels")  # fmt: skip
+            raise MedbridgeError(
+                f"the trainer's pixel bounds ({_bounds(processor)}) and the checkpoint's "
+                f"({(elo, ehi)}) share no image size; change train.grpo.min_pixels / max_pixels"
+            )
 
     def fit(batch):
         batch["images"] = [[fit_to_bounds(im, lo, hi) for im in ims] for ims in batch["images"]]

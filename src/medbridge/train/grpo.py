@@ -46,8 +46,13 @@ def rollout_settings(section: dict) -> dict:
     }
 
 
-def grpo_args(cfg: dict, section: dict, output_dir: Path, max_model_len: int | None = None,
-              reward_weights: list[float] | None = None):  # fmt: skip
+def grpo_args(
+    cfg: dict,
+    section: dict,
+    output_dir: Path,
+    max_model_len: int | None = None,
+    reward_weights: list[float] | None = None,
+):
     """GRPOConfig. `max_model_len`: the colocated vLLM engine's context (medbridge.engine); TRL's default None
     leaves vLLM at the checkpoint's whole context, which cannot start beside the trainer (issue #20).
     `reward_weights`: 0 for the logged metrics (reward_weights())."""
@@ -55,9 +60,12 @@ def grpo_args(cfg: dict, section: dict, output_dir: Path, max_model_len: int | N
 
     vllm = {}
     if section.get("use_vllm", False):
-        vllm = dict(use_vllm=True, vllm_mode=section.get("vllm_mode", "colocate"),
-                    vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3),
-                    vllm_max_model_length=max_model_len)  # fmt: skip
+        vllm = dict(
+            use_vllm=True,
+            vllm_mode=section.get("vllm_mode", "colocate"),
+            vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3),
+            vllm_max_model_length=max_model_len,
+        )
     beta = section.get("beta", 0.0)
     return GRPOConfig(
         **common_args(cfg, section, output_dir),
@@ -149,16 +157,16 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
 
     section = cfg["train"]["grpo"]
     care = CareSettings.from_config(section.get("care", {"enabled": False}))
-    dataset = grpo_dataset(load_train_items(train_items), section.get("prompt", "rl"),
-                           section.get("letter_instruction", False))  # fmt: skip
+    dataset = grpo_dataset(
+        load_train_items(train_items), section.get("prompt", "rl"), section.get("letter_instruction", False)
+    )
     src = init_source(cfg, init, train_dtype(cfg, section))
     args = args or grpo_config(cfg, init, work)  # before the model (DeepSpeed ZeRO-3 init)
     model, processor = load_for_training(src, section, resume)
     funcs = reward_functions(section, care)
     if section.get("use_vllm"):  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
         dataset = with_fitted_images(dataset, processor, load_processor(src))
-    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset,
-                          processing_class=processor)  # fmt: skip
+    trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=processor)
     if section.get("use_vllm") and args.vllm_mode == "colocate":  # server mode places features by the runs
         one_placeholder_per_image(trainer, processor.image_token_id)
     if care.enabled:

@@ -50,8 +50,9 @@ def _distributed_type(config_file: str) -> str:
     return str((yaml.safe_load(Path(config_file).read_text()) or {}).get("distributed_type", "NO")).upper()
 
 
-def launch_command(cfg: dict, argv: list[str], gpus: int | None = None, port: int | None = None,
-                   cores: int | None = None) -> list[str] | None:  # fmt: skip
+def launch_command(
+    cfg: dict, argv: list[str], gpus: int | None = None, port: int | None = None, cores: int | None = None
+) -> list[str] | None:
     """The `accelerate launch` command to run instead of training here, or None to train in this process."""
     config_file = cfg.get("train", {}).get("accelerate_config")
     if not config_file or "LOCAL_RANK" in os.environ:  # not configured, or already a launched worker
@@ -71,9 +72,24 @@ def launch_command(cfg: dict, argv: list[str], gpus: int | None = None, port: in
     if n < 2 and kind != "DEEPSPEED":  # data parallel over one process is training here
         return None
     per_process = max(1, (cores_held() if cores is None else cores) // n)
-    return [sys.executable, "-m", "accelerate.commands.launch", "--config_file", config_file,
-            "--num_processes", str(n), "--num_machines", "1", "--main_process_port", str(port or free_port()),
-            "--num_cpu_threads_per_process", str(per_process), "-m", "medbridge.cli", *argv]  # fmt: skip
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        config_file,
+        "--num_processes",
+        str(n),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(port or free_port()),
+        "--num_cpu_threads_per_process",
+        str(per_process),
+        "-m",
+        "medbridge.cli",
+        *argv,
+    ]
 
 
 def relaunch(cfg: dict, argv: list[str]) -> bool:

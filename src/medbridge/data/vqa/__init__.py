@@ -37,8 +37,10 @@ def names(kind: str | None = None) -> list[str]:
 def get_adapter(name: str, kind: str | None = None) -> Adapter:
     adapter = registry().get(name)
     if adapter is None or (kind is not None and adapter.kind != kind):
-        raise MedbridgeError(f"unknown {kind or 'VQA source'} {name!r}; choose one of {names(kind)} "
-                             "(or add a module defining ADAPTER to src/medbridge/data/vqa/)")  # fmt: skip
+        raise MedbridgeError(
+            f"unknown {kind or 'VQA source'} {name!r}; choose one of {names(kind)} "
+            "(or add a module defining ADAPTER to src/medbridge/data/vqa/)"
+        )
     return adapter
 
 
@@ -75,8 +77,10 @@ def check_vqa_config(cfg: dict) -> None:
             raise MedbridgeError(f"vqa.reported_rows names unknown model role {role!r}; defined: {sorted(roles)}")
     pmc = vqa.get("pmc", {})
     if pmc.get("labeller") == "vlm" and pmc.get("judge", "judge") not in roles:
-        raise MedbridgeError(f"vqa.pmc.labeller vlm asks model role {pmc.get('judge', 'judge')!r}, which is not "
-                             f"defined; add it under `models:` or use labeller: keyword")  # fmt: skip
+        raise MedbridgeError(
+            f"vqa.pmc.labeller vlm asks model role {pmc.get('judge', 'judge')!r}, which is not "
+            f"defined; add it under `models:` or use labeller: keyword"
+        )
     if pmc:
         from medbridge.data.pmc import check_categories
 

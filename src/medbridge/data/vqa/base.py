@@ -100,8 +100,14 @@ def mcq_fields(question: str, options: dict[str, str], answer: str, modality: st
     question = re.sub(r"[ \t]+", " ", question).strip()
     if not question:
         raise Skip("empty question")
-    return {"question": question, "options": options, "answer": answer, "answer_text": options[answer],
-            "modality": modality, "meta": meta}  # fmt: skip
+    return {
+        "question": question,
+        "options": options,
+        "answer": answer,
+        "answer_text": options[answer],
+        "modality": modality,
+        "meta": meta,
+    }
 
 
 YES_NO = {"yes": "yes", "no": "no"}

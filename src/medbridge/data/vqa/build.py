@@ -76,8 +76,10 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, imag
         tables, where = _load_local(root, configs, splits), f"local:{root}"
     elif mode == "fixtures":
         if source_dir is None:
-            raise MedbridgeError(f"vqa.source is fixtures but no fixture folder was given for {name}; run "
-                                 f"`medbridge vqa-fixture --name {name}` (snakemake does) and pass --source-dir")  # fmt: skip
+            raise MedbridgeError(
+                f"vqa.source is fixtures but no fixture folder was given for {name}; run "
+                f"`medbridge vqa-fixture --name {name}` (snakemake does) and pass --source-dir"
+            )
         root = Path(source_dir)
         tables, where = _load_local(root, configs, splits), f"fixtures:{root}"
     elif mode == "medvlthinker" and target.kind == "benchmark":
@@ -89,8 +91,14 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, imag
         else:
             cid = cons.get("id", consolidated.hub["id"])
             tables, where = _load_hub(cfg, cid, [None], [split], cons.get("revision"))
-        return Source(name, consolidated, tables, Context(), f"{where} (dataset_name={target.consolidated_name})",
-                      target.consolidated_name)  # fmt: skip
+        return Source(
+            name,
+            consolidated,
+            tables,
+            Context(),
+            f"{where} (dataset_name={target.consolidated_name})",
+            target.consolidated_name,
+        )
     else:
         root = None
         hid = entry.get("id", target.hub["id"])
@@ -155,10 +163,21 @@ def materialize(src: Source, chosen: list[Candidate], images_dir: str | Path, ex
                 (im if im.mode in ("RGB", "L") else im.convert("RGB")).save(tmp / fname, format="PNG")
                 refs.append({"path": str(final / fname)})
             f = c.fields
-            items.append({"id": c.id, "source": src.name, "split": table.split, "images": refs,
-                          "question": f["question"], "options": f["options"], "answer": f["answer"],
-                          "answer_text": f["answer_text"], "modality": f.get("modality") or src_modality(src),
-                          "label": -1, "meta": {**f.get("meta", {}), "config": table.config, **(extra or {})}})  # fmt: skip
+            items.append(
+                {
+                    "id": c.id,
+                    "source": src.name,
+                    "split": table.split,
+                    "images": refs,
+                    "question": f["question"],
+                    "options": f["options"],
+                    "answer": f["answer"],
+                    "answer_text": f["answer_text"],
+                    "modality": f.get("modality") or src_modality(src),
+                    "label": -1,
+                    "meta": {**f.get("meta", {}), "config": table.config, **(extra or {})},
+                }
+            )
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
     except BaseException:
@@ -171,8 +190,14 @@ def src_modality(src: Source) -> str | None:
     return get_adapter(src.name).modality
 
 
-def build_items(cfg: dict, name: str, out_items: str | Path, images_dir: str | Path, skipped_path: str | Path,
-                source_dir: str | Path | None = None) -> dict:  # fmt: skip
+def build_items(
+    cfg: dict,
+    name: str,
+    out_items: str | Path,
+    images_dir: str | Path,
+    skipped_path: str | Path,
+    source_dir: str | Path | None = None,
+) -> dict:
     """The `vqa-items` step: items.jsonl, images/ and skipped.json of one benchmark; returns the summary."""
     get_adapter(name, "benchmark")
     src = open_source(cfg, name, source_dir)
@@ -183,15 +208,24 @@ def build_items(cfg: dict, name: str, out_items: str | Path, images_dir: str | P
     items, late = materialize(src, chosen, images_dir)
     for reason, ids in late.items():
         tp.skipped[reason] += ids
-    summary = {"benchmark": name, "source": src.where, "n_rows": tp.n_rows, "n_candidates": len(tp.candidates),
-               "max_items": max_items, "n_not_drawn": len(tp.candidates) - len(chosen), "n_items": len(items),
-               "n_skipped": sum(len(v) for v in tp.skipped.values()),
-               "skipped": {r: {"count": len(ids), "ids": ids} for r, ids in sorted(tp.skipped.items())}}  # fmt: skip
+    summary = {
+        "benchmark": name,
+        "source": src.where,
+        "n_rows": tp.n_rows,
+        "n_candidates": len(tp.candidates),
+        "max_items": max_items,
+        "n_not_drawn": len(tp.candidates) - len(chosen),
+        "n_items": len(items),
+        "n_skipped": sum(len(v) for v in tp.skipped.values()),
+        "skipped": {r: {"count": len(ids), "ids": ids} for r, ids in sorted(tp.skipped.items())},
+    }
     write_json(skipped_path, summary)
     if not items:
         reasons = {r: len(ids) for r, ids in tp.skipped.items()}
-        raise MedbridgeError(f"{name}: no row of {src.where} became an MCQ item (skipped: {reasons}); check the "
-                             "source and the benchmark entry (configs, splits)")  # fmt: skip
+        raise MedbridgeError(
+            f"{name}: no row of {src.where} became an MCQ item (skipped: {reasons}); check the "
+            "source and the benchmark entry (configs, splits)"
+        )
     write_jsonl(out_items, items)
     return summary
 
@@ -216,18 +250,29 @@ def source_counts(cfg: dict, sources: list[str], fixtures_root: str | Path | Non
         c = copy.deepcopy(cfg)
         c["vqa"]["source"] = source
         if source == "medvlthinker" and fixtures_root is not None:
-            c["vqa"]["consolidated"] = {**c["vqa"].get("consolidated", {}),
-                                        "path": str(Path(fixtures_root) / "medvlthinker_eval")}  # fmt: skip
+            c["vqa"]["consolidated"] = {
+                **c["vqa"].get("consolidated", {}),
+                "path": str(Path(fixtures_root) / "medvlthinker_eval"),
+            }
         for entry in c["vqa"].get("benchmarks", []):
             name = entry["name"]
             src = open_source(c, name, Path(fixtures_root) / name if source == "fixtures" else None, images=False)
             tp = text_pass(src)
             max_items = entry.get("max_items", c["vqa"].get("max_items"))
             n_items = len(tp.candidates) if max_items is None else min(max_items, len(tp.candidates))
-            rows.append({"benchmark": name, "source": source, "where": src.where, "n_rows": tp.n_rows,
-                         "n_candidates": len(tp.candidates), "max_items": max_items, "n_items": n_items,
-                         "n_skipped": sum(len(v) for v in tp.skipped.values()),
-                         "skipped": "; ".join(f"{r}: {len(ids)}" for r, ids in sorted(tp.skipped.items()))})  # fmt: skip
+            rows.append(
+                {
+                    "benchmark": name,
+                    "source": source,
+                    "where": src.where,
+                    "n_rows": tp.n_rows,
+                    "n_candidates": len(tp.candidates),
+                    "max_items": max_items,
+                    "n_items": n_items,
+                    "n_skipped": sum(len(v) for v in tp.skipped.values()),
+                    "skipped": "; ".join(f"{r}: {len(ids)}" for r, ids in sorted(tp.skipped.items())),
+                }
+            )
     return rows
 
 
@@ -257,8 +302,10 @@ def _load_local(root: Path, configs: list, splits: list) -> list[Table]:
     from datasets import Dataset, load_from_disk
 
     if not root.exists():
-        raise MedbridgeError(f"VQA source folder {root} does not exist; make it (snakemake's vqa_fixture rule, or "
-                             "download the dataset and save_to_disk there) or fix the path")  # fmt: skip
+        raise MedbridgeError(
+            f"VQA source folder {root} does not exist; make it (snakemake's vqa_fixture rule, or "
+            "download the dataset and save_to_disk there) or fix the path"
+        )
     tables = []
     for config in configs:
         d = root / (config or "default")
@@ -272,8 +319,10 @@ def _load_local(root: Path, configs: list, splits: list) -> list[Table]:
             elif (d / f"{split}.parquet").exists():
                 ds = Dataset.from_parquet(str(d / f"{split}.parquet"))
             else:
-                raise MedbridgeError(f"no split {split!r} of config {config!r} under {d}: expected a save_to_disk "
-                                     f"folder (dataset_dict.json) or {split}.parquet")  # fmt: skip
+                raise MedbridgeError(
+                    f"no split {split!r} of config {config!r} under {d}: expected a save_to_disk "
+                    f"folder (dataset_dict.json) or {split}.parquet"
+                )
             tables.append(Table(config, split, ds))
     return tables
 
@@ -291,12 +340,17 @@ def _load_hub(cfg: dict, dataset_id: str, configs: list, splits: list, revision:
     for config in configs:
         for split in splits:
             try:  # a cached snapshot is a local dataset folder: the same files and README configs as on the hub
-                ds = (load_dataset(str(snapshot), config, split=split) if snapshot
-                      else load_dataset(dataset_id, config, split=split, revision=revision))  # fmt: skip
+                ds = (
+                    load_dataset(str(snapshot), config, split=split)
+                    if snapshot
+                    else load_dataset(dataset_id, config, split=split, revision=revision)
+                )
             except Exception as e:  # network, auth, a renamed config: say which dataset and how to fix it
-                raise MedbridgeError(f"could not load {dataset_id} (config {config}, split {split}): "
-                                     f"{type(e).__name__}: {e}. Check network/HF token, or download it and set "
-                                     "the entry's `path`")  # fmt: skip
+                raise MedbridgeError(
+                    f"could not load {dataset_id} (config {config}, split {split}): "
+                    f"{type(e).__name__}: {e}. Check network/HF token, or download it and set "
+                    "the entry's `path`"
+                )
             tables.append(Table(config, split, ds))
     return tables, where
 
@@ -324,8 +378,10 @@ def _fetch_archive(repo_id: str, filename: str, revision: str | None, dest: Path
     try:
         path = hf_hub_download(repo_id, filename, repo_type="dataset", revision=revision)
     except Exception as e:
-        raise MedbridgeError(f"could not download {filename} of {repo_id} ({type(e).__name__}: {e}); download and "
-                             "extract it yourself and set the benchmark entry's `images_dir`") from e  # fmt: skip
+        raise MedbridgeError(
+            f"could not download {filename} of {repo_id} ({type(e).__name__}: {e}); download and "
+            "extract it yourself and set the benchmark entry's `images_dir`"
+        ) from e
     dest.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path) as zf:
         for member in zf.namelist():  # refuse members that would land outside dest

@@ -36,8 +36,9 @@ def fixture(out_dir, spec: dict, rng, config: str, scene: str) -> None:
 
     rows = closed_rows(rng, spec["n_rows"], spec["image_size"], scene)
     cols = {k: [r[k] for r in rows] for k in ("image", "input", "label", "answer_type")}
-    features = Features({"image": Image(), "input": Value("string"), "label": Value("string"),
-                         "answer_type": Value("string")})  # fmt: skip
+    features = Features(
+        {"image": Image(), "input": Value("string"), "label": Value("string"), "answer_type": Value("string")}
+    )
     save_splits(out_dir, config, {"test": cols}, features)
 
 

@@ -14,13 +14,28 @@ import numpy as np
 
 # (modality keyword phrase, question) pairs: the phrase lets the keyword labeller find a spread of modalities.
 SCENES = [
-    ("MRI", "this brain MRI"), ("CT", "this abdominal CT scan"), ("ultrasound", "this ultrasound image"),
-    ("X-ray", "this chest X-ray"), ("microscopy", "this H&E stained microscopy image"),
-    ("dermatology", "this dermoscopy image of a skin lesion"), ("OCT", "this retinal OCT scan"),
-    ("fundus", "this fundus photograph"), ("none", "this figure"),
-]  # fmt: skip
-FINDINGS = ["a mass", "an effusion", "a fracture", "normal tissue", "inflammation", "a cyst", "calcification",
-            "edema", "necrosis", "a nodule"]  # fmt: skip
+    ("MRI", "this brain MRI"),
+    ("CT", "this abdominal CT scan"),
+    ("ultrasound", "this ultrasound image"),
+    ("X-ray", "this chest X-ray"),
+    ("microscopy", "this H&E stained microscopy image"),
+    ("dermatology", "this dermoscopy image of a skin lesion"),
+    ("OCT", "this retinal OCT scan"),
+    ("fundus", "this fundus photograph"),
+    ("none", "this figure"),
+]
+FINDINGS = [
+    "a mass",
+    "an effusion",
+    "a fracture",
+    "normal tissue",
+    "inflammation",
+    "a cyst",
+    "calcification",
+    "edema",
+    "necrosis",
+    "a nodule",
+]
 
 
 def signal_image(cls: int, n_classes: int, size: int, rng: np.random.Generator, pattern: int = 0):

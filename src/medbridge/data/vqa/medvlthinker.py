@@ -26,8 +26,9 @@ def convert(row: dict, ctx: Context) -> dict:
     except (TypeError, json.JSONDecodeError):
         misc = {}
     meta.update({k: v for k, v in misc.items() if k in ("id", "img_type", "subfield", "body_system", "medical_task")})
-    return mcq_fields(str(row.get("question") or ""), options, answer_letter(row.get("answer_label"), options),
-                      None, meta)  # fmt: skip
+    return mcq_fields(
+        str(row.get("question") or ""), options, answer_letter(row.get("answer_label"), options), None, meta
+    )
 
 
 def images(row: dict, ctx: Context) -> list:
@@ -44,9 +45,19 @@ def write_rows(out_dir, config: str, split: str, rows: list[dict]) -> None:
 
     from medbridge.data.vqa.fixtures import save_splits
 
-    features = Features({"images": List(Image()), "question": Value("string"), "options": Value("string"),
-                         "answer_label": Value("string"), "answer": Value("string"), "dataset_name": Value("string"),
-                         "hash": Value("string"), "dataset_index": Value("int32"), "misc": Value("string")})  # fmt: skip
+    features = Features(
+        {
+            "images": List(Image()),
+            "question": Value("string"),
+            "options": Value("string"),
+            "answer_label": Value("string"),
+            "answer": Value("string"),
+            "dataset_name": Value("string"),
+            "hash": Value("string"),
+            "dataset_index": Value("int32"),
+            "misc": Value("string"),
+        }
+    )
     cols = {k: [r.get(k) for r in rows] for k in features}
     save_splits(out_dir, config, {split: cols}, features)
 
@@ -63,9 +74,19 @@ def fixture(out_dir, spec: dict, rng) -> None:
         options = {"ABCD"[j]: o for j, o in enumerate(opts)}
         letter = "ABCD"[ans]
         misc = json.dumps({"id": f"validation_x_{i}", "img_type": "['CT Scans']"}) if name == "MMMU-medical" else None
-        rows.append({"images": [signal_image(ans, len(opts), spec["image_size"], rng)], "question": q,
-                     "options": json.dumps(options), "answer_label": letter, "answer": options[letter],
-                     "dataset_name": name, "hash": None, "dataset_index": i, "misc": misc})  # fmt: skip
+        rows.append(
+            {
+                "images": [signal_image(ans, len(opts), spec["image_size"], rng)],
+                "question": q,
+                "options": json.dumps(options),
+                "answer_label": letter,
+                "answer": options[letter],
+                "dataset_name": name,
+                "hash": None,
+                "dataset_index": i,
+                "misc": misc,
+            }
+        )
     write_rows(out_dir, "default", "test", rows)
 
 

@@ -51,10 +51,18 @@ def fixture(out_dir, spec: dict, rng) -> None:
     out_dir = Path(out_dir)
     (out_dir / "images").mkdir(parents=True, exist_ok=True)
     letters = "ABCDE"
-    features = Features({"id": Value("string"), "question": Value("string"),
-                         "options": {k: Value("string") for k in letters}, "label": Value("string"),
-                         "images": List(Value("string")), "medical_task": Value("string"),
-                         "body_system": Value("string"), "question_type": Value("string")})  # fmt: skip
+    features = Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "options": {k: Value("string") for k in letters},
+            "label": Value("string"),
+            "images": List(Value("string")),
+            "medical_task": Value("string"),
+            "body_system": Value("string"),
+            "question_type": Value("string"),
+        }
+    )
     splits = {}
     for split, n in (("dev", max(1, spec["n_rows"] // 4)), ("test", spec["n_rows"])):
         cols = {k: [] for k in features}
@@ -67,7 +75,9 @@ def fixture(out_dir, spec: dict, rng) -> None:
                 signal_image(ans, 5, spec["image_size"], rng).save(out_dir / "images" / name, format="JPEG")
             choices = " ".join(f"({k}) {v}" for k, v in opts.items())
             cols["id"].append(rid)
-            cols["question"].append(f"A patient presents with pain. What does the image show?\nAnswer Choices: {choices}")
+            cols["question"].append(
+                f"A patient presents with pain. What does the image show?\nAnswer Choices: {choices}"
+            )
             cols["options"].append(opts)
             cols["label"].append(letters[ans])
             cols["images"].append(names)

@@ -14,8 +14,13 @@ import re
 
 from medbridge.data.vqa.base import Adapter, Context, Skip, answer_letter, mcq_fields, parse_options
 
-SUBJECTS = ["Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine", "Pharmacy",
-            "Public_Health"]  # fmt: skip
+SUBJECTS = [
+    "Basic_Medical_Science",
+    "Clinical_Medicine",
+    "Diagnostics_and_Laboratory_Medicine",
+    "Pharmacy",
+    "Public_Health",
+]
 IMAGE_COLUMNS = tuple(f"image_{i}" for i in range(1, 8))
 
 
@@ -51,10 +56,20 @@ def fixture(out_dir, spec: dict, rng) -> None:
     from medbridge.data.vqa.fixtures import mcq_question, save_splits, signal_image
 
     size = spec["image_size"]
-    features = Features({"id": Value("string"), "question": Value("string"), "options": Value("string"),
-                         "explanation": Value("string"), **{c: Image() for c in IMAGE_COLUMNS},
-                         "img_type": Value("string"), "answer": Value("string"), "topic_difficulty": Value("string"),
-                         "question_type": Value("string"), "subfield": Value("string")})  # fmt: skip
+    features = Features(
+        {
+            "id": Value("string"),
+            "question": Value("string"),
+            "options": Value("string"),
+            "explanation": Value("string"),
+            **{c: Image() for c in IMAGE_COLUMNS},
+            "img_type": Value("string"),
+            "answer": Value("string"),
+            "topic_difficulty": Value("string"),
+            "question_type": Value("string"),
+            "subfield": Value("string"),
+        }
+    )
     per_split = {"dev": max(1, spec["n_rows"] // 8), "validation": max(2, spec["n_rows"] // 4)}
     for subject in SUBJECTS:
         splits = {}

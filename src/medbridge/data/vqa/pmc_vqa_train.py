@@ -27,8 +27,18 @@ def fixture(out_dir, spec: dict, rng) -> None:
         _, q, opts, ans = mcq_question(rng, i)
         options = {"ABCD"[j]: o for j, o in enumerate(opts)}
         img = signal_image(ans, 4, spec["image_size"], rng, pattern=1 + i % len(SCENES))
-        rows.append({"images": [img], "question": q, "options": json.dumps(options), "answer_label": "ABCD"[ans],
-                     "answer": options["ABCD"[ans]], "dataset_name": "pmc_vqa", "hash": None, "dataset_index": i})  # fmt: skip
+        rows.append(
+            {
+                "images": [img],
+                "question": q,
+                "options": json.dumps(options),
+                "answer_label": "ABCD"[ans],
+                "answer": options["ABCD"[ans]],
+                "dataset_name": "pmc_vqa",
+                "hash": None,
+                "dataset_index": i,
+            }
+        )
     medvlthinker.write_rows(out_dir, "default", "train", rows)
 
 
