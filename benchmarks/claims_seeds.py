@@ -63,18 +63,19 @@ def run_seed(configfile: str, run: str, seed: int, cores: int, settings: str = "
     return time.perf_counter() - t0
 
 
+def names_its_think(answer: dict, options: dict) -> bool:
+    """The answer's letter names the class its <think> names."""
+    named = THINK.search(answer["text"])
+    return answer["choice"] is not None and named is not None and options.get(answer["choice"]) == named[1]
+
+
 def letter_agrees(generations: Path) -> tuple[float, float]:
     """Share of answers whose letter is the option of the class named in `<think>` (greedy, samples)."""
     greedy, samples, n_samples, rows = 0, 0, 0, 0
     for line in generations.read_text().splitlines():
         r = json.loads(line)
-
-        def agrees(answer: dict) -> bool:
-            named = THINK.search(answer["text"])
-            return answer["choice"] is not None and named is not None and r["options"].get(answer["choice"]) == named[1]
-
-        greedy += agrees(r["greedy"])
-        samples += sum(agrees(s) for s in r["samples"])
+        greedy += names_its_think(r["greedy"], r["options"])
+        samples += sum(names_its_think(s, r["options"]) for s in r["samples"])
         n_samples += len(r["samples"])
         rows += 1
     return greedy / rows, samples / max(n_samples, 1)
@@ -194,7 +195,7 @@ def main() -> None:
             "  letter agrees with the class named in <think> (greedy / samples): "
             + "; ".join(f"{m} {g:.2f} / {s:.2f}" for m, (g, s) in r["agree"].items())
         )
-        print("  items whose sample mean went up / down / stayed (sft -> GRPO): %d / %d / %d" % r["items"])
+        print("  items whose sample mean went up / down / stayed (sft -> GRPO): {} / {} / {}".format(*r["items"]))
         if not args.keep:
             shutil.rmtree(ROOT / "results" / run, ignore_errors=True)
     total = time.perf_counter() - t_all

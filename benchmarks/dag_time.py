@@ -1,6 +1,6 @@
 """Benchmark: wall time of the whole tiny DAG from a clean results/<run>/ on this machine's cores, and of a no-op
-rerun (budgets: <= 240 s, stretch 120 s, and <= 2 s on 2 cores). Uses its own run name, removed afterwards unless --keep.
-Also Snakemake's own floor: the no-op rerun of a one-rule workflow (what no Snakefile can go below here).
+rerun (budgets: <= 240 s, stretch 120 s, and <= 2 s on 2 cores). Uses its own run name, removed afterwards unless
+--keep. Also Snakemake's own floor: the no-op rerun of a one-rule workflow (what no Snakefile can go below here).
 
     .venv/bin/python benchmarks/dag_time.py [--cores 2] [--keep]
 """

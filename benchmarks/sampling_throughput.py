@@ -63,9 +63,8 @@ def main() -> None:
     loop = time.perf_counter() - t0
 
     work = len(items) * args.samples
-    print(
-        f"items={len(items)} samples={args.samples} max_new_tokens={args.max_new_tokens} threads={torch.get_num_threads()}"
-    )
+    threads = torch.get_num_threads()
+    print(f"items={len(items)} samples={args.samples} max_new_tokens={args.max_new_tokens} threads={threads}")
     print(f"batched HF backend : {work / batched:8.1f} question-samples/s ({batched:.2f} s, greedy included)")
     print(f"one-at-a-time loop : {work / loop:8.1f} question-samples/s ({loop:.2f} s, greedy included)")
     print(f"speed-up           : {loop / batched:8.1f}x")

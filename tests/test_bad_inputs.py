@@ -12,7 +12,7 @@ import yaml
 
 from medbridge import MedbridgeError
 from medbridge.data.medmnist import make_synthetic, npz_name
-from medbridge.io import read_jsonl, save_npz, write_jsonl, write_text
+from medbridge.io import save_npz, write_jsonl, write_text
 
 from .conftest import ROOT
 

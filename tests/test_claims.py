@@ -28,7 +28,8 @@ def cfg(tiny_cfg):
 
 def _metrics(tmp_path, model, acc_items: int, pass_items: int, greedy_items: int | None = None):
     """Item i correct iff i < acc_items; its Pass@8 is 1 iff i < pass_items. With `greedy_items`, a file of
-    `medbridge score`'s shape: Acc@1 the mean of the samples (as above), the greedy answer right iff i < greedy_items."""
+    `medbridge score`'s shape: Acc@1 the mean of the samples (as above), the greedy answer right iff
+    i < greedy_items."""
     acc = [float(i < acc_items) for i in range(N)]
     pk = [float(i < pass_items) for i in range(N)]
     path = tmp_path / "metrics" / model / "organamnist.json"

@@ -90,7 +90,8 @@ def apptainer_shim(tmp_path_factory) -> dict:
 @pytest.fixture(scope="module")
 def paper_dry_run(tmp_path_factory) -> str:
     """`.venv/bin/snakemake -n --profile profiles/slurm` (the real, unmodified profile, the README's style: the venv
-    not activated) on the paper's RQ1/RQ2 path for one model (one generate and one score job cover all its eval sets), and the training of one RQ3 model."""
+    not activated) on the paper's RQ1/RQ2 path for one model (one generate and one score job cover all its eval sets),
+    and the training of one RQ3 model."""
     env = apptainer_shim(tmp_path_factory)
     targets = [
         "results/paper/metrics/base",
@@ -351,7 +352,7 @@ def test_dockerfile_installs_the_gpu_lock_and_the_def_tests_it():
     assert re.search(r"^Bootstrap:\s*docker", definition, re.M) and "medbridge --version" in definition
 
 
-# ---- Snakefile and rules: snakemake --lint, snakefmt --check ---------------------------------------------------------
+# ---- Snakefile and rules: snakemake --lint, snakefmt --check; the Python: ruff ---------------------------------------
 
 
 def test_snakemake_lint_is_clean():
@@ -372,6 +373,18 @@ def test_snakefmt_check_is_clean():
     # line length from [tool.snakefmt] in pyproject.toml
     failing = [f for f in files if run([str(snakefmt), "--check", f]).returncode != 0]
     assert not failing, f"snakefmt would reformat {failing}: run `snakefmt {' '.join(failing)}` (formatting only)"
+
+
+def test_ruff_lint_and_format_are_clean():
+    """The Python side of the same rule: `ruff check` and `ruff format --check` over the project ([tool.ruff] in
+    pyproject.toml: line length 120, the lint rules chosen there)."""
+    ruff = BIN / "ruff"
+    if not ruff.exists():
+        pytest.skip("ruff (the `test` extra) is not installed")
+    lint = run([str(ruff), "check", "--no-cache", "."])
+    assert lint.returncode == 0, f"ruff check found (fix, or `ruff check --fix`):\n{lint.stdout}{lint.stderr}"
+    fmt = run([str(ruff), "format", "--no-cache", "--check", "."])
+    assert fmt.returncode == 0, f"ruff format would change (run `ruff format`, formatting only):\n{fmt.stdout}"
 
 
 # ---- provenance inside a container: the checkout's commit ---------------------------------------------------------

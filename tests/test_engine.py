@@ -81,7 +81,8 @@ def test_pinned_revision_loads_from_its_snapshot_without_refs_main(tiny_model_di
 def test_a_large_training_image_gets_one_size_for_loss_and_rollout(tmp_path):
     """TRL tokenizes with the trainer's processor (max_pixels 802,816) and gives vLLM the image, which it resizes with
     the checkpoint's bound (12,845,056): a 1024 x 1024 image gets two sizes unless resized first."""
-    from datasets import Dataset, Features, Image as ImageFeature, List
+    from datasets import Dataset, Features, List
+    from datasets import Image as ImageFeature
     from transformers.models.qwen2_vl.image_processing_qwen2_vl import Qwen2VLImageProcessor
 
     from medbridge.train.data import fit_to_bounds, with_fitted_images

@@ -7,7 +7,6 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-import pytest
 import yaml
 
 from medbridge.config import validate_config

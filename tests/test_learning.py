@@ -30,7 +30,6 @@ import math
 
 import pandas as pd
 import pytest
-import torch
 
 QWEN_GENERATION_CONFIG = {"do_sample": True, "top_k": 1, "top_p": 0.001, "temperature": 0.1, "repetition_penalty": 1.05}
 STEPS = 12

@@ -3,9 +3,9 @@ from collections import Counter
 import numpy as np
 import pytest
 
+from medbridge import MedbridgeError
 from medbridge.data.mcq import RETINA_GRADES, balanced_indices, check_items, make_items
 from medbridge.data.medmnist import DATASETS, dataset_info, load_split, npz_name
-from medbridge import MedbridgeError
 
 
 @pytest.mark.parametrize("flag", DATASETS)

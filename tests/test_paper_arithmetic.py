@@ -145,7 +145,7 @@ def test_plan_counts_the_subset_from_the_data_file(tiny_cfg, tmp_path):
 def test_chestmnist_with_no_finding_adds_a_fifteenth_class(tmp_path):
     """Images with no finding become class 14 ("no finding", option O); several findings never an item. Balanced
     without per_class, 15 classes x the smallest (21 each in the paper's test split: 315)."""
-    from medbridge.data.mcq import class_of, class_names, make_items
+    from medbridge.data.mcq import class_names, class_of, make_items
     from medbridge.io import save_npz
 
     assert 315 == 15 * 21 and 315 % 14 != 0  # the paper's denominator: 15 classes fit, 14 cannot
@@ -175,7 +175,7 @@ def test_chestmnist_with_no_finding_adds_a_fifteenth_class(tmp_path):
         class_names("chestmnist", "fourteen")
 
 
-# ---- the probe as the authors ran it -----------------------------------------------------------------------------------
+# ---- the probe as the authors ran it ---------------------------------------------------------------------------------
 
 
 def test_probe_batchnorm_momentum_is_the_authors_unless_cumulative_is_asked():
@@ -223,7 +223,7 @@ def test_probe_reports_the_last_epochs_test_accuracy_or_the_best_val_epochs():
         run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)
 
 
-# ---- noise beside every comparison -------------------------------------------------------------------------------------
+# ---- noise beside every comparison -----------------------------------------------------------------------------------
 
 
 def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_noise():
@@ -254,7 +254,7 @@ def test_comparison_carries_the_papers_sampling_noise_and_tells_a_miss_from_nois
     )
 
 
-# ---- the RL answer format ----------------------------------------------------------------------------------------------
+# ---- the RL answer format --------------------------------------------------------------------------------------------
 
 
 def test_answer_not_a_letter_counts_tags_holding_more_than_a_letter():
@@ -276,9 +276,9 @@ def test_answer_not_a_letter_counts_tags_holding_more_than_a_letter():
 
 def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
     from medbridge.prompts import LETTER_INSTRUCTION
+    from medbridge.train.care import CareSettings
     from medbridge.train.data import grpo_dataset
     from medbridge.train.grpo import reward_functions, reward_weights
-    from medbridge.train.care import CareSettings
 
     item = {"id": "q", "question": "Which class?", "options": {"A": "x", "B": "y"}, "answer": "B", "images": []}
     plain = grpo_dataset([item])[0]["prompt"][0]["content"]
@@ -292,7 +292,7 @@ def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
     }
 
 
-# ---- judge scope -------------------------------------------------------------------------------------------------------
+# ---- judge scope -----------------------------------------------------------------------------------------------------
 
 
 class _StandInJudge:
@@ -356,7 +356,7 @@ def test_judge_scope_all_rereads_clean_tags_and_counts_what_it_changes(tmp_path,
         VLMJudge(cfg)(copy.deepcopy(rows), {})
 
 
-# ---- processor per step --------------------------------------------------------------------------------------------------
+# ---- processor per step ----------------------------------------------------------------------------------------------
 
 
 def test_a_processor_override_applies_to_its_steps_only(paper):

@@ -1,6 +1,7 @@
 """A real SLURM run: scripts/slurm_local.sh brings up a one-node cluster on loopback (slurmctld, slurmd, munged; a
 `cpu` and a `gpu` partition; two fake GPUs), part of the tiny DAG runs through the SLURM executor plugin with the
-resources of profiles/slurm (a 2-GPU training job among them), and the cluster goes down again. Needs root (and apt-get, on a machine without SLURM)."""
+resources of profiles/slurm (a 2-GPU training job among them), and the cluster goes down again. Needs root (and
+apt-get, on a machine without SLURM)."""
 
 from __future__ import annotations
 

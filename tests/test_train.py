@@ -61,8 +61,8 @@ def sft_dir(train_cfg):
 
 
 def test_sft_trains_only_the_assistant_turn(train_cfg, tiny_model_dir):
-    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
     from transformers import AutoProcessor
+    from trl.trainer.sft_trainer import DataCollatorForVisionLanguageModeling
 
     from medbridge.io import read_jsonl
     from medbridge.prompts import sft_target

@@ -42,8 +42,9 @@ from PIL import Image
 # larger than the trainer's bound (as PMC-VQA's are), and fitted to it as the dataset does
 from medbridge.train.data import fit_to_bounds
 big = fit_to_bounds(Image.new("RGB", (160, 160), (200, 40, 90)), 3136, 6272)
-ids = processor.apply_chat_template([[{"role": "user", "content": [{"type": "image", "image": big},
-    {"type": "text", "text": "Which option?"}]}]], tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"][0]
+turn = {"role": "user", "content": [{"type": "image", "image": big}, {"type": "text", "text": "Which option?"}]}
+ids = processor.apply_chat_template([[turn]], tokenize=True, add_generation_prompt=True, return_dict=True)
+ids = ids["input_ids"][0]
 vllm_ids, *_ = trainer.vllm_generation.generate(prompts=[list(ids)], images=[[big]], num_generations=1,
                                                 profiler=nullcontext())
 seen["loss_prompt"], seen["rollout_prompt"] = list(ids), list(vllm_ids[0])

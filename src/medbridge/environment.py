@@ -101,7 +101,7 @@ def lock_problems(root: Path | None = None) -> list[str]:
     }
     stamp, problems = dependency_stamp(root / "pyproject.toml"), []
     skipped = set(locks_not_carried(root))
-    for name, (rel, extra) in LOCKS.items():
+    for rel, extra in LOCKS.values():
         path = root / rel
         if rel in skipped:
             continue
@@ -149,8 +149,8 @@ def container_info(configured: str | None = None) -> dict | None:
 
     The digest comes from, in order: MEDBRIDGE_IMAGE_DIGEST (set it when starting a job: apptainer passes the host's
     environment on), under apptainer the configured image reference when it is pinned (`docker://...@sha256:...`,
-    the form config/paper.yaml asks for), podman's .containerenv (privileged containers). An image cannot hold its own digest,
-    so a plain `.sif` path records the file's size and mtime instead.
+    the form config/paper.yaml asks for), podman's .containerenv (privileged containers). An image cannot hold its own
+    digest, so a plain `.sif` path records the file's size and mtime instead.
     """
     sif = os.environ.get("APPTAINER_CONTAINER") or os.environ.get("SINGULARITY_CONTAINER")
     podman = _containerenv()

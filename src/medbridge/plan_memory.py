@@ -208,8 +208,8 @@ def refuse(problems: list[str]) -> None:
 
 
 def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict[str, list[str]]):
-    """(rows, problems, notes): per GPU rule, the per-GPU GiB of its largest job by part, and what does not fit, each naming
-    the key to change. `roles`: rule -> the model roles its jobs load; `a`: medbridge.plan.Assumptions."""
+    """(rows, problems, notes): per GPU rule, the per-GPU GiB of its largest job by part, and what does not fit, each
+    naming the key to change. `roles`: rule -> the model roles its jobs load; `a`: medbridge.plan.Assumptions."""
     from medbridge.engine import max_model_len
 
     ev, rows, problems, unknown = cfg["evaluate"], [], [], set()

@@ -22,7 +22,7 @@ from medbridge.environment import container_info
 from medbridge.io import read_json, sha256_file, sha256_text, write_json
 from medbridge.scratch import CACHE_VARS
 
-STARTED = _dt.datetime.now(_dt.timezone.utc)  # the verb's start: this module is imported when the verb starts
+STARTED = _dt.datetime.now(_dt.UTC)  # the verb's start: this module is imported when the verb starts
 PACKAGES = (
     "medbridge",
     "torch",
@@ -151,7 +151,7 @@ def write_sidecar(output: str | Path, cfg: dict, sections: list[str], inputs=(),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         "caches": {v: os.environ.get(v) for v in CACHE_VARS},  # node-local in a job (medbridge.scratch)
         "started": STARTED.isoformat(),
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(),
+        "finished": _dt.datetime.now(_dt.UTC).isoformat(),
         "inputs": [file_digest(p) for p in inputs],
         "models": [weights_digest(m) for m in models],
         **(extra or {}),

@@ -104,7 +104,8 @@ def write_table3(cfg: dict, metrics: list[dict], csv_path: str, md_path: str) ->
     notes = (
         "'ours' is computed by this run from generations/<model>/<benchmark>.jsonl (greedy decoding); "
         "'reported (paper)' is copied from the paper for comparison only (reference/paper_tables.yaml), matched "
-        "by the model's HF id. Avg is the unweighted mean over the six benchmarks (the reported Avg is the paper's own). "
+        "by the model's HF id. Avg is the unweighted mean over the six benchmarks "
+        "(the reported Avg is the paper's own). "
         "Item counts per benchmark are in the CSV (n_items); rows skipped while adapting each benchmark are "
         "listed in vqa/<benchmark>/skipped.json."
     )

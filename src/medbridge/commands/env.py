@@ -23,8 +23,16 @@ def add_arguments(p) -> None:
 
 def run(args) -> None:
     from medbridge import MedbridgeError
-    from medbridge.environment import LOCKS, PROJECT_ROOT, closest_lock, compare_to_lock, diff, lock_problems
-    from medbridge.environment import locks_not_carried, report
+    from medbridge.environment import (
+        LOCKS,
+        PROJECT_ROOT,
+        closest_lock,
+        compare_to_lock,
+        diff,
+        lock_problems,
+        locks_not_carried,
+        report,
+    )
     from medbridge.io import read_json, write_json
 
     image = None

@@ -8,7 +8,7 @@ ChestMNIST, (N,14) binary. Real and synthetic files are read by the same loader,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ def medmnist_info() -> dict:
     return module.INFO
 
 
-@lru_cache(maxsize=None)
+@cache
 def dataset_info(flag: str) -> DatasetInfo:
     """Registry lookup: label names, channels and task type come from the medmnist package's INFO table."""
     if flag not in MODALITY:

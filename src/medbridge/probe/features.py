@@ -253,7 +253,8 @@ def extract_features(
             images, labels = load_split(npz_path, dataset, split)
             idx = split_indices(dataset, labels, split, cfg)
 
-            def embed(transform=None, seed_parts=None, images=images[idx]):
+            def embed(transform=None, seed_parts=None, images=images[idx], loaded=loaded):
+                tower, image_processor, size = loaded
                 return embed_images(
                     tower,
                     image_processor,

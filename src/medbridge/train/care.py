@@ -33,7 +33,6 @@ from transformers import TrainerCallback
 
 from medbridge.train.rewards import accuracy_reward, answer_span
 
-
 SPANS = ("authors", "content")
 EMA_MODES = ("frozen", "ema")
 PER_TOKEN = ("token_type_ids", "mm_token_type_ids")  # processor outputs with one value per input token

@@ -16,9 +16,19 @@ from pathlib import Path
 
 from medbridge.models.registry import load_processor
 from medbridge.train.care import CareBonus, CareSettings, EmaReferenceCallback
-from medbridge.train.common import common_args, init_source, load_for_training, load_weights, prepare_work_dir
-from medbridge.train.common import remove_work_dir, resumable, save_model_dir, train_dtype, training_fingerprint
-from medbridge.train.common import training_log
+from medbridge.train.common import (
+    common_args,
+    init_source,
+    load_for_training,
+    load_weights,
+    prepare_work_dir,
+    remove_work_dir,
+    resumable,
+    save_model_dir,
+    train_dtype,
+    training_fingerprint,
+    training_log,
+)
 from medbridge.train.data import grpo_dataset, load_train_items, with_fitted_images
 from medbridge.train.rewards import accuracy_reward, answer_not_a_letter, format_reward, make_length_reward
 

@@ -33,7 +33,7 @@ def completion_text(completion) -> str:
 def answer_span(text: str) -> tuple[int, int]:
     """Character span the accuracy reward reads: the last <answer>...</answer> content, else the whole text."""
     last = None
-    for last in ANSWER_RE.finditer(text):
+    for last in ANSWER_RE.finditer(text):  # noqa: B007 (the loop keeps the last match)
         pass
     return (last.start(1), last.end(1)) if last else (0, len(text))
 

@@ -9,8 +9,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from medbridge.train.common import common_args, init_source, load_for_training, save_model_dir, training_log
-from medbridge.train.common import prepare_work_dir, remove_work_dir, resumable, train_dtype, training_fingerprint
+from medbridge.train.common import (
+    common_args,
+    init_source,
+    load_for_training,
+    prepare_work_dir,
+    remove_work_dir,
+    resumable,
+    save_model_dir,
+    train_dtype,
+    training_fingerprint,
+    training_log,
+)
 from medbridge.train.data import load_train_items, sft_dataset
 
 

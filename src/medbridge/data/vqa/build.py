@@ -350,7 +350,7 @@ def _load_hub(cfg: dict, dataset_id: str, configs: list, splits: list, revision:
                     f"could not load {dataset_id} (config {config}, split {split}): "
                     f"{type(e).__name__}: {e}. Check network/HF token, or download it and set "
                     "the entry's `path`"
-                )
+                ) from e
             tables.append(Table(config, split, ds))
     return tables, where
 
