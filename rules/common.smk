@@ -6,6 +6,7 @@ from pathlib import Path
 
 from medbridge.config import freeze_config
 from medbridge.artifacts.rq3 import model_spec, rq3_models
+from medbridge.bookings import rule_resources, rule_threads  # the GPU rules' threads and resources
 from medbridge.hub import dataset_repos
 from medbridge.evalsets import dataset_split, evalsets_by_model, recipe_pairs, samples_per_item
 from medbridge.generate.parts import generation_parts

@@ -20,6 +20,9 @@ rule generate_part:
     wildcard_constraints:
         model=one_of(GENERATE_PARTS),
         part=r"\d+-of-\d+",
+    threads: rule_threads("generate_part", config)
+    resources:
+        **rule_resources("generate_part", config),
     params:
         rerun_trigger=rerun_trigger("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
         out=lambda w: [generations(w.model, e) for e in EVALSETS[w.model]],
@@ -44,6 +47,9 @@ rule generate:
         bench("generate/{model}")
     wildcard_constraints:
         model=one_of(EVALSETS),
+    threads: rule_threads("generate", config)
+    resources:
+        **rule_resources("generate", config),
     params:
         rerun_trigger=rerun_trigger("evaluate", "models", "judge", "judge_scope", "bootstrap", "k", "acc1", "job_hours"),
         evalsets=lambda w: EVALSETS[w.model],
@@ -70,6 +76,9 @@ rule score:
         bench("score/{model}")
     wildcard_constraints:
         model=one_of(EVALSETS),
+    threads: rule_threads("score", config)
+    resources:
+        **rule_resources("score", config),
     params:
         rerun_trigger=rerun_trigger("evaluate", "models"),
         evalsets=lambda w: EVALSETS[w.model],

@@ -26,6 +26,9 @@ rule features:
         log("features/{model}"),
     benchmark:
         bench("features/{model}")
+    threads: rule_threads("features", config)
+    resources:
+        **rule_resources("features", config),
     params:
         rerun_trigger=lambda w: {**PROBE_FEATURE_SETTINGS, "model": MODELS.get(w.model)},
         datasets=DATASETS,

@@ -18,6 +18,9 @@ rule sft_model:
         bench("sft_model/{model}")
     wildcard_constraints:
         model=one_of(roles_with_source("sft")),
+    threads: rule_threads("sft_model", config)
+    resources:
+        **rule_resources("sft_model", config),
     params:
         rerun_trigger=lambda w: {"sft": TRAIN.get("sft"), "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],
@@ -38,6 +41,9 @@ rule grpo_model:
         bench("grpo_model/{model}")
     wildcard_constraints:
         model=one_of(grpo_models()),
+    threads: rule_threads("grpo_model", config)
+    resources:
+        **rule_resources("grpo_model", config),
     params:
         rerun_trigger=lambda w: {"grpo": TRAIN.get("grpo"), "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],

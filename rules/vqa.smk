@@ -58,6 +58,9 @@ rule pmc_label:
         log("vqa/pmc_label"),
     benchmark:
         bench("pmc_label/pmc_label")
+    threads: rule_threads("pmc_label", config)
+    resources:
+        **rule_resources("pmc_label", config),
     params:
         rerun_trigger={k: v for k, v in PMC.items() if k not in ("subset_size", "exclude", "shard_size")}
         | {"source": VQA.get("source")},

@@ -3,6 +3,7 @@ Snakemake lint/format checks of the Snakefile and rules. The real SLURM run is t
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -15,14 +16,20 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
+from medbridge.bookings import GPU_RULES as ALL_GPU_RULES
+from medbridge.bookings import booking, rule_resources, rule_threads
+from medbridge.config import validate_config
+
 from .conftest import ROOT
 
 BIN = Path(sys.executable).parent
 SLURM_PROFILE = ROOT / "profiles" / "slurm" / "config.yaml"
 LOCAL_PROFILE = ROOT / "profiles" / "local" / "config.yaml"
-# The rule names the profiles assign resources to (the DAG's contract). A name not (yet) in the DAG is tolerated only
-# if it is one of these; every name that is in the DAG is checked against what Snakemake actually schedules.
-GPU_RULES = {"generate_part", "score", "features", "sft_model", "grpo_model", "pmc_label"}
+PAPER = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+# The rules on GPUs under the paper's config: medbridge.bookings' (`generate` only assembles there, on a CPU).
+GPU_RULES = {rule for rule in ALL_GPU_RULES if booking(rule, PAPER)}
+# The CPU rules the profiles may name (the DAG's contract). A name not (yet) in the DAG is tolerated only if it is
+# one of these or a GPU rule; every name that is in the DAG is checked against what Snakemake actually schedules.
 CPU_RULES = {
     "medmnist_npz",
     "medmnist_check",
@@ -160,8 +167,9 @@ def test_profile_names_only_known_rules(slurm_profile, paper_rules):
 
 
 def test_retries_stay_within_the_clusters_limits(slurm_profile):
-    """CPU rules retry with more memory and time, never above the limits set once in __variables__; GPU rules retry
-    with the same request (their work resumes, and host memory does not cure a GPU out-of-memory)."""
+    """CPU rules retry with more memory and time, never above the limits set once in __variables__; GPU rules book
+    what their rules declare (medbridge.bookings), within those limits, and retry with the same request (their work
+    resumes, and host memory does not cure a GPU out-of-memory)."""
     import io
 
     import yte
@@ -169,44 +177,53 @@ def test_retries_stay_within_the_clusters_limits(slurm_profile):
     caps = yaml.safe_load(SLURM_PROFILE.read_text())["__variables__"]
     gpu_partition = slurm_profile["set-resources"]["generate_part"]["slurm_partition"]
     for name, res in [("default", slurm_profile["default-resources"]), *slurm_profile["set-resources"].items()]:
+        if name in GPU_RULES:  # site settings only: the partition
+            assert res == {"slurm_partition": gpu_partition}, f"{name}: the rule books its resources, not the profile"
+            continue
         for key, cap in (("mem_mb", caps["max_mem_mb"]), ("runtime", caps["max_runtime"])):
             if key not in res:
                 continue
             tries = [eval(str(res[key]), {"attempt": a}) for a in (1, 2, 3, 10)]
             assert all(t <= cap for t in tries), (name, key, tries)
-            if name in GPU_RULES:
-                assert len(set(tries)) == 1, f"GPU rule {name} asks for more {key} on a retry"
-            else:
-                assert tries[1] > tries[0] or tries[0] == cap, (name, key, tries)
-        if name in GPU_RULES:
-            assert int(res["gpu"]) >= 1 and int(res["cpus_per_gpu"]) >= 1, name
-            assert res["slurm_partition"] == gpu_partition, f"{name} must use the GPU partition (&gpu_partition)"
-        elif name != "default":
+            assert tries[1] > tries[0] or tries[0] == cap, (name, key, tries)
+        if name != "default":
             assert name in CPU_RULES, f"{name} has resources but is neither a GPU nor a CPU rule"
             assert not {"gpu", "gres", "gpu_model", "cpus_per_gpu"} & set(res), f"CPU rule {name} asks for a GPU"
             assert res.get("slurm_partition") != gpu_partition, f"CPU rule {name} is sent to the GPU partition"
-    # the limits are the cluster's, set in one place: lowering one lowers every request above it
-    text = SLURM_PROFILE.read_text().replace(f"max_mem_mb: {caps['max_mem_mb']}", "max_mem_mb: 50000")
+    assert GPU_RULES <= set(slurm_profile["set-resources"]), "every GPU rule gets the GPU partition"
+    for rule in GPU_RULES:
+        res = rule_resources(rule, PAPER)
+        assert res["mem_mb"] <= caps["max_mem_mb"] and res["runtime"] <= caps["max_runtime"], (rule, res)
+    # the limits are the cluster's, set in one place: lowering one lowers every CPU request above it
+    text = SLURM_PROFILE.read_text().replace(f"max_mem_mb: {caps['max_mem_mb']}", "max_mem_mb: 20000")
     low = yte.process_yaml(io.StringIO(text), require_use_yte=True)
-    assert eval(low["set-resources"]["grpo_model"]["mem_mb"]) == 50000
-    assert eval(low["set-resources"]["medmnist_check"]["mem_mb"], {"attempt": 3}) == 50000
+    assert eval(low["set-resources"]["medmnist_check"]["mem_mb"], {"attempt": 3}) == 20000
 
 
 def test_threads_match_the_booked_cores_and_training_takes_one_node(slurm_profile):
     threads, res = slurm_profile["set-threads"], slurm_profile["set-resources"]
     for rule in GPU_RULES:  # Snakemake exports OMP_NUM_THREADS etc. from threads: all the cores SLURM books
-        assert threads[rule] == int(res[rule]["gpu"]) * int(res[rule]["cpus_per_gpu"]), rule
+        booked = rule_resources(rule, PAPER)
+        assert rule_threads(rule, PAPER) == booked["gpu"] * booked["cpus_per_gpu"], rule
+        assert rule not in threads, f"{rule}: its threads are the rule's (medbridge.bookings)"
     assert threads["probe"] == res["probe"]["cpus_per_task"]
     for rule in ("sft_model", "grpo_model"):  # accelerate launches one process per GPU of one node
-        assert res[rule]["nodes"] == 1 and int(res[rule]["gpu"]) > 1
+        assert rule_resources(rule, PAPER)["nodes"] == 1 and rule_resources(rule, PAPER)["gpu"] > 1
+    assert rule_resources("generate", PAPER) == {} and rule_threads("generate", PAPER) == 1  # the assembler
+    unsplit = copy.deepcopy(PAPER)
+    del unsplit["evaluate"]["job_hours"]
+    assert rule_resources("generate", unsplit)["gpu"] == 1 and rule_resources("generate_part", unsplit) == {}
 
 
-def test_the_judge_lands_on_gpus_that_hold_it(slurm_profile):
-    """bf16 Qwen2.5-VL-32B is ~66 GB: 2 GPUs (tensor parallel) by default, set once for both judge rules."""
-    judge_gpus = yaml.safe_load(SLURM_PROFILE.read_text())["__variables__"]["judge_gpus"]
-    score, label = slurm_profile["set-resources"]["score"], slurm_profile["set-resources"]["pmc_label"]
-    assert score["gpu"] == label["gpu"] == judge_gpus >= 2
+def test_the_judge_lands_on_gpus_that_hold_it():
+    """bf16 Qwen2.5-VL-32B is ~66 GB: 2 GPUs (tensor parallel) by default, the same for both judge rules, and exactly
+    evaluate.judge_tensor_parallel_size where the config sets it (vLLM shards the judge over that many)."""
+    score, label = rule_resources("score", PAPER), rule_resources("pmc_label", PAPER)
+    assert score["gpu"] == label["gpu"] >= 2
     assert {k: v for k, v in score.items() if k != "runtime"} == {k: v for k, v in label.items() if k != "runtime"}
+    one_card = copy.deepcopy(PAPER)
+    one_card["evaluate"]["judge_tensor_parallel_size"] = 1
+    assert rule_resources("score", one_card)["gpu"] == rule_threads("pmc_label", one_card) // 8 == 1
 
 
 def test_dry_run_schedules_gpu_jobs_on_gpus_and_cpu_jobs_off_them(slurm_profile, paper_jobs, paper_dry_run):
@@ -245,12 +262,14 @@ def test_jobs_call_the_medbridge_of_their_environment(paper_dry_run):
         assert cmd.startswith("medbridge ") and str(BIN) not in cmd, cmd
 
 
-def test_local_profile_matches_the_gpu_rules(slurm_profile):
+def test_local_profile_matches_the_gpu_rules():
+    """One GPU: the rules booked for more get one there, and only those are named."""
     local = load_profile(LOCAL_PROFILE)
     assert local["configfile"] == "config/paper.yaml" and local["replace-workflow-config"] is True
     assert local["resources"]["gpu"] == 1 and local["default-resources"]["gpu"] == 0
-    slurm_gpu = {r for r, res in slurm_profile["set-resources"].items() if "gpu" in res}
-    assert {r for r, res in local["set-resources"].items() if res.get("gpu")} == slurm_gpu == GPU_RULES
+    more = {rule for rule in GPU_RULES if booking(rule, PAPER).gpus > 1}
+    assert more == {"score", "pmc_label", "sft_model", "grpo_model"}
+    assert local["set-resources"] == {rule: {"gpu": 1} for rule in more}
 
 
 def test_local_profile_dry_run_gives_gpu_rules_the_gpu():

@@ -21,6 +21,18 @@ BUDGET = 2048  # paper evaluate.max_new_tokens and train.grpo.max_completion_len
 IMG = 1296  # 224 px under the paper's min_pixels: 36 x 36 LLM tokens (tests/test_plan.py derives it)
 
 
+@pytest.fixture(autouse=True)
+def one_gpu_per_job(monkeypatch):
+    """The formulas here are priced per GPU: every rule books one (what more GPUs cost is
+    test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu's, and tests/test_plan.py reads the real bookings)."""
+    import dataclasses
+
+    from medbridge import bookings
+
+    one = {rule: dataclasses.replace(b, gpus=1) for rule, b in bookings.BOOKINGS.items()}
+    monkeypatch.setattr(bookings, "BOOKINGS", one)
+
+
 @pytest.fixture(scope="module")
 def small() -> dict:
     """The paper config cut to one dataset (breastmnist, 2 classes), a 7B base, the 32B judge; nothing else runs."""
@@ -137,10 +149,13 @@ def test_grpo_reference_forward_by_hand(small, use_vllm):
     assert row["gpu_hours_at_budget"] == pytest.approx(bare_hours(BUDGET, n) + bare["fixed_gpu_hours"])
 
 
-def test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu(small):
-    """profiles/slurm gives the judge 2 GPUs: its load and vLLM start are paid twice, in both estimates."""
+def test_a_multi_gpu_job_pays_its_fixed_costs_on_every_gpu(small, tmp_path):
+    """A judge job on 2 GPUs (what the rule books; here a profile's override of this module's 1): its load and vLLM
+    start are paid twice, in both estimates."""
     a = Assumptions()
-    one, two = _rows(plan(small, a))["score"], _rows(plan(small, a, profile=ROOT / "profiles" / "slurm"))["score"]
+    profile = tmp_path / "config.yaml"
+    profile.write_text("__use_yte__: true\nset-resources:\n  score:\n    gpu: 2\n")
+    one, two = _rows(plan(small, a))["score"], _rows(plan(small, a, profile=profile))["score"]
     fixed = (32 * a.load_s_per_b + a.vllm_start_s) / 3600
     assert two["gpus_per_job"] == 2 and two["fixed_gpu_hours"] == pytest.approx(2 * fixed)
     assert two["gpu_hours"] - one["gpu_hours"] == pytest.approx(fixed)
@@ -181,15 +196,18 @@ def test_synthetic_split_sizes_are_what_the_data_verb_writes(tiny_cfg, tmp_path)
         assert split_size(cfg, "breastmnist", split) == len(arrays[f"{split}_labels"])
 
 
-def test_profile_defaults_apply_to_rules_it_does_not_set(tmp_path):
+def test_a_profile_overrides_what_a_rule_books_and_its_defaults_do_not(small, tmp_path):
+    """As Snakemake applies them: set-resources replace a rule's own resources key by key; default-resources never
+    reach a resource the rule declares."""
     from medbridge.plan import profile_requests
 
     (tmp_path / "config.yaml").write_text(
-        "__use_yte__: true\ndefault-resources:\n  runtime: 90\n  gpu: 1\nset-resources:\n  generate:\n    gpu: 2\n"
+        "__use_yte__: true\ndefault-resources:\n  runtime: 90\n  gpu: 3\nset-resources:\n  generate:\n    gpu: 2\n"
     )
-    got = profile_requests(tmp_path)
-    assert got["generate"] == {"gpus": 2, "runtime": 90}
-    assert got["features"] == {"gpus": 1, "runtime": 90}
+    got = profile_requests(tmp_path, small)
+    assert got["generate"] == {"gpus": 2, "runtime": 2880, "mem_mb": 64000, "partition": None}
+    assert got["features"] == {"gpus": 1, "runtime": 240, "mem_mb": 96000, "partition": None}
+    assert "generate_part" not in got  # small: generation unsplit, no part jobs
 
 
 @pytest.mark.parametrize("augment,epochs", [("authors", 20), ("none", 1)])
@@ -234,8 +252,9 @@ def test_benchmark_repeats_are_averaged(tmp_path):
     assert read_benchmarks(tmp_path) == {"generate": {"base": 60.0}}
 
 
-def test_the_result_names_its_profile(small):
-    assert plan(small, profile=ROOT / "profiles" / "slurm")["profile"] == str(ROOT / "profiles" / "slurm")
+def test_the_result_names_its_profile(small, tmp_path):
+    (tmp_path / "config.yaml").write_text("__use_yte__: true\n")
+    assert plan(small, profile=tmp_path)["profile"] == str(tmp_path)
     assert plan(small)["profile"] is None
 
 
@@ -437,8 +456,8 @@ def test_pmc_label_hours_by_hand(small, bounds):
     assert mem["parts"]["vLLM weights"] == pytest.approx(33.45e9 * 2 / 2**30)
 
 
-def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
-    """A profile's resources are read at attempt 1 (runtime `min(60 * attempt, 2880)`: 60 minutes; `gpu` 2 * attempt:
+def test_profile_requests_at_attempt_one_and_card_memory(small, tmp_path):
+    """A profile's overrides are read at attempt 1 (runtime `min(60 * attempt, 2880)`: 60 minutes; `gpu` 2 * attempt:
     2) and its cards' memory from the raw template's __variables__ (a file path works as well as its folder)."""
     from medbridge import MedbridgeError
     from medbridge.plan import DEFAULT_CARD_GIB, card_memory_gib, profile_requests
@@ -446,13 +465,14 @@ def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
     profile = tmp_path / "config.yaml"
     profile.write_text(
         "__use_yte__: true\n__variables__:\n  gpu_memory_gib: 40\ndefault-resources:\n"
-        '  runtime: ?f"min(60 * attempt, 2880)"\nset-resources:\n  score:\n'
-        '    gpu: ?f"2 * attempt"\n    runtime: 30\n'
+        '  runtime: 5\nset-resources:\n  generate:\n    runtime: ?f"min(60 * attempt, 2880)"\n  score:\n'
+        '    gpu: ?f"2 * attempt"\n    runtime: 30\n    slurm_partition: gpu\n'
     )
-    got = profile_requests(tmp_path)
-    assert got["generate"] == {"gpus": 1, "runtime": 60}
-    assert got["score"] == {"gpus": 2, "runtime": 30}
-    assert profile_requests(profile) == got and profile_requests(None) == {}
+    got = profile_requests(tmp_path, small)
+    assert got["generate"] == {"gpus": 1, "runtime": 60, "mem_mb": 64000, "partition": None}
+    assert got["score"] == {"gpus": 2, "runtime": 30, "mem_mb": 128000, "partition": "gpu"}
+    assert profile_requests(profile, small) == got
+    assert profile_requests(None, small)["score"] == {"gpus": 1, "runtime": 900, "mem_mb": 128000, "partition": None}
     assert card_memory_gib(tmp_path) == card_memory_gib(profile) == 40.0
     profile.write_text("__use_yte__: true\n__variables__:\n  gpu_memory_gib: 0.5\n")  # small, but positive
     assert card_memory_gib(tmp_path) == 0.5
@@ -465,7 +485,7 @@ def test_profile_requests_at_attempt_one_and_card_memory(tmp_path):
         with pytest.raises(MedbridgeError, match="gpu_memory_gib must be a positive number"):
             card_memory_gib(tmp_path)
     with pytest.raises(MedbridgeError, match="not found"):
-        profile_requests(tmp_path / "missing")
+        profile_requests(tmp_path / "missing", small)
 
 
 def test_benchmark_files_by_hand(tmp_path):
@@ -698,9 +718,11 @@ def test_the_memory_plan_checks_the_rule_that_loads_the_model(small, job_hours, 
 
 def test_the_plan_notes_every_rule_booked_shorter_than_its_largest_job(small, tmp_path):
     """A profile booking 1 minute per job: every priced rule's largest job outlasts it, and the plan says so."""
+    from medbridge.bookings import GPU_RULES
     from medbridge.plan import plan
 
-    (tmp_path / "config.yaml").write_text("__use_yte__: true\ndefault-resources:\n  runtime: 1\n  gpu: 1\n")
+    one_minute = "".join(f"  {rule}:\n    runtime: 1\n" for rule in GPU_RULES)
+    (tmp_path / "config.yaml").write_text("__use_yte__: true\nset-resources:\n" + one_minute)
     result = plan(small, profile=tmp_path)
     short = {n.split(":")[0] for n in result["notes"] if "longer than the 0.0166667 h booked" in n}
     assert short == {r["rule"] for r in result["rows"]} and short >= {"generate", "score"}

@@ -27,6 +27,18 @@ def paper() -> dict:
     return cfg
 
 
+@pytest.fixture(scope="module")
+def unsplit_profile(tmp_path_factory):
+    """profiles/slurm as a site running generation unsplit sets it: `generate` (then the GPU job) on the GPU
+    partition."""
+    text = (PROFILE / "config.yaml").read_text()
+    assign = '    mem_mb: ?f"min(16000 * attempt, {max_mem_mb})"'
+    assert text.count(assign) == 1
+    folder = tmp_path_factory.mktemp("unsplit")
+    (folder / "config.yaml").write_text(text.replace(assign, "    slurm_partition: *gpu_partition\n" + assign))
+    return folder
+
+
 def rows(result: dict) -> dict[str, dict]:
     return {r["rule"]: r for r in result["rows"]}
 
@@ -49,8 +61,8 @@ def test_items_are_balanced_and_capped_by_the_split(paper):
 PROFILE = ROOT / "profiles" / "slurm"
 
 
-def test_paper_job_counts_follow_the_config(paper):
-    result = plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE)
+def test_paper_job_counts_follow_the_config(paper, unsplit_profile):
+    result = plan(paper, model_sizes={"medvlm_r1": 2}, profile=unsplit_profile)
     r = rows(result)
     rq3 = paper["rq3"]
     rq3_models = [f"rq3-{i}-{t}" for i in rq3["inits"] for t in rq3["train_tasks"]]
@@ -86,29 +98,52 @@ def test_generations_are_the_dags_eval_sets(paper):
     assert any("tissuemnist" in n and "bound" in n for n in planner.notes)  # smallest class unknown: said so
 
 
-def test_booked_hours_follow_the_profile(paper, tmp_path):
-    """Booked = runtime x GPUs x jobs of the profile; the judge's GPUs come from its one setting there."""
-    import yte
+def test_booked_hours_follow_the_rules_and_the_profiles_overrides(paper, unsplit_profile, tmp_path):
+    """Booked = runtime x GPUs x jobs of what each rule declares (medbridge.bookings); the judge's GPUs follow
+    evaluate.judge_tensor_parallel_size; a profile's set-resources override a rule's runtime and GPUs."""
+    from medbridge.bookings import booking
 
-    with open(PROFILE / "config.yaml") as f:
-        prof = yte.process_yaml(f, require_use_yte=True)
-    r = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE))
     split = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))  # with job_hours
+    r = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=unsplit_profile))
     r["generate_part"] = rows(plan(split, model_sizes={"medvlm_r1": 2}, profile=PROFILE))["generate_part"]
-    for rule in ("generate_part", "score", "grpo_model", "pmc_label"):
-        res = prof["set-resources"][rule]
-        gpus, runtime = int(res["gpu"]), eval(str(res["runtime"]))
-        assert r[rule]["gpus_per_job"] == gpus
-        assert r[rule]["booked_gpu_hours"] == pytest.approx(r[rule]["jobs"] * gpus * runtime / 60)
-    judge_gpus = prof["set-resources"]["score"]["gpu"]
-    assert r["pmc_label"]["gpus_per_job"] == judge_gpus and judge_gpus >= 2  # bf16 32B needs 2 GPUs or an 80 GB card
-    one_card = tmp_path / "config.yaml"
-    one_card.write_text((PROFILE / "config.yaml").read_text().replace("judge_gpus: 2", "judge_gpus: 1"))
-    r1 = rows(plan(paper, model_sizes={"medvlm_r1": 2}, profile=tmp_path))
+    assert r["generate_part"]["gpus_per_job"] == 1 and booking("generate_part", split).runtime == 180  # job_hours 3
+    for rule in ("generate", "generate_part", "score", "grpo_model", "pmc_label"):
+        b = booking(rule, split if rule == "generate_part" else paper)
+        assert r[rule]["gpus_per_job"] == b.gpus
+        assert r[rule]["booked_gpu_hours"] == pytest.approx(r[rule]["jobs"] * b.gpus * b.runtime / 60)
+    assert r["score"]["gpus_per_job"] == r["pmc_label"]["gpus_per_job"] == 2  # bf16 32B: 2 GPUs of >= 40 GB
+    one_card = copy.deepcopy(paper)
+    one_card["evaluate"]["judge_tensor_parallel_size"] = 1  # an 80 GB card
+    r1 = rows(plan(one_card, model_sizes={"medvlm_r1": 2}, profile=unsplit_profile))
+    assert r1["score"]["gpus_per_job"] == 1
     assert r1["score"]["booked_gpu_hours"] == pytest.approx(r["score"]["booked_gpu_hours"] / 2)
     # the judge's load and engine start are paid on every GPU it holds
     assert r1["score"]["fixed_gpu_hours"] == pytest.approx(r["score"]["fixed_gpu_hours"] / 2)
-    assert rows(plan(paper, model_sizes={"medvlm_r1": 2}))["score"]["booked_gpu_hours"] is None  # no profile
+    # a site with a 24 h limit: the profile overrides the GRPO runtime, and the plan books that
+    short = tmp_path / "short"
+    short.mkdir()
+    text = (PROFILE / "config.yaml").read_text().replace("max_runtime: 2880", "max_runtime: 1440")
+    (short / "config.yaml").write_text(text + "\n  grpo_model:\n    slurm_partition: gpu\n    runtime: 1440\n")
+    r2 = rows(plan(split, model_sizes={"medvlm_r1": 2}, profile=short))
+    assert r2["grpo_model"]["booked_gpu_hours"] == pytest.approx(r["grpo_model"]["booked_gpu_hours"] / 2)
+    # no profile: what the rules book
+    assert (
+        rows(plan(paper, model_sizes={"medvlm_r1": 2}))["score"]["booked_gpu_hours"] == r["score"]["booked_gpu_hours"]
+    )
+
+
+def test_plan_refuses_bookings_the_site_cannot_start(paper, tmp_path):
+    """A GPU job booked above the site's limits, or left off the GPU partition, is refused, naming the fix."""
+    with pytest.raises(MedbridgeError, match="generate: runs on GPUs .* set evaluate.job_hours"):
+        plan(paper, model_sizes={"medvlm_r1": 2}, profile=PROFILE)  # unsplit generation, the profile's CPU generate
+    split = validate_config(yaml.safe_load((ROOT / "config" / "paper.yaml").read_text()))
+    low = tmp_path / "config.yaml"
+    low.write_text((PROFILE / "config.yaml").read_text().replace("max_runtime: 2880", "max_runtime: 1440"))
+    with pytest.raises(MedbridgeError, match=r"grpo_model: books runtime 2880, above the site's max_runtime 1440"):
+        plan(split, model_sizes={"medvlm_r1": 2}, profile=tmp_path)
+    low.write_text((PROFILE / "config.yaml").read_text().replace("max_mem_mb: 256000", "max_mem_mb: 100000"))
+    with pytest.raises(MedbridgeError, match=r"sft_model: books mem_mb 256000, above the site's max_mem_mb 100000"):
+        plan(split, model_sizes={"medvlm_r1": 2}, profile=tmp_path)
 
 
 def small_cfg(paper, backend="vllm"):
@@ -159,18 +194,18 @@ def test_grpo_rollouts_wait_for_the_longest_completion(paper):
     assert (job["gpu_hours_at_budget"] - wider["gpu_hours_at_budget"]) * 3600 == pytest.approx(rollouts / 2)
 
 
-def test_benchmarks_calibrate_the_estimate(paper, tmp_path):
+def test_benchmarks_calibrate_the_estimate(paper, unsplit_profile, tmp_path):
     cfg = small_cfg(paper)
     cfg["models"]["rl"] = {"source": "hub", "id": "ddvd233/QoQ-Med-VL-7B"}
     cfg["evaluate"]["models"] = ["base", "rl"]
-    base = plan(cfg, profile=PROFILE)
+    base = plan(cfg, profile=unsplit_profile)
     est = rows(base)["generate"]["jobs_detail"]["base"]["gpu_hours"] * 3600
     bench = tmp_path / "benchmarks"
     (bench / "generate").mkdir(parents=True)
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     (bench / "generate" / "base.tsv").write_text(header + f"{3 * est}\t0:00:01\t1\t1\t1\t1\t0\t0\t0\t1\n")
     (bench / "generate" / "ghost.tsv").write_text(header + "5\t0:00:05\t1\t1\t1\t1\t0\t0\t0\t1\n")
-    result = plan(cfg, profile=PROFILE, benchmarks=bench)
+    result = plan(cfg, profile=unsplit_profile, benchmarks=bench)
     r = rows(result)
     assert r["generate"]["calibrated_gpu_hours"] == pytest.approx(3 * r["generate"]["gpu_hours"])
     assert r["score"]["calibrated_gpu_hours"] is None  # nothing measured
@@ -257,3 +292,11 @@ def test_table3_uses_its_own_item_caps_samples_and_pmc_pool(paper):
     )
     labelled = rows(plan(cfg, Assumptions(pmc_questions=1)))["pmc_label"]["gpu_hours"]
     assert r["pmc_label"]["gpu_hours"] == pytest.approx(labelled)  # pool_size wins over the assumed count
+
+
+def test_every_gpu_rule_is_booked_and_priced_once():
+    """One list of GPU rules: medbridge.bookings' (what the rules declare) is the plan's COSTS, in the same order."""
+    from medbridge.bookings import BOOKINGS, GPU_RULES
+    from medbridge.plan import COSTS
+
+    assert tuple(COSTS) == GPU_RULES == tuple(BOOKINGS)

@@ -60,40 +60,32 @@ def cluster():
 def slurm_test_profile(tmp_path: Path) -> Path:
     """profiles/slurm adapted to this one small node: the same executor, retries, requeue and rule resources, with
     memory/time/cores scaled down, the partitions named by scripts/slurm_local.sh, no containers (no apptainer here),
-    the squeue status check (no accounting daemon), and build_tiny standing in as a GPU rule with the GPU shape of
-    `generate_part`."""
+    the squeue status check (no accounting daemon), and build_tiny standing in as a GPU rule with the GPU shape the
+    others get here."""
     import yte
+
+    from medbridge.bookings import GPU_RULES
 
     with open(ROOT / "profiles" / "slurm" / "config.yaml") as f:  # a YTE template, as Snakemake reads it
         profile = yte.process_yaml(f, require_use_yte=True)
     for key in ("configfile", "software-deployment-method", "apptainer-args"):
         profile.pop(key)
     profile["default-resources"].update(slurm_partition="cpu", mem_mb="500 * attempt", runtime="10 * attempt")
-    gpu = dict(
-        profile["set-resources"]["generate_part"],
-        slurm_partition="gpu",
-        cpus_per_gpu=1,
-        mem_mb="1500 * attempt",
-        runtime="10 * attempt",
-    )
+    # every GPU rule (medbridge.bookings) overridden to this node's size, as a site overrides a rule's booking; not
+    # `generate`, which these tests run split (job_hours): the assembler, a CPU job
+    small_gpu = dict(slurm_partition="gpu", gpu=1, cpus_per_gpu=1, mem_mb="1500 * attempt", runtime="10 * attempt")
+    gpu_rules = {rule: dict(small_gpu) for rule in (*GPU_RULES, "build_tiny") if rule != "generate"}
+    # training keeps its own GPU shape (nodes: 1, from the rule) on 2 fake GPUs: 2 processes, 1 core each
+    gpu_rules["sft_model"] = dict(small_gpu, gpu=2, mem_mb="3000 * attempt", runtime="15 * attempt")
     cpu_rules = {
         r: {**res, "mem_mb": "500 * attempt", "runtime": "10 * attempt"}
         for r, res in profile["set-resources"].items()
-        if "gpu" not in res
+        if r not in gpu_rules
     }
     for res in cpu_rules.values():
         res.pop("cpus_per_task", None)
-    # training keeps its own GPU shape (gpu, nodes) on 2 fake GPUs: 2 processes, 1 core each
-    train = dict(
-        profile["set-resources"]["sft_model"],
-        slurm_partition="gpu",
-        gpu=2,
-        cpus_per_gpu=1,
-        mem_mb="3000 * attempt",
-        runtime="15 * attempt",
-    )
-    profile["set-resources"] = {**cpu_rules, "build_tiny": gpu, "generate_part": gpu, "sft_model": train}
-    profile["set-threads"] = {"sft_model": 2}
+    profile["set-resources"] = {**cpu_rules, **gpu_rules}
+    profile["set-threads"] = {rule: res["gpu"] * res["cpus_per_gpu"] for rule, res in gpu_rules.items()}
     profile.update(
         {
             "jobs": 2,

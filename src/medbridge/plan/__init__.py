@@ -28,8 +28,9 @@ per GPU rule), .profile (the profile's requests, benchmark files), .estimate (`p
 disk), .report (`format_plan`).
 """
 
+from medbridge.bookings import GPU_RULES
 from medbridge.plan.assumptions import Assumptions, Job
-from medbridge.plan.costs import COSTS, GPU_RULES, generation_work
+from medbridge.plan.costs import COSTS, generation_work
 from medbridge.plan.estimate import plan
 from medbridge.plan.profile import DEFAULT_CARD_GIB, calibrate, card_memory_gib, profile_requests, read_benchmarks
 from medbridge.plan.report import format_plan

@@ -234,4 +234,3 @@ COSTS: dict[str, Callable[[Sizes, Assumptions, dict[str, int]], list[Job]]] = {
     "grpo_model": grpo_model,
     "pmc_label": pmc_label,
 }
-GPU_RULES = tuple(COSTS)

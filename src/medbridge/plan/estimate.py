@@ -9,7 +9,7 @@ from pathlib import Path
 from medbridge import plan_memory
 from medbridge.plan.assumptions import Assumptions, Job
 from medbridge.plan.costs import COSTS
-from medbridge.plan.profile import calibrate, card_memory_gib, profile_requests, read_benchmarks
+from medbridge.plan.profile import calibrate, card_memory_gib, profile_requests, read_benchmarks, site_problems
 from medbridge.plan.sizes import Sizes
 
 
@@ -85,7 +85,7 @@ def plan(
 ) -> dict:
     """Per GPU rule: jobs, GPUs per job, GPU-hours (typical, at budget, of which fixed costs), booked GPU-hours of
     the profile, and calibrated GPU-hours where benchmark files exist; totals; the assumptions and notes."""
-    requests = profile_requests(profile)
+    requests = profile_requests(profile, cfg)
     card_gib = card_memory_gib(profile)
     a = assumptions or Assumptions()
     gpus = {r: q["gpus"] for r, q in requests.items()}
@@ -101,10 +101,10 @@ def plan(
         sizes.notes += longer_than_booked(r)
     booked = [r["booked_gpu_hours"] for r in rows]
     memory, problems, disk = memory_and_disk(sizes, a, gpus, card_gib)
-    if profile is None:  # GPUs per job unknown: memory shown for 1 GPU each, not enforced
-        sizes.notes.append("no profile: per-GPU memory assumes 1 GPU per job and is not checked")
+    if profile is None:  # the card's memory unknown: shown, not enforced
+        sizes.notes.append("no profile: per-GPU memory is shown for the rules' own GPUs and is not checked")
     else:
-        plan_memory.refuse(problems)
+        plan_memory.refuse(problems + site_problems(profile, requests))
     return {
         "run_name": cfg["run_name"],
         "profile": str(profile) if profile else None,

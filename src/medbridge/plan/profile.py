@@ -6,15 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from medbridge import MedbridgeError
+from medbridge.bookings import GPU_RULES, booking
 from medbridge.plan.assumptions import Job
-from medbridge.plan.costs import GPU_RULES
 
 
-def profile_requests(profile: str | Path | None) -> dict[str, dict]:
-    """rule -> {gpus, runtime (minutes)} of attempt 1, as a Snakemake profile (a YTE template) asks for them; GPU
-    rules it does not name get 1 GPU and the default runtime."""
-    if profile is None:
-        return {}
+def _read_profile(profile: str | Path) -> dict:
+    """The profile as Snakemake reads it (a YTE template, __variables__ filled in)."""
     import yte
 
     path = Path(profile)
@@ -22,17 +19,64 @@ def profile_requests(profile: str | Path | None) -> dict[str, dict]:
     if not path.is_file():
         raise MedbridgeError(f"profile {path} not found; pass a Snakemake profile folder such as profiles/slurm")
     with open(path) as f:
-        prof = yte.process_yaml(f, require_use_yte=True) or {}
+        return yte.process_yaml(f, require_use_yte=True) or {}
 
-    def value(raw):
-        return eval(str(raw), {"attempt": 1, "min": min, "max": max}) if raw is not None else None  # noqa: S307
 
-    default = prof.get("default-resources") or {}
+def _at_attempt_one(raw):
+    return eval(str(raw), {"attempt": 1, "min": min, "max": max}) if raw is not None else None  # noqa: S307
+
+
+def profile_requests(profile: str | Path | None, cfg: dict) -> dict[str, dict]:
+    """rule -> {gpus, runtime (minutes), mem_mb, partition} of attempt 1 for each rule that runs on GPUs under `cfg`:
+    the rule's own booking (medbridge.bookings, what its `resources:` declare), with the profile's set-resources for
+    the rule over it, as Snakemake applies them (the profile's default-resources do not reach a resource the rule
+    declares)."""
+    overrides = (_read_profile(profile).get("set-resources") or {}) if profile is not None else {}
     out = {}
     for rule in GPU_RULES:
-        res = {**default, **(prof.get("set-resources") or {}).get(rule, {})}
-        out[rule] = {"gpus": int(value(res.get("gpu")) or 1), "runtime": value(res.get("runtime"))}
+        b = booking(rule, cfg)
+        if b is None:
+            continue
+        res = {"gpu": b.gpus, "runtime": b.runtime, "mem_mb": b.mem_mb, **(overrides.get(rule) or {})}
+        out[rule] = {
+            "gpus": int(_at_attempt_one(res["gpu"])),
+            "runtime": _at_attempt_one(res["runtime"]),
+            "mem_mb": _at_attempt_one(res["mem_mb"]),
+            "partition": res.get("slurm_partition") or None,  # a name, not an expression
+        }
     return out
+
+
+def site_problems(profile: str | Path | None, requests: dict[str, dict]) -> list[str]:
+    """What a GPU job books beyond the site's limits (the profile's __variables__ max_runtime, max_mem_mb), and a GPU
+    job without the GPU partition the profile gives the others: SLURM would refuse or never start it."""
+    if profile is None:
+        return []
+    import yaml
+
+    path = Path(profile) / "config.yaml" if Path(profile).is_dir() else Path(profile)
+    limits = (yaml.safe_load(path.read_text()) or {}).get("__variables__") or {}
+    problems = []
+    for rule, q in requests.items():
+        for key, limit in (("runtime", "max_runtime"), ("mem_mb", "max_mem_mb")):
+            if limits.get(limit) is not None and q[key] is not None and q[key] > limits[limit]:
+                problems.append(
+                    f"{rule}: books {key} {q[key]:g}, above the site's {limit} {limits[limit]:g} ({path}): set "
+                    f"`{key}` under set-resources.{rule} there (a training job resumes from its checkpoints)"
+                )
+    partitions = {q["partition"] for q in requests.values() if q["partition"]}
+    for rule, q in requests.items():
+        if partitions and not q["partition"]:
+            problems.append(
+                f"{rule}: runs on GPUs under this config but {path} gives it no GPU partition"
+                + (
+                    " (generation is not split: set evaluate.job_hours, the paper's 3, or slurm_partition under "
+                    "set-resources.generate)"
+                    if rule == "generate"
+                    else f": add `slurm_partition: *gpu_partition` under set-resources.{rule}"
+                )
+            )
+    return problems
 
 
 DEFAULT_CARD_GIB = 79.0  # an 80 GB A100/H100 as CUDA reports it (79.2 GiB)
