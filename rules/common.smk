@@ -215,7 +215,7 @@ def n_samples(evalset):
 
 # Models the training rules make (rules/train.smk): config roles with source sft/grpo, and the RQ3 grid's models
 # (GRPO from each rq3.inits model on each rq3.train_tasks task: rq3-<init>-<task>, or a role that is that training).
-RQ3 = config.get("rq3", {})
+RQ3 = config["rq3"]
 RQ3_MODELS = rq3_models(config)
 
 

@@ -67,7 +67,7 @@ rule score:
     input:
         generations=generations_dir("{model}"),
         evalitems=lambda w: [eval_items(e) for e in EVALSETS[w.model]],
-        judge=model_input("judge") if config["evaluate"].get("judge") == "vlm" else [],
+        judge=model_input("judge") if config["evaluate"]["judge"] == "vlm" else [],
     output:
         directory(metrics_dir("{model}")),
     log:

@@ -11,6 +11,6 @@ rule build_tiny:
     wildcard_constraints:
         model=one_of(roles_with_source("tiny")),
     params:
-        rerun_trigger=config.get("tiny_model", {}),
+        rerun_trigger=config["tiny_model"],
     shell:
         "{MEDBRIDGE} build-tiny --config {CFG} --out {output} > {log} 2>&1"

@@ -5,13 +5,13 @@ from medbridge.probe.features import augment_settings
 
 # What the features depend on (not the probe head's settings, so changing the head never re-embeds images).
 PROBE_FEATURE_SETTINGS = {
-    "probe": {k: config.get("probe", {}).get(k) for k in ("features", "min_pixels", "max_pixels", "train_per_class")},
+    "probe": {k: config["probe"].get(k) for k in ("features", "min_pixels", "max_pixels", "train_per_class")},
     "augment": augment_settings(config),  # the authors' transforms re-embed train images every epoch
     "test_per_class": config["mcq"].get("per_class"),
-    "test_balance": config["mcq"].get("balance"),
-    "chestmnist": config["mcq"].get("chestmnist"),
+    "test_balance": config["mcq"]["balance"],
+    "chestmnist": config["mcq"]["chestmnist"],
     "seed": config["seed"],
-    "dtype": config["evaluate"].get("dtype"),
+    "dtype": config["evaluate"]["dtype"],
 }
 
 
@@ -47,7 +47,7 @@ rule probe:
     benchmark:
         bench("probe/{model}")
     params:
-        rerun_trigger={"probe": config.get("probe", {}), "seed": config["seed"]},
+        rerun_trigger={"probe": config["probe"], "seed": config["seed"]},
     shell:
         "{MEDBRIDGE} probe --config {CFG} --features {input} --out {output} > {log} 2>&1"
 

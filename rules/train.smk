@@ -3,13 +3,13 @@
 from medbridge.artifacts.claims import claims_inputs
 from medbridge.artifacts.rq3 import rq3_inputs
 
-TRAIN = config.get("train", {})
+TRAIN = config["train"]
 
 
 rule sft_model:
     input:
         init=lambda w: model_input(trained_spec(w.model)["init"]),
-        train=[train_items(d) for d in TRAIN.get("sft", {}).get("datasets", [])],
+        train=[train_items(d) for d in TRAIN["sft"]["datasets"]],
     output:
         directory(model_dir("{model}")),
     log:
@@ -22,7 +22,7 @@ rule sft_model:
     resources:
         **rule_resources("sft_model", config),
     params:
-        rerun_trigger=lambda w: {"sft": TRAIN.get("sft"), "model": trained_spec(w.model)},
+        rerun_trigger=lambda w: {"sft": TRAIN["sft"], "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],
     shell:
         "{MEDBRIDGE} sft --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "
@@ -45,7 +45,7 @@ rule grpo_model:
     resources:
         **rule_resources("grpo_model", config),
     params:
-        rerun_trigger=lambda w: {"grpo": TRAIN.get("grpo"), "model": trained_spec(w.model)},
+        rerun_trigger=lambda w: {"grpo": TRAIN["grpo"], "model": trained_spec(w.model)},
         init=lambda w: trained_spec(w.model)["init"],
     shell:
         "{MEDBRIDGE} grpo --config {CFG} --init-model {params.init} --train-items {input.train} --out {output} "

@@ -1,11 +1,12 @@
 # Section 4: the six medical VQA benchmarks of Table 3 as MCQ items, the modality-balanced PMC-VQA RL subset (the
 # training set of the `ours` model), Table 3, and the boundary-aware recipe's decisions (Eq. 1).
+from medbridge.config import schema_default
 from medbridge.data.vqa import benchmark_names, names as vqa_source_names
 
-VQA = config.get("vqa", {})
+VQA = config.get("vqa", {})  # no section: no Section 4 (its keys' defaults are filled in when it is there)
 BENCHMARKS = benchmark_names(config)
 PMC = VQA.get("pmc", {})
-PMC_POOL = PMC.get("train", {}).get("name", "pmc_vqa_train")
+PMC_POOL = (PMC["train"] if PMC else schema_default("vqa.pmc.train"))["name"]
 
 
 rule vqa_fixture:
@@ -18,7 +19,7 @@ rule vqa_fixture:
     wildcard_constraints:
         vqa_source=one_of(vqa_source_names()),
     params:
-        rerun_trigger=VQA.get("fixture", {}),
+        rerun_trigger=VQA["fixture"] if VQA else {},
     shell:
         "{MEDBRIDGE} vqa-fixture --config {CFG} --name {wildcards.vqa_source} --out {output} > {log} 2>&1"
 
@@ -50,7 +51,7 @@ rule pmc_label:
     input:
         source=vqa_source_input(PMC_POOL),
         hub=hub_dataset_input(PMC_POOL),
-        model=model_input(PMC.get("judge", "judge")) if PMC.get("labeller") == "vlm" else [],
+        model=model_input(PMC["judge"]) if PMC.get("labeller") == "vlm" else [],
     output:
         labels=pmc_labels(),
         summary=f"{RUN}/vqa/pmc_vqa_balanced/modality_labels.summary.json",
@@ -94,7 +95,7 @@ rule pmc_balance:
 
 rule table3:
     input:
-        metrics_dirs(VQA.get("models", []) if BENCHMARKS else []),
+        metrics_dirs(VQA["models"] if BENCHMARKS else []),
     output:
         csv=report(artifact("table3_vqa.csv"), category="Section 4", caption="../report/table3.rst"),
         md=report(artifact("table3_vqa.md"), category="Section 4", caption="../report/table3.rst"),
@@ -104,7 +105,7 @@ rule table3:
         bench("table3/table3")
     params:
         rerun_trigger={k: VQA.get(k) for k in ("models", "reported_rows")},
-        metrics=[metrics(m, b) for m in VQA.get("models", []) for b in BENCHMARKS],
+        metrics=[metrics(m, b) for m in (VQA["models"] if BENCHMARKS else []) for b in BENCHMARKS],
     shell:
         "{MEDBRIDGE} table3 --config {CFG} --metrics {params.metrics} --csv {output.csv} --md {output.md} > {log} 2>&1"
 

@@ -21,6 +21,15 @@ def tiny_cfg() -> dict:
     return validate_config(cfg)
 
 
+def filled(cfg: dict) -> dict:
+    """`cfg`, cut or changed by a test after validation (sections dropped, keys deleted, a partial section put in),
+    with config/schema.yaml's defaults filled in again, in place, as validate_config fills every config a verb or the
+    DAG reads. No validation: a test may pass a deliberately partial section."""
+    from medbridge.config import fill_defaults
+
+    return fill_defaults(cfg)
+
+
 def consistent(cfg: dict) -> dict:
     """`cfg` after a test cut its models or its k: every section naming a role or a k follows (role lists filtered,
     the RQ3 grid dropped without its inits, recipe.k one of evaluate.k), so validate_config, the DAG's and every

@@ -36,9 +36,12 @@ SMALL_CHANGES = {"run_name", "data.synthetic.n_test", "mcq.per_class", "train.sf
 
 
 def test_small_profile_is_the_tiny_one_with_sizes_changed():
-    """config/small.yaml is a whole config (a --configfile replaces the default): the tiny profile's keys, the same
-    DAG and code paths, and values changed only where the small profile says so, each line marked `small:`."""
-    tiny, small = (_flat(yaml.safe_load((ROOT / "config" / n).read_text())) for n in ("config.yaml", "small.yaml"))
+    """config/small.yaml is a whole config (a --configfile replaces the default): the tiny profile's keys (plus a
+    changed one the tiny profile leaves at its schema default), the same DAG and code paths, and values, filled with
+    the schema's defaults, changed only where the small profile says so, each line marked `small:`."""
+    raw = {n: _flat(yaml.safe_load((ROOT / "config" / n).read_text())) for n in ("config.yaml", "small.yaml")}
+    assert set(raw["config.yaml"]) <= set(raw["small.yaml"]) <= set(raw["config.yaml"]) | SMALL_CHANGES
+    tiny, small = (_flat(load_config(ROOT / "config" / n)) for n in ("config.yaml", "small.yaml"))
     assert set(tiny) == set(small)
     assert {k for k in tiny if tiny[k] != small[k]} == SMALL_CHANGES
     text = (ROOT / "config" / "small.yaml").read_text()

@@ -159,12 +159,12 @@ def test_plan_refuses_the_reverted_fixes(paper, monkeypatch):
 def test_one_card_judge_needs_a_sized_context(paper, tmp_path, monkeypatch):
     """The documented 1 x 80 GB judge: 62 GiB of weights leave no room for 128k tokens of KV (31 GiB)."""
     monkeypatch.setattr(plan_memory, "CARE_EMA_GATHER", "parameter")
-    prof = tmp_path / "profile.yaml"
-    prof.write_text(PROFILE.joinpath("config.yaml").read_text().replace("judge_gpus: 2 ", "judge_gpus: 1 "))
-    assert {r["rule"]: r for r in plan(paper, profile=prof)["memory"]}["score"]["gpus"] == 1
+    one_card = copy.deepcopy(paper)
+    one_card["evaluate"]["judge_tensor_parallel_size"] = 1  # its jobs then book 1 GPU (medbridge.bookings)
+    assert {r["rule"]: r for r in plan(one_card, profile=PROFILE)["memory"]}["score"]["gpus"] == 1
     monkeypatch.setattr(engine, "max_model_len", lambda cfg, purpose, *a, **k: 128000)
     with pytest.raises(MedbridgeError, match="score judge: vLLM's KV cache"):
-        plan(paper, profile=prof)
+        plan(one_card, profile=PROFILE)
 
 
 def test_model_sizes_come_from_the_checkpoint_when_it_is_there(tiny_model_dir):

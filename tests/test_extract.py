@@ -2,6 +2,8 @@ import pytest
 
 from medbridge.score.extract import extract_choice, well_formatted
 
+from .conftest import filled
+
 LETTERS = "ABCD"
 
 
@@ -52,7 +54,7 @@ def test_generation_rows_follow_the_configured_tag():
 
     item = {"id": "q", "options": {"A": "a", "B": "b", "C": "c", "D": "d"}, "answer": "D", "question": "?"}
     text = "<answer>B</answer><answer>D</answer>"
-    settings = SamplingSettings.from_config({"evaluate": {"n_samples": 1, "max_new_tokens": 8}})
+    settings = SamplingSettings.from_config(filled({"evaluate": {"n_samples": 1, "max_new_tokens": 8}}))
     first = record(item, Completion(text, [text]), settings)
     last = record(item, Completion(text, [text]), settings, "last")
     assert (first["greedy"]["choice"], first["greedy"]["correct"], first["answer_tag"]) == ("B", False, "first")

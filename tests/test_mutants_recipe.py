@@ -9,6 +9,8 @@ import pytest
 from medbridge import MedbridgeError
 from medbridge.recipe import check_recipe_config, from_metrics
 
+from .conftest import filled
+
 
 def test_recipe_k_must_be_one_of_evaluate_k(tiny_cfg):
     cfg = copy.deepcopy(tiny_cfg)
@@ -76,4 +78,4 @@ def test_generations_are_named_by_their_file_and_k_must_be_positive(tiny_cfg):
         from_generations(rows, k=0)
     cfg = copy.deepcopy(tiny_cfg)
     cfg["recipe"] = {"k": cfg["evaluate"]["k"][0]}  # tau unset: its default, 0.5, is valid
-    check_recipe_config(cfg)
+    check_recipe_config(filled(cfg))

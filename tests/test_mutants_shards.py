@@ -15,6 +15,8 @@ from medbridge.generate import Completion
 from medbridge.generate.run import EvalJob, run_generation, seeding
 from medbridge.io import read_jsonl, write_jsonl
 
+from .conftest import filled
+
 OPTIONS = {"A": "cyst", "B": "tumour", "C": "normal"}
 
 
@@ -159,7 +161,7 @@ def test_an_unset_batch_size_keys_as_the_hf_backends_default(setup):
     cfg, job, _ = setup
     unset = copy.deepcopy(cfg)
     del unset["evaluate"]["batch_size"]
-    assert len(_run(unset, job)) == 4
+    assert len(_run(filled(unset), job)) == 4
     explicit = copy.deepcopy(unset)
     explicit["evaluate"]["batch_size"] = 8
     assert _run(explicit, job) == []
@@ -204,7 +206,7 @@ def test_the_default_shard_size_is_256_items(setup, tmp_path):
     del unset["evaluate"]["shard_size"]
     items = tmp_path / "many.jsonl"
     write_jsonl(items, [_item(i) for i in range(257)])
-    run_generation(unset, "base", [EvalJob(str(items), str(tmp_path / "many-gen.jsonl"))])
+    run_generation(filled(unset), "base", [EvalJob(str(items), str(tmp_path / "many-gen.jsonl"))])
     shards = sorted((tmp_path / "many-gen.jsonl.shards").glob("shard-*.jsonl"))
     assert [len(read_jsonl(s)) for s in shards] == [256, 1]
 

@@ -9,6 +9,8 @@ import pytest
 from medbridge import MedbridgeError
 from medbridge.score.metrics import compute_metrics
 
+from .conftest import filled
+
 
 def _row(i: int, greedy_ok: bool, sample_oks: list[bool]) -> dict:
     s = lambda ok: {"text": "", "choice": "A" if ok else "B", "method": "tag", "correct": ok}  # noqa: E731
@@ -210,8 +212,8 @@ def test_probe_reports_the_last_epochs_test_accuracy_or_the_best_val_epochs():
     from medbridge.probe.linear import run_probe
 
     arrays = _probe_arrays()
-    cfg = {"seed": 0, "probe": {"epochs": 7, "probe_batch_size": 16}}
-    last = run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)  # the defaults: the authors'
+    cfg = filled({"seed": 0, "probe": {"epochs": 7, "probe_batch_size": 16}})
+    last = run_probe(arrays, {"dataset": "breastmnist"}, cfg, 2)  # the schema's defaults: the authors'
     assert last["settings"]["select"] == "last" and last["settings"]["bn_momentum"] == 0.1
     assert last["epoch"] == 7 and last["accuracy"] == pytest.approx(last["test_curve"][-1])
     cfg["probe"] |= {"select": "best_val", "bn_momentum": None}
@@ -284,7 +286,8 @@ def test_letter_instruction_appends_upstreams_line_to_the_rl_prompt():
     plain = grpo_dataset([item])[0]["prompt"][0]["content"]
     asked = grpo_dataset([item], letter_instruction=True)[0]["prompt"][0]["content"]
     assert "single option letter" not in plain and asked == plain + LETTER_INSTRUCTION
-    funcs = reward_functions({"num_generations": 2}, CareSettings.from_config({"enabled": False}))
+    grpo = filled({"train": {"grpo": {"num_generations": 2}}})["train"]["grpo"]  # care omitted: off
+    funcs = reward_functions(grpo, CareSettings.from_config(grpo["care"]))
     assert dict(zip([f.__name__ for f in funcs], reward_weights(funcs))) == {
         "accuracy_reward": 1.0,
         "format_reward": 1.0,

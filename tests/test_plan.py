@@ -13,9 +13,16 @@ from medbridge import MedbridgeError
 from medbridge.cli import main
 from medbridge.config import validate_config
 from medbridge.data.medmnist import medmnist_info
-from medbridge.plan import Assumptions, image_tokens, n_items, plan
+from medbridge.plan import Assumptions, image_tokens, n_items
+from medbridge.plan import plan as _plan
 
-from .conftest import ROOT
+from .conftest import ROOT, filled
+
+
+def plan(cfg: dict, *args, **kwargs):
+    """medbridge.plan.plan on `cfg` with the schema's defaults filled in: the tests cut and change a validated config
+    (a verb's config comes through validate_config, which fills them)."""
+    return _plan(filled(cfg), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")

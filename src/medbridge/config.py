@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
@@ -136,6 +137,14 @@ def _schema_at(path: list[str]) -> dict:
     return _resolve(node)
 
 
+def schema_default(key: str):
+    """The schema's default of a dotted key (e.g. "recipe.tau"), for code that needs it where the key's section is
+    absent (an optional section is not filled in). KeyError if the schema gives that key no default."""
+    path = key.split(".")
+    parent = _schema_at(path[:-1]) if len(path) > 1 else load_schema()
+    return copy.deepcopy(parent["properties"][path[-1]]["default"])
+
+
 def _wants_string(node: dict) -> bool:
     if "enum" in node:
         return all(isinstance(v, str) for v in node["enum"])
@@ -150,18 +159,50 @@ def load_schema() -> dict:
 
 def validate_config(cfg: dict) -> dict:
     """The one check of a config, for the DAG (Snakefile), `medbridge validate-config` and every verb alike: the JSON
-    Schema, then every cross-field check (roles, paths and k here; the vqa/pmc, recipe and rq3 sections in their own
-    modules). Raise MedbridgeError naming the offending key and what is allowed there; return cfg unchanged if valid."""
+    Schema on the config as given, then its defaults filled in (fill_defaults: in place, so Snakemake's global `config`
+    gets them too), then every cross-field check (roles, paths and k here; the vqa/pmc, recipe and rq3 sections in
+    their own modules). Raise MedbridgeError naming the offending key and what is allowed there; return cfg, filled."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(load_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise MedbridgeError("invalid config:\n" + "\n".join(_describe(e) for e in errors[:10]))
+    fill_defaults(cfg)
     _check_references(cfg)
     for check in _section_checks():
         check(cfg)
     return cfg
+
+
+def fill_defaults(cfg: dict) -> dict:
+    """In place: each key config/schema.yaml gives a `default:` and cfg lacks, at every level, set to a deep copy of
+    that default; a section given a default (`probe: {}`) is filled in turn. The schema is the only place a config
+    default lives: code reads keys directly. Idempotent, so a YAML file, results/<run>/config.json (written filled)
+    and `--config set=...` all end up with the same values. For a config that has passed the schema (validate_config
+    fills after validating the config as given, so a cross-field check of the schema sees what the user wrote)."""
+    for _ in _filling_validator()(load_schema()).iter_errors(cfg):
+        pass  # the filling happens while the instance is walked; a valid config has no errors
+    return cfg
+
+
+@lru_cache(maxsize=1)
+def _filling_validator():
+    """Draft 2020-12 whose `properties` keyword first sets each missing property that has a `default` (the
+    jsonschema FAQ's extend-with-default pattern), then descends into the properties as usual."""
+    import jsonschema
+
+    base = jsonschema.Draft202012Validator
+    properties = base.VALIDATORS["properties"]
+
+    def set_defaults(validator, props, instance, schema):
+        if validator.is_type(instance, "object"):
+            for name, sub in props.items():
+                if isinstance(sub, dict) and "default" in sub and name not in instance:
+                    instance[name] = copy.deepcopy(sub["default"])
+        yield from properties(validator, props, instance, schema)
+
+    return jsonschema.validators.extend(base, {"properties": set_defaults})
 
 
 def _section_checks():

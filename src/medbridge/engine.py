@@ -13,8 +13,6 @@ from medbridge import MedbridgeError
 PATCH_PX = 28  # Qwen2-VL / Qwen2.5-VL: 14 px ViT patches merged 2 x 2 into one LLM token
 QWEN_MAX_PIXELS = 12845056  # Qwen2.5-VL's own image processor bound (16384 tokens), used when the config sets none
 JUDGE_VERDICT_TOKENS = 8  # medbridge.score.judge.VLMJudge asks for this many
-DEFAULT_PROMPT_TOKENS = 1024
-DEFAULT_IMAGES = 1
 
 # (purpose, where its pixel bound, images, prompt allowance and token budget are configured)
 PURPOSES = ("generate", "judge", "label", "grpo")
@@ -41,7 +39,7 @@ def images_per_prompt(cfg: dict, purpose: str) -> int:
         return 0
     if purpose == "label":
         return 1  # PMC-VQA: one figure per question (medbridge.data.pmc)
-    return _section(cfg, purpose)[0].get("max_images", DEFAULT_IMAGES)
+    return _section(cfg, purpose)[0]["max_images"]
 
 
 def context_parts(cfg: dict, purpose: str, max_pixels: int | None = None) -> dict[str, int]:
@@ -51,15 +49,15 @@ def context_parts(cfg: dict, purpose: str, max_pixels: int | None = None) -> dic
     sec, _ = _section(cfg, purpose)
     ev = cfg["evaluate"]
     pixels = max_pixels or sec.get("max_pixels") or QWEN_MAX_PIXELS
-    text = sec.get("max_prompt_tokens", DEFAULT_PROMPT_TOKENS)
+    text = sec["max_prompt_tokens"]
     if purpose == "generate":
-        budget = ev.get("max_new_tokens", 2048)
+        budget = ev["max_new_tokens"]
     elif purpose == "judge":  # question, options and one whole response, then a short verdict
-        text, budget = text + ev.get("max_new_tokens", 2048), JUDGE_VERDICT_TOKENS
+        text, budget = text + ev["max_new_tokens"], JUDGE_VERDICT_TOKENS
     elif purpose == "label":
-        budget = ((cfg.get("vqa") or {}).get("pmc") or {}).get("max_new_tokens", 16)
+        budget = cfg["vqa"]["pmc"]["max_new_tokens"]
     else:
-        budget = sec.get("max_completion_length", 2048)
+        budget = sec["max_completion_length"]
     return {"images": images * image_tokens_at_most(pixels), "text": text, "completion": budget}
 
 

@@ -3,6 +3,8 @@ runs one generation job (one model load) and one scoring job (one judge load) pe
 
 from __future__ import annotations
 
+from medbridge.config import schema_default
+
 
 def split_evalset(dataset: str, split: str, cfg: dict) -> str:
     """The eval set name of a MedMNIST dataset's MCQ items on `split`: the dataset itself on mcq.eval_split (Table 2,
@@ -34,12 +36,13 @@ def samples_per_item(evalset: str, cfg: dict) -> int:
     greedy accuracy (vqa.n_samples, default 0)."""
     if dataset_split(evalset, cfg):
         return cfg["evaluate"]["n_samples"]
-    return cfg.get("vqa", {}).get("n_samples", 0)
+    return cfg["vqa"]["n_samples"] if "vqa" in cfg else schema_default("vqa.n_samples")
 
 
 def recipe_pairs(cfg: dict) -> list[tuple[str, str]]:
     """(model, eval set) pairs the recipe diagnoses: evaluate.models on every dataset's recipe.split subset."""
-    split = cfg.get("recipe", {}).get("split", cfg["mcq"]["eval_split"])
+    recipe = cfg["recipe"]
+    split = recipe["split"] if "split" in recipe else cfg["mcq"]["eval_split"]
     return [(m, split_evalset(d, split, cfg)) for m in cfg["evaluate"]["models"] for d in cfg["data"]["datasets"]]
 
 
@@ -52,7 +55,7 @@ def evalset_pairs(cfg: dict) -> list[tuple[str, str]]:
     pairs = [(m, d) for m in cfg["evaluate"]["models"] for d in cfg["data"]["datasets"]]
     pairs += recipe_pairs(cfg) if cfg.get("recipe") else []
     pairs += rq3_inputs(cfg)
-    pairs += [(m, b) for m in cfg.get("vqa", {}).get("models", []) for b in benchmark_names(cfg)]
+    pairs += [(m, b) for m in (cfg["vqa"]["models"] if "vqa" in cfg else []) for b in benchmark_names(cfg)]
     return list(dict.fromkeys(pairs))
 
 

@@ -504,6 +504,8 @@ def trained_by(cfg: dict, model: str) -> str | None:
     """`grpo` / `sft` for models this DAG trains (config roles of those sources, rq3-* models), else None."""
     from medbridge.artifacts.rq3 import model_spec
 
+    if not cfg:  # no run config (comparison_frame called without one): no model is known to be trained here
+        return None
     source = (model_spec(cfg, model) or {}).get("source")
     return source if source in ("sft", "grpo") else None
 

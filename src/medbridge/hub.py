@@ -120,14 +120,14 @@ def dataset_repos(cfg: dict, source: str | None = None) -> dict[str, dict]:
         return {}
     names = [b["name"] for b in vqa.get("benchmarks", [])]
     if vqa.get("pmc"):
-        names.append(vqa["pmc"].get("train", {}).get("name", "pmc_vqa_train"))
+        names.append(vqa["pmc"]["train"]["name"])
     out = {}
     for name in names if source is None else [source]:
         adapter, entry = get_adapter(name), source_entry(cfg, name)
         if entry.get("path"):
             continue
         if vqa.get("source") == "medvlthinker" and adapter.kind == "benchmark":
-            cons = vqa.get("consolidated", {})
+            cons = vqa["consolidated"]
             if cons.get("path"):
                 continue
             repo = (cons.get("id", get_adapter("medvlthinker_eval").hub["id"]), cons.get("revision"))

@@ -128,15 +128,7 @@ def arch_of(cfg: dict, name: str, vision_params: float) -> Arch | None:
             mem["params_b"] * 1e9, mem["kv_kib_per_token"] * 1024, mem["largest_tensor_m"] * 1e6, mem.get("context")
         )
     if spec["source"] == "tiny":
-        t = {
-            "vocab_size": 640,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "max_position_embeddings": 2048,
-        } | cfg.get("tiny_model", {})
-        return arch_from_text_config(t, None, 0.0)
+        return arch_from_text_config(cfg["tiny_model"], None, 0.0)
     if spec["source"] in ("sft", "grpo"):
         return arch_of(cfg, spec["init"], vision_params)
     return None
@@ -164,7 +156,7 @@ def training(
     arch: Arch, section: dict, gpus: int, refs: int, ema: str | None, activation_gib: float, live_params_b: float
 ) -> dict:
     """GiB per GPU of a ZeRO-3 training process over `gpus` GPUs (a single process when gpus is 1)."""
-    bf16 = section.get("bf16", False)
+    bf16 = section["bf16"]
     weight_b, grad_b = (BF16, BF16) if bf16 else (4, 4)
     optim = OPTIMIZER_BYTES.get(section.get("optim", "adamw_torch"), 12)
     if optim == 4 and section.get("momentum"):
@@ -193,7 +185,7 @@ def checkpoint_gb(arch: Arch, section: dict) -> float:
     """GB of one Trainer checkpoint: the bf16 weights and, unless save_only_model, the optimizer states (ZeRO-3's
     fp32 master weights and moments)."""
     weights = arch.params * BF16
-    if section.get("save_only_model", False):
+    if section["save_only_model"]:
         return weights / 1e9
     optim = OPTIMIZER_BYTES.get(section.get("optim", "adamw_torch"), 12) + (4 if section.get("momentum") else 0)
     return (weights + arch.params * optim) / 1e9
@@ -253,14 +245,14 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
             )
 
     if ev.get("backend") == "vllm":
-        util = ev.get("gpu_memory_utilization", 0.9)
+        util = ev["gpu_memory_utilization"]
         for rule in ("generate", "generate_part"):  # the rule that holds the engine: generate_part with job_hours
             for name in roles.get(rule, []):
                 engine_row(
                     rule,
                     name,
                     "generate",
-                    ev.get("tensor_parallel_size", 1),
+                    ev["tensor_parallel_size"],
                     util,
                     "evaluate.gpu_memory_utilization",
                     "evaluate.max_images / max_pixels / max_new_tokens",
@@ -277,23 +269,23 @@ def memory_plan(cfg: dict, a, gpus: dict[str, int], card_gib: float, roles: dict
                     "evaluate.gpu_memory_utilization",
                     "evaluate.max_prompt_tokens / max_new_tokens",
                 )
-    train = cfg.get("train") or {}
+    train = cfg["train"]
     for kind, rule in (("sft", "sft_model"), ("grpo", "grpo_model")):
-        section = train.get(kind) or {}
+        section = train[kind]
         for name in roles.get(rule, []):
             m = arch(name)
             if m is None:
                 continue
             n = gpus.get(rule, 1) if train.get("accelerate_config") else 1
-            care = kind == "grpo" and (section.get("care") or {}).get("enabled", False)
-            ema = care and (section.get("care") or {}).get("ema", "frozen") == "ema"  # frozen: never updated
-            refs = int(care or (kind == "grpo" and section.get("beta", 0) > 0))
+            care = kind == "grpo" and section["care"]["enabled"]
+            ema = care and section["care"]["ema"] == "ema"  # frozen: never updated
+            refs = int(care or (kind == "grpo" and section["beta"] > 0))
             parts = training(
                 m, section, n, refs, CARE_EMA_GATHER if ema else None, a.train_activation_gib, a.zero3_live_params_b
             )
             has, vllm_key = card_gib, None
-            if kind == "grpo" and section.get("use_vllm") and section.get("vllm_mode", "colocate") == "colocate":
-                util = section.get("vllm_gpu_memory_utilization", 0.3)
+            if kind == "grpo" and section["use_vllm"] and section["vllm_mode"] == "colocate":
+                util = section["vllm_gpu_memory_utilization"]
                 vllm_key = "train.grpo.vllm_gpu_memory_utilization"
                 engine_row(
                     rule + " (vLLM)",
@@ -341,7 +333,7 @@ def disk_plan(cfg: dict, a, runs: dict[str, list[str]]) -> list[dict]:
     at once if they run together (checkpoints only when save_steps is set)."""
     out = []
     for kind, rule in (("sft", "sft_model"), ("grpo", "grpo_model")):
-        section = (cfg.get("train") or {}).get(kind) or {}
+        section = cfg["train"][kind]
         names = runs.get(rule, [])
         archs = [m for m in (arch_of(cfg, n, a.vision_params_b * 1e9) for n in names) if m]
         if not section.get("save_steps") or not archs:
@@ -354,7 +346,7 @@ def disk_plan(cfg: dict, a, runs: dict[str, list[str]]) -> list[dict]:
                 "kept": 2,
                 "runs": len(names),
                 "all_runs_gb": 2 * each * len(names),
-                "save_only_model": bool(section.get("save_only_model")),
+                "save_only_model": section["save_only_model"],
             }
         )
     return out

@@ -55,7 +55,7 @@ def check_recipe_config(cfg: dict) -> None:
     recipe = cfg.get("recipe")
     if not recipe:
         return
-    check_tau(recipe.get("tau", 0.5))
+    check_tau(recipe["tau"])
     ks = cfg["evaluate"]["k"]
     if "k" in recipe and recipe["k"] not in ks:
         raise MedbridgeError(

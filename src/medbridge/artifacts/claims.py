@@ -22,17 +22,18 @@ import pandas as pd
 from medbridge import MedbridgeError
 from medbridge.artifacts.rq3 import ACC1_LABEL, load_metrics, paired_delta_ci, rq3_model
 from medbridge.artifacts.tables import write_table
+from medbridge.config import schema_default
 from medbridge.io import write_text
 
 
 def claims_task(cfg: dict) -> str | None:
     """The task the claims are checked on, or None when the config has no grid to check them (no in-domain pair,
     or base and sft are not both RQ3 inits)."""
-    rq3 = cfg.get("rq3", {})
-    tasks = [t for t, e in rq3.get("pairs", {}).get("in_domain", []) if t == e]
-    if not tasks or not {"base", "sft"} <= set(rq3.get("inits", [])):
+    rq3 = cfg["rq3"]
+    tasks = [t for t, e in rq3["pairs"].get("in_domain", []) if t == e]
+    if not tasks or not {"base", "sft"} <= set(rq3["inits"]):
         return None
-    sft_tasks = cfg.get("train", {}).get("sft", {}).get("datasets", [])
+    sft_tasks = cfg["train"]["sft"]["datasets"]
     return next((t for t in tasks if t in sft_tasks), tasks[0])
 
 
@@ -112,8 +113,8 @@ def required_task(cfg: dict) -> str:
 def claims_table(cfg: dict, metrics: dict[tuple[str, str], dict], fig2: pd.DataFrame) -> pd.DataFrame:
     task = required_task(cfg)
     k = max(cfg["evaluate"]["k"])
-    tau = cfg.get("recipe", {}).get("tau", 0.5)
-    n_boot = cfg["evaluate"].get("bootstrap", 1000)
+    tau = cfg["recipe"]["tau"] if "recipe" in cfg else schema_default("recipe.tau")
+    n_boot = cfg["evaluate"]["bootstrap"]
     for key in claims_inputs(cfg):
         if key not in metrics:
             raise MedbridgeError(f"no metrics for {key[0]} on {key[1]}; pass metrics/{key[0]}/{key[1]}.json")

@@ -40,18 +40,16 @@ def rq3_model(cfg: dict, init: str, task: str) -> str:
 
 def rq3_models(cfg: dict) -> dict[str, dict]:
     """name -> {source, init, task} of every model the grid trains (rq3.inits x rq3.train_tasks)."""
-    rq3 = cfg.get("rq3", {})
+    rq3 = cfg["rq3"]
     return {
-        rq3_model(cfg, i, t): {"source": "grpo", "init": i, "task": t}
-        for i in rq3.get("inits", [])
-        for t in rq3.get("train_tasks", [])
+        rq3_model(cfg, i, t): {"source": "grpo", "init": i, "task": t} for i in rq3["inits"] for t in rq3["train_tasks"]
     }
 
 
 def model_spec(cfg: dict, name: str) -> dict | None:
     """The spec of a model by name: its config role, or the {source: grpo, init, task} record of a model the RQ3
     grid trains; None for neither. The one place a DAG-made name is understood (never parsed from its text)."""
-    return cfg.get("models", {}).get(name) or rq3_models(cfg).get(name)
+    return cfg["models"].get(name) or rq3_models(cfg).get(name)
 
 
 def check_rq3_config(cfg: dict) -> None:
@@ -59,12 +57,12 @@ def check_rq3_config(cfg: dict) -> None:
     would read it as a Table 3 benchmark), every init a model role."""
     from medbridge.evalsets import dataset_split
 
-    rq3 = cfg.get("rq3", {})
-    tasks = set(rq3.get("train_tasks", []))
-    for init in rq3.get("inits", []):
+    rq3 = cfg["rq3"]
+    tasks = set(rq3["train_tasks"])
+    for init in rq3["inits"]:
         if init not in cfg["models"]:
             raise MedbridgeError(f"rq3.inits names {init!r}, not a model role; defined roles: {sorted(cfg['models'])}")
-    for regime, pairs in rq3.get("pairs", {}).items():
+    for regime, pairs in rq3["pairs"].items():
         for train, target in pairs:
             if train not in tasks:
                 raise MedbridgeError(
@@ -80,11 +78,11 @@ def check_rq3_config(cfg: dict) -> None:
 
 def rq3_inputs(cfg: dict) -> list[tuple[str, str]]:
     """(model, evalset) pairs whose metrics the grid reads, in a stable order without repeats."""
-    rq3 = cfg.get("rq3", {})
+    rq3 = cfg["rq3"]
     need = []
-    for pairs in rq3.get("pairs", {}).values():
+    for pairs in rq3["pairs"].values():
         for train, ev in pairs:
-            for init in rq3.get("inits", []):
+            for init in rq3["inits"]:
                 for key in ((init, ev), (rq3_model(cfg, init, train), ev)):
                     if key not in need:
                         need.append(key)
@@ -136,13 +134,13 @@ def paired_delta_ci(
 
 def rq3_table(cfg: dict, metrics: dict[tuple[str, str], dict]) -> pd.DataFrame:
     """One row per regime x init x (train -> eval) pair x metric: before, after, delta."""
-    rq3 = cfg.get("rq3", {})
+    rq3 = cfg["rq3"]
     k = max(cfg["evaluate"]["k"])
-    n_boot = cfg["evaluate"].get("bootstrap", 1000)
+    n_boot = cfg["evaluate"]["bootstrap"]
     rows = []
-    for regime, pairs in rq3.get("pairs", {}).items():
+    for regime, pairs in rq3["pairs"].items():
         for train, ev in pairs:
-            for init in rq3.get("inits", []):
+            for init in rq3["inits"]:
                 keys = {"before": (init, ev), "after": (rq3_model(cfg, init, train), ev)}
                 for key in keys.values():
                     if key not in metrics:

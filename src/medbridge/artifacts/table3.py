@@ -22,7 +22,7 @@ TABLE = "table3_vqa_accuracy"
 def reported_row(cfg: dict, role: str) -> str | None:
     """The paper's Table 3 row a model role is compared with, or None."""
     rows = reported().get(TABLE, {}).get("rows", {})
-    explicit = cfg.get("vqa", {}).get("reported_rows", {})
+    explicit = cfg["vqa"]["reported_rows"] if "vqa" in cfg else {}
     if role in explicit:
         if explicit[role] not in rows:
             raise MedbridgeError(

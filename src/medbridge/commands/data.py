@@ -16,9 +16,9 @@ def run(args) -> None:
     cfg = config_from(args)
     data = cfg["data"]
     if data["source"] == "synthetic":
-        syn = data.get("synthetic", {})
-        sizes = {s: syn.get(f"n_{s}", d) for s, d in (("train", 160), ("val", 32), ("test", 64))}
-        arrays = medmnist.make_synthetic(args.dataset, data["size"], sizes, syn.get("noise", 0.35), cfg["seed"])
+        syn = data["synthetic"]
+        sizes = {s: syn[f"n_{s}"] for s in ("train", "val", "test")}
+        arrays = medmnist.make_synthetic(args.dataset, data["size"], sizes, syn["noise"], cfg["seed"])
         save_npz(args.out, **arrays)
     else:
         got = medmnist.download(args.dataset, data["size"], Path(args.out).parent)

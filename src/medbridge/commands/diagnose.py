@@ -40,7 +40,7 @@ def run(args) -> None:
         from medbridge.config import load_config
 
         cfg = load_config(args.config)
-        recipe, acc1 = cfg.get("recipe", {}), cfg["evaluate"].get("acc1", "sampled")
+        recipe, acc1 = cfg.get("recipe", {}), cfg["evaluate"]["acc1"]
     acc1 = args.acc1 or acc1
     tau = args.tau if args.tau is not None else recipe.get("tau")
     if tau is None:

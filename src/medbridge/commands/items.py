@@ -26,17 +26,17 @@ def run(args) -> None:
         mcq.get("train_per_class", mcq.get("per_class")) if args.split == "train" else eval_per_class(cfg, args.split)
     )
     # Evaluation subsets are balanced as configured (the paper: equal counts); training sets keep up to per_class
-    balance = "capped" if args.split == "train" else mcq.get("balance", "equal")
+    balance = "capped" if args.split == "train" else mcq["balance"]
     items = make_items(
         args.dataset,
         args.npz,
         args.split,
         per_class,
         cfg["seed"],
-        mcq.get("option_order", "fixed"),
+        mcq["option_order"],
         balance,
-        mcq.get("retina_options", "digits"),
-        mcq.get("chestmnist", "with_no_finding"),
+        mcq["retina_options"],
+        mcq["chestmnist"],
     )
     n = write_jsonl(args.out, items)
     print(f"wrote {n} items to {args.out}")

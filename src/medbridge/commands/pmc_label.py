@@ -20,7 +20,7 @@ def run(args) -> None:
     write_json(args.summary, summary)
     write_jsonl(args.out, rows)
     pmc = cfg["vqa"]["pmc"]
-    judge = [resolve(cfg, pmc.get("judge", "judge"))] if pmc.get("labeller") == "vlm" else []
+    judge = [resolve(cfg, pmc["judge"])] if pmc["labeller"] == "vlm" else []
     write_sidecar(
         args.out,
         cfg,

@@ -20,7 +20,8 @@ def run(args) -> None:
     cfg = config_from(args)
     for feat, out in zip(args.features, args.out):
         arrays, meta = load_features(feat)
-        chest = (meta.get("settings") or {}).get("chestmnist", cfg["mcq"].get("chestmnist", "with_no_finding"))
+        settings = meta.get("settings") or {}  # the features file's own record; older files lack chestmnist
+        chest = settings["chestmnist"] if "chestmnist" in settings else cfg["mcq"]["chestmnist"]
         result = run_probe(arrays, meta, cfg, len(class_names(meta["dataset"], chest)))
         write_json(out, result)
         write_sidecar(out, cfg, ["probe"], inputs=[feat])

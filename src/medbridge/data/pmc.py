@@ -66,7 +66,7 @@ def check_categories(pmc: dict) -> None:
             f"vqa.pmc.categories has unknown {unknown}; known: {list(HINTS)} (add a HINTS and "
             "KEYWORDS entry in medbridge/data/pmc.py for a new one)"
         )
-    bad = [c for c in pmc.get("exclude", []) if c not in cats]
+    bad = [c for c in pmc["exclude"] if c not in cats]
     if bad:
         raise MedbridgeError(f"vqa.pmc.exclude names {bad}, which are not in vqa.pmc.categories {cats}")
 
@@ -110,7 +110,7 @@ def label_pool(cfg: dict, source_dir=None, shard_root=None) -> tuple[list[dict],
     src = open_source(cfg, "pmc_vqa_train", source_dir)
     tp = text_pass(src)
     pool = draw(tp.candidates, pmc.get("pool_size"), cfg["seed"], "pmc_vqa_train-pool")
-    if pmc.get("labeller", "keyword") == "keyword":
+    if pmc["labeller"] == "keyword":
         rows = []
         for c in pool:
             f = c.fields
@@ -122,7 +122,7 @@ def label_pool(cfg: dict, source_dir=None, shard_root=None) -> tuple[list[dict],
     counts = Counter(r["label"] for r in rows)
     summary = {
         "source": src.where,
-        "labeller": pmc.get("labeller", "keyword"),
+        "labeller": pmc["labeller"],
         "judge": judge,
         "n_rows": tp.n_rows,
         "n_usable": len(tp.candidates),
@@ -159,11 +159,11 @@ def label_key(cfg: dict, src, cats: list[str], device: str) -> dict:
 
     pmc, ev = cfg["vqa"]["pmc"], labeller_config(cfg)["evaluate"]
     return {
-        "model": model_fingerprint(resolve(cfg, pmc.get("judge", "judge"))),
+        "model": model_fingerprint(resolve(cfg, pmc["judge"])),
         "backend": ev["backend"],
         "device": "cpu" if device == "cpu" else "gpu",
         "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
-        "max_new_tokens": pmc.get("max_new_tokens", 16),
+        "max_new_tokens": pmc["max_new_tokens"],
         "prompt": vlm_prompt("{question}", cats),
         "categories": cats,
         "source": src.where,
@@ -183,7 +183,7 @@ def _vlm_label(cfg: dict, src, pool: list, cats: list[str], shard_root=None) -> 
     from medbridge.score.judge import judge_backend
 
     pmc = cfg["vqa"]["pmc"]
-    bs, size = pmc.get("batch_size", 8), pmc.get("shard_size", 4096)
+    bs, size = pmc["batch_size"], pmc["shard_size"]
     key = label_key(cfg, src, cats, default_device())
     backend, reused, shards = None, 0, [pool[i : i + size] for i in range(0, len(pool), size)]
     with contextlib.nullcontext(shard_root) if shard_root else tempfile.TemporaryDirectory() as root:
@@ -195,13 +195,13 @@ def _vlm_label(cfg: dict, src, pool: list, cats: list[str], shard_root=None) -> 
                 reused += 1  # labelled by an earlier attempt under the same key
                 continue
             if backend is None:  # vLLM on the paper's GPUs: one engine, big batches; loaded only if work is left
-                backend = judge_backend(labeller_config(cfg), pmc.get("judge", "judge"), "label")
+                backend = judge_backend(labeller_config(cfg), pmc["judge"], "label")
             rows = []
             for s in range(0, len(shard), bs):
                 batch = shard[s : s + bs]
                 images = [src.adapter.images(src.tables[c.table].ds[c.index], src.ctx) for c in batch]
                 prompts = [vlm_prompt(c.fields["question"], cats) for c in batch]
-                answers = backend.complete(images, prompts, pmc.get("max_new_tokens", 16))
+                answers = backend.complete(images, prompts, pmc["max_new_tokens"])
                 for c, text in zip(batch, answers):
                     label = parse_label(text, cats)
                     # An answer naming no category counts as none, flagged (parsed: false) and counted.
@@ -275,7 +275,7 @@ def build_balanced(cfg: dict, labels: list[dict], out_items, images_dir, source_
     from medbridge.io import write_jsonl
 
     pmc = cfg["vqa"]["pmc"]
-    include = [c for c in pmc["categories"] if c not in pmc.get("exclude", [])]
+    include = [c for c in pmc["categories"] if c not in pmc["exclude"]]
     chosen, counts = balanced_draw(labels, include, pmc["subset_size"], cfg["seed"])
     src = open_source(cfg, "pmc_vqa_train", source_dir)
     candidates = []
@@ -290,7 +290,7 @@ def build_balanced(cfg: dict, labels: list[dict], out_items, images_dir, source_
             )
         fields = {**src.adapter.convert(row, src.ctx), "modality": r["label"]}
         candidates.append(Candidate(r["table"], r["index"], r["id"], fields))
-    items, late = materialize(src, candidates, images_dir, extra={"labeller": pmc.get("labeller", "keyword")})
+    items, late = materialize(src, candidates, images_dir, extra={"labeller": pmc["labeller"]})
     if late:
         raise MedbridgeError(
             f"{sum(map(len, late.values()))} drawn questions have no usable image ({dict(late)}); "
@@ -300,7 +300,7 @@ def build_balanced(cfg: dict, labels: list[dict], out_items, images_dir, source_
     return {
         "subset_size": pmc["subset_size"],
         "categories": counts,
-        "excluded": pmc.get("exclude", []),
+        "excluded": pmc["exclude"],
         "seed": cfg["seed"],
         "source": src.where,
         "n_items": len(items),

@@ -41,12 +41,12 @@ class SamplingSettings:
         ev = cfg["evaluate"]
         return cls(
             n_samples=ev["n_samples"] if n_samples is None else n_samples,
-            temperature=ev.get("temperature", 0.7),
-            top_p=ev.get("top_p", 0.9),
-            max_new_tokens=ev.get("max_new_tokens", 2048),
-            prompt=ev.get("prompt", "eval"),
-            top_k=ev.get("top_k", 0),
-            repetition_penalty=ev.get("repetition_penalty", 1.0),
+            temperature=ev["temperature"],
+            top_p=ev["top_p"],
+            max_new_tokens=ev["max_new_tokens"],
+            prompt=ev["prompt"],
+            top_k=ev["top_k"],
+            repetition_penalty=ev["repetition_penalty"],
         )
 
 

@@ -22,7 +22,7 @@ class HFBackend:
         self.model.generation_config = neutral_generation_config(
             self.model.generation_config, self.processor.tokenizer.pad_token_id
         )
-        self.batch_size = cfg["evaluate"].get("batch_size", 8)
+        self.batch_size = cfg["evaluate"]["batch_size"]
         self.pixels = _pixel_kwargs(cfg)
         self.device = device
 

@@ -27,7 +27,7 @@ def generation_parts(cfg: dict) -> dict[str, int]:
     a = Assumptions()
     sizes = Sizes(cfg, {}, a.reference_params_b, count_files=False)
     limit_s = hours * 3600
-    shard_size = cfg["evaluate"].get("shard_size", 256)
+    shard_size = cfg["evaluate"]["shard_size"]
     parts = {}
     for model, sets in sizes.eval_sets().items():
         work = generation_work(sizes, a, model, sets)

@@ -80,7 +80,7 @@ def shard_key(cfg: dict, model: dict, settings: SamplingSettings, device: str) -
         "device": "cpu" if device == "cpu" else "gpu",
         "settings": asdict(settings),
         "pixels": {k: ev.get(k) for k in ("min_pixels", "max_pixels")},
-        "batch_size": ev.get("batch_size", 8) if ev["backend"] == "hf" else None,  # HF samples are seeded per batch
+        "batch_size": ev["batch_size"] if ev["backend"] == "hf" else None,  # HF samples are seeded per batch
     }
 
 
@@ -128,7 +128,7 @@ class Shard:
 
 def plan_shards(cfg: dict, jobs: list[EvalJob], shard_root: str | None) -> list[Shard]:
     """Every shard of the run, in order: the eval sets of `jobs` in order, each cut into `evaluate.shard_size` items."""
-    size = cfg["evaluate"].get("shard_size", 256)
+    size = cfg["evaluate"]["shard_size"]
     shards = []
     for job in jobs:
         items = check_items(read_jsonl(job.items), job.items)
@@ -188,7 +188,7 @@ def generate_shards(
     """Generate the shards of `part` (None: all) that are not done yet, with one backend loaded once and only if
     some shard is left to do. Returns the part's shards."""
     model = model_fingerprint(resolve(cfg, model_name))  # once for every eval set of the job
-    answer_tag = cfg["evaluate"].get("answer_tag", "first")
+    answer_tag = cfg["evaluate"]["answer_tag"]
     every = plan_shards(cfg, jobs, shard_root)
     shards = [s for i, s in enumerate(every) if part is None or part.owns(i)]
     for folder, settings in dict.fromkeys((s.path.parent, s.settings) for s in every):
@@ -224,7 +224,7 @@ def assemble(
     written and the error names the missing shards (and, with `parts`, the part jobs that make them). Returns rows
     written per generations file."""
     model = model_fingerprint(resolve(cfg, model_name))
-    answer_tag = cfg["evaluate"].get("answer_tag", "first")
+    answer_tag = cfg["evaluate"]["answer_tag"]
     shards = plan_shards(cfg, jobs, shard_root)
     missing = []
     for i, s in enumerate(shards):

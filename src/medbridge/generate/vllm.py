@@ -66,7 +66,7 @@ def on_cpu(device: str) -> bool:
 def configure_cpu_engine(cfg: dict) -> None:
     """Settings vLLM's CPU build reads from the environment, before it is imported: a KV cache size (GiB) and the
     engine in this process (a worker process of its own would re-import the package and its config)."""
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg["evaluate"].get("vllm_cpu_kv_cache_gb", 1)))
+    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(cfg["evaluate"]["vllm_cpu_kv_cache_gb"]))
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
 
 
@@ -107,8 +107,8 @@ class VLLMBackend:
             dtype=self.source.dtype,
             seed=cfg["seed"],
             generation_config="vllm",  # vLLM's neutral defaults, never the checkpoint's generation_config.json
-            gpu_memory_utilization=ev.get("gpu_memory_utilization", 0.9),
-            tensor_parallel_size=tensor_parallel_size or ev.get("tensor_parallel_size", 1),
+            gpu_memory_utilization=ev["gpu_memory_utilization"],
+            tensor_parallel_size=tensor_parallel_size or ev["tensor_parallel_size"],
             max_model_len=self.max_model_len,
             limit_mm_per_prompt={"image": images_per_prompt(cfg, purpose)},
             enforce_eager=self.cpu,  # no CUDA graphs / torch.compile on CPU

@@ -67,7 +67,7 @@ def resolve(cfg: dict, name: str, step: str = "evaluate") -> ModelSource:
     if spec is None and not made_model_dir(cfg, name).exists():
         raise MedbridgeError(f"unknown model role {name!r}; defined roles: {sorted(cfg['models'])}")
     spec = spec or {"source": "grpo"}  # a model directory the DAG made
-    dtype = spec.get("dtype", cfg.get("evaluate", {}).get("dtype", "float32"))
+    dtype = spec["dtype"] if "dtype" in spec else cfg["evaluate"]["dtype"]
     if spec["source"] == "hub" and spec.get("subfolder"):  # loaded, fingerprinted as the local folder it is
         path, revision, local = hub_subfolder_dir(spec), None, True
     elif spec["source"] == "hub":
@@ -76,7 +76,7 @@ def resolve(cfg: dict, name: str, step: str = "evaluate") -> ModelSource:
         path, revision, local = spec["path"], None, True
     else:
         path, revision, local = str(made_model_dir(cfg, name)), None, True
-    allow = set(cfg.get("trust_remote_code_allowlist", []))
+    allow = set(cfg["trust_remote_code_allowlist"])
     override = "processor" in spec and step in spec.get("processor_steps", STEPS)
     return ModelSource(
         name=name,

@@ -64,7 +64,7 @@ def generation_work(sizes: Sizes, a: Assumptions, model: str, sets: list[EvalSet
     item (the samples share them), then the greedy answer and every sample decoded; the model loads once (and
     starts vLLM)."""
     ev = sizes.cfg["evaluate"]
-    budget, backend, params_b = ev.get("max_new_tokens", 2048), ev.get("backend", "hf"), sizes.params_b(model)
+    budget, backend, params_b = ev["max_new_tokens"], ev["backend"], sizes.params_b(model)
 
     def seconds(completion):
         return sum(
@@ -106,9 +106,9 @@ def score(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     """The VLM judge, one job per generating model: it re-reads judge_fraction of the responses (image, prompt and
     the response prefilled) and writes a verdict for each. The rule judge runs on CPU: no jobs."""
     ev = sizes.cfg["evaluate"]
-    if ev.get("judge", "rule") != "vlm":
+    if ev["judge"] != "vlm":
         return []
-    budget, backend, judge = ev.get("max_new_tokens", 2048), ev.get("backend", "hf"), sizes.params_b("judge")
+    budget, backend, judge = ev["max_new_tokens"], ev["backend"], sizes.params_b("judge")
     jobs = []
     for model, sets in sizes.eval_sets().items():
 
@@ -129,9 +129,7 @@ def features(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     """The probe's vision-tower features, one job per evaluated model: every probe image's patches through the
     tower (vision_params_b), the train images once per epoch under the authors' augmentation."""
     cfg = sizes.cfg
-    probe, models = cfg.get("probe") or {}, cfg["evaluate"]["models"]
-    if not probe:
-        return []
+    probe, models = cfg["probe"], cfg["evaluate"]["models"]
     from medbridge.probe.features import augment_settings
 
     # probe.augment authors: the train images pass the tower once per epoch (fresh crops), at the crop size
@@ -149,9 +147,9 @@ def features(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
 def sft_model(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     """One job per sft role: training over examples x epochs of image, prompt and target tokens."""
     cfg = sizes.cfg
-    sft = (cfg.get("train") or {}).get("sft") or {}
-    examples = sum(sizes.train_prompts(d) or 0 for d in sft.get("datasets", cfg["data"]["datasets"]))
-    tokens = examples * sft.get("epochs", 1) * (sizes.mcq_image_tokens + a.prompt_tokens + a.sft_target_tokens)
+    sft = cfg["train"]["sft"]
+    examples = sum(sizes.train_prompts(d) or 0 for d in sft["datasets"])
+    tokens = examples * sft["epochs"] * (sizes.mcq_image_tokens + a.prompt_tokens + a.sft_target_tokens)
     jobs = []
     for role in sizes.sft_roles():
         params = sizes.params_b(role)
@@ -165,21 +163,21 @@ def grpo_model(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
     the longest completion of its batch; the prompts' prefill; training over every rollout; a forward per reference
     model (CARE's EMA reference, a KL reference) over every rollout."""
     cfg = sizes.cfg
-    grpo = (cfg.get("train") or {}).get("grpo") or {}
-    g, budget = grpo.get("num_generations", 8), grpo.get("max_completion_length", 2048)
-    per_gpu = grpo.get("batch_size", 8)  # rollouts each GPU decodes at once
+    grpo = cfg["train"]["grpo"]
+    g, budget = grpo["num_generations"], grpo["max_completion_length"]
+    per_gpu = grpo["batch_size"]  # rollouts each GPU decodes at once
     # CARE runs as train.grpo decides it: a care section without `enabled` is on (CareSettings), none is off
-    care_on = (grpo["care"] or {}).get("enabled", True) if "care" in grpo else False
-    references = int(care_on) + int(grpo.get("beta", 0) > 0)
+    care_on = grpo["care"]["enabled"]
+    references = int(care_on) + int(grpo["beta"] > 0)
     jobs, rq3 = [], set(sizes.rq3_models())
     for name, task in sizes.grpo_runs():
         n = sizes.train_prompts(task)
         if n is None:
             sizes.notes.append(f"grpo_model {name}: training set size of task {task!r} unknown: not counted")
             continue
-        n *= grpo.get("epochs", 1)
-        if grpo.get("max_steps", -1) > 0:  # TRL counts completions per step: batch x accumulation / group size
-            n = min(n, grpo["max_steps"] * per_gpu * grpo.get("grad_accum", 1) / g)
+        n *= grpo["epochs"]
+        if grpo["max_steps"] > 0:  # TRL counts completions per step: batch x accumulation / group size
+            n = min(n, grpo["max_steps"] * per_gpu * grpo["grad_accum"] / g)
         img = sizes.mcq_image_tokens if task in cfg["data"]["datasets"] else sizes.vqa_image_tokens
         params = sizes.params_b(name)
 
@@ -191,7 +189,7 @@ def grpo_model(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
             tokens = n * g * (img + a.prompt_tokens + completion)  # then forward + backward over every rollout
             return rollouts + train(a, tokens, params) + references * forward(a, tokens, params)
 
-        fixed = load(a, params, bool(grpo.get("use_vllm"))) + references * load(a, params, False)
+        fixed = load(a, params, grpo["use_vllm"]) + references * load(a, params, False)
         part = "RQ3" if (name, task) in rq3 else "Sec. 4"
         jobs.append(job("grpo_model", name, priced(a, seconds, budget, fixed), gpus, [part]))
     return jobs
@@ -212,10 +210,10 @@ def pmc_label(sizes: Sizes, a: Assumptions, gpus: dict[str, int]) -> list[Job]:
             if pmc.get("pool_size")
             else "assumed (--pmc-questions; vqa.pmc.pool_size labels a seeded pool instead)"
         )
-        + f", in resumable shards of {pmc.get('shard_size', 4096)}"
+        + f", in resumable shards of {pmc['shard_size']}"
     )
-    judge, backend = sizes.params_b(pmc.get("judge", "judge")), cfg["evaluate"].get("backend", "hf")
-    tokens = pmc.get("max_new_tokens", a.judge_output_tokens)
+    judge, backend = sizes.params_b(pmc["judge"]), cfg["evaluate"]["backend"]
+    tokens = pmc["max_new_tokens"]
     img = sizes.vqa_image_tokens
     if {"min_pixels", "max_pixels"} & set(pmc):  # the labeller's own bounds; images assumed at the upper one
         side = int(pmc["max_pixels"] ** 0.5) if pmc.get("max_pixels") else cfg["data"]["size"]

@@ -68,8 +68,8 @@ def memory_and_disk(sizes: Sizes, a: Assumptions, gpus: dict[str, int], card_gib
         generating: list(sizes.eval_sets()),
         "sft_model": sft,
         "grpo_model": grpo,
-        "score": ["judge"] if cfg["evaluate"].get("judge") == "vlm" and "judge" in cfg["models"] else [],
-        "pmc_label": [pmc.get("judge", "judge")] if pmc.get("labeller") == "vlm" else [],
+        "score": ["judge"] if cfg["evaluate"]["judge"] == "vlm" and "judge" in cfg["models"] else [],
+        "pmc_label": [pmc["judge"]] if pmc.get("labeller") == "vlm" else [],
     }
     rows, problems, notes = plan_memory.memory_plan(cfg, a, gpus, card_gib, roles)
     sizes.notes.extend(notes)

@@ -20,8 +20,7 @@ def split_size(cfg: dict, flag: str, split: str) -> int:
     """Images in one split: the synthetic twin's configured size, or the real file's size from medmnist's INFO."""
     data = cfg["data"]
     if data["source"] == "synthetic":
-        defaults = {"train": 160, "val": 32, "test": 64}  # medbridge.commands.data's defaults
-        return data.get("synthetic", {}).get(f"n_{split}", defaults[split])
+        return data["synthetic"][f"n_{split}"]
     return medmnist_info()[flag]["n_samples"][split]
 
 
@@ -42,7 +41,7 @@ def smallest_class(cfg: dict, flag: str, split: str, count_files: bool = True) -
     from medbridge.data.mcq import class_names, class_of
     from medbridge.data.medmnist import load_split, npz_name
 
-    chest = cfg["mcq"].get("chestmnist", "with_no_finding")
+    chest = cfg["mcq"]["chestmnist"]
     root = Path(cfg["data"].get("root") or run_dir(cfg) / "data" / "medmnist")
     path = root / npz_name(flag, cfg["data"]["size"])
     if count_files and path.exists():
@@ -64,9 +63,9 @@ def eval_items(cfg: dict, flag: str, split: str, count_files: bool = True) -> tu
     from medbridge.evalsets import eval_per_class
 
     mcq = cfg["mcq"]
-    n_classes = len(class_names(flag, mcq.get("chestmnist", "with_no_finding")))
+    n_classes = len(class_names(flag, mcq["chestmnist"]))
     per_class = eval_per_class(cfg, split)
-    if per_class is not None and mcq.get("balance", "equal") == "capped":
+    if per_class is not None and mcq["balance"] == "capped":
         return min(per_class * n_classes, split_size(cfg, flag, split)), "per_class"
     smallest, how = smallest_class(cfg, flag, split, count_files)
     if per_class is None:
@@ -133,9 +132,9 @@ class Sizes:
         if spec["source"] in ("sft", "grpo"):
             return self.params_b(spec["init"])
         if spec["source"] == "tiny":
-            t = self.cfg.get("tiny_model", {})
-            h, i, layers = t.get("hidden_size", 64), t.get("intermediate_size", 128), t.get("num_hidden_layers", 2)
-            return (t.get("vocab_size", 640) * h + layers * (4 * h * h + 3 * h * i)) / 1e9
+            t = self.cfg["tiny_model"]
+            h, i, layers = t["hidden_size"], t["intermediate_size"], t["num_hidden_layers"]
+            return (t["vocab_size"] * h + layers * (4 * h * h + 3 * h * i)) / 1e9
         for where in (spec.get("id"), spec.get("processor"), spec.get("path")):  # e.g. Qwen/Qwen2.5-VL-7B-Instruct
             found = _SIZE_IN_NAME.findall(where or "")
             if found:

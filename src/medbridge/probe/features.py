@@ -51,8 +51,8 @@ AUGMENTS = ("authors", "none")
 
 def augment_settings(cfg: dict) -> dict:
     """The probe's image transforms (module docstring); part of the features' cache key."""
-    probe = cfg.get("probe", {})
-    mode = probe.get("augment", "authors")
+    probe = cfg["probe"]
+    mode = probe["augment"]
     if mode not in AUGMENTS:
         raise MedbridgeError(f"probe.augment {mode!r} is unknown; choose one of {list(AUGMENTS)}")
     if mode == "none":
@@ -64,7 +64,7 @@ def augment_settings(cfg: dict) -> dict:
         "draws": "per image",
         "crop_size": crop,
         "resize_size": probe.get("resize_size", round(crop * 256 / 224)),
-        "epochs": probe.get("epochs", 20),
+        "epochs": probe["epochs"],
     }
 
 
@@ -90,7 +90,7 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
     """Everything the cached features depend on; a cached file with other settings is recomputed."""
     from medbridge.models.registry import resolve
 
-    probe, src = cfg.get("probe", {}), resolve(cfg, model, "probe")
+    probe, src = cfg["probe"], resolve(cfg, model, "probe")
     npz_path = Path(npz_path)
     from medbridge.fingerprint import model_fingerprint
 
@@ -103,11 +103,11 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
         "dataset": dataset,
         "data_file": npz_path.name,
         "data_bytes": npz_path.stat().st_size if npz_path.exists() else None,
-        "features": probe.get("features", "merger"),
+        "features": probe["features"],
         "train_per_class": probe.get("train_per_class"),
         "test_per_class": cfg["mcq"].get("per_class"),
-        "test_balance": cfg["mcq"].get("balance", "equal"),
-        "chestmnist": cfg["mcq"].get("chestmnist", "with_no_finding"),
+        "test_balance": cfg["mcq"]["balance"],
+        "chestmnist": cfg["mcq"]["chestmnist"],
         "min_pixels": probe.get("min_pixels"),
         "max_pixels": probe.get("max_pixels"),
         "seed": cfg["seed"],
@@ -117,12 +117,12 @@ def feature_settings(cfg: dict, model: str, dataset: str, npz_path: str | Path) 
 
 def split_indices(flag: str, labels: np.ndarray, split: str, cfg: dict) -> np.ndarray:
     """Rows of one split the probe uses (see the module docstring), sorted."""
-    classes = class_of(flag, labels, cfg["mcq"].get("chestmnist", "with_no_finding"))
+    classes = class_of(flag, labels, cfg["mcq"]["chestmnist"])
     if split == "test":
         # The generator make_items draws its balanced subset with, consumed first in the same way: same images.
         rng = np.random.default_rng([cfg["seed"], DATASETS.index(flag), SPLITS.index(split)])
-        return balanced_indices(classes, cfg["mcq"].get("per_class"), rng, cfg["mcq"].get("balance", "equal"))
-    cap = cfg.get("probe", {}).get("train_per_class") if split == "train" else None
+        return balanced_indices(classes, cfg["mcq"].get("per_class"), rng, cfg["mcq"]["balance"])
+    cap = cfg["probe"].get("train_per_class") if split == "train" else None
     if cap is None:
         idx = np.flatnonzero(classes >= 0)
         if not len(idx):
@@ -237,8 +237,8 @@ def extract_features(
     """Write features for each (dataset, MedMNIST npz, out npz) of one model; load the model once, and only if some
     output is missing or was made with other settings. Images are prepared in `workers` DataLoader processes (the
     job's threads; the features do not depend on it). Returns the paths (re)written."""
-    probe = cfg.get("probe", {})
-    mode, device = probe.get("features", "merger"), probe.get("device", "cpu")
+    probe = cfg["probe"]
+    mode, device = probe["features"], probe["device"]
     loaded, written = None, []
     for dataset, npz_path, out_path in jobs:
         settings, out_path = feature_settings(cfg, model, dataset, npz_path), Path(out_path)
@@ -260,7 +260,7 @@ def extract_features(
                     image_processor,
                     images,
                     mode,
-                    probe.get("batch_size", 64),
+                    probe["batch_size"],
                     device,
                     size,
                     transform,
@@ -277,9 +277,7 @@ def extract_features(
                 arrays["train_features"] = np.stack(epochs)
             else:
                 arrays[f"{split}_features"] = embed(eval_transform(aug))
-            arrays[f"{split}_labels"] = class_of(dataset, labels, cfg["mcq"].get("chestmnist", "with_no_finding"))[
-                idx
-            ].astype(np.int64)
+            arrays[f"{split}_labels"] = class_of(dataset, labels, cfg["mcq"]["chestmnist"])[idx].astype(np.int64)
             arrays[f"{split}_indices"] = idx.astype(np.int64)
         meta = {
             "model": model,
@@ -317,7 +315,7 @@ def _load_tower(cfg: dict, model: str, device: str):
     tower = vision_tower(load_model(src, "cpu")).to(device).eval()
     tower.requires_grad_(False)
     image_processor = load_processor(src).image_processor
-    probe, size = cfg.get("probe", {}), None
+    probe, size = cfg["probe"], None
     if probe.get("min_pixels") or probe.get("max_pixels"):  # else the processor's own pixel bounds
         size = {
             "shortest_edge": probe.get("min_pixels", image_processor.size["shortest_edge"]),

@@ -26,21 +26,20 @@ from medbridge import MedbridgeError
 
 HEADS = ("sgd", "logreg")
 SELECT = ("last", "best_val")
-DEFAULT_LOGREG_C = (0.01, 0.1, 1.0, 10.0)
 
 
 def probe_settings(cfg: dict) -> dict:
-    p = cfg.get("probe", {})
-    out = {"head": p.get("head", "sgd"), "seed": cfg["seed"]}
+    p = cfg["probe"]
+    out = {"head": p["head"], "seed": cfg["seed"]}
     if out["head"] == "sgd":
         out |= {
-            "epochs": p.get("epochs", 20),
-            "lr": p.get("lr", 0.1),
-            "momentum": p.get("momentum", 0.9),
-            "weight_decay": p.get("weight_decay", 0.0),
-            "batch_size": p.get("probe_batch_size", 1024),
-            "bn_momentum": p.get("bn_momentum", 0.1),
-            "select": p.get("select", "last"),
+            "epochs": p["epochs"],
+            "lr": p["lr"],
+            "momentum": p["momentum"],
+            "weight_decay": p["weight_decay"],
+            "batch_size": p["probe_batch_size"],
+            "bn_momentum": p["bn_momentum"],
+            "select": p["select"],
         }
         if out["select"] not in SELECT:
             raise MedbridgeError(
@@ -48,7 +47,7 @@ def probe_settings(cfg: dict) -> dict:
                 "authors' last epoch; best_val: the epoch best on MedMNIST's val split)"
             )
     elif out["head"] == "logreg":
-        out["logreg_c"] = list(p.get("logreg_c", DEFAULT_LOGREG_C))
+        out["logreg_c"] = list(p["logreg_c"])
     else:
         raise MedbridgeError(f"probe.head {out['head']!r} is unknown; choose one of {list(HEADS)}")
     return out

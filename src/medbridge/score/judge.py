@@ -73,7 +73,7 @@ class VLMJudge:
         """Mutates the unclear samples of `rows` in place; returns the verdict records."""
         from medbridge.score.extract import extract_choice
 
-        scope = self.cfg["evaluate"].get("judge_scope", "unclear")
+        scope = self.cfg["evaluate"]["judge_scope"]
         if scope not in SCOPES:
             raise MedbridgeError(f"evaluate.judge_scope {scope!r} is unknown; choose one of {list(SCOPES)}")
         unclear = [
@@ -111,4 +111,4 @@ SCOPES = ("unclear", "all")
 
 def make_judge(cfg: dict):
     """The judge `evaluate.judge` names, ready to judge several generations files with one model load."""
-    return JUDGES[cfg["evaluate"].get("judge", "rule")](cfg)
+    return JUDGES[cfg["evaluate"]["judge"]](cfg)

@@ -35,7 +35,7 @@ def check_acc1(acc1: str) -> str:
 
 def acc1_definition(cfg: dict) -> str:
     """The run's Acc@1 definition (evaluate.acc1; default sampled, as the paper's numbers)."""
-    return check_acc1(cfg["evaluate"].get("acc1", "sampled"))
+    return check_acc1(cfg["evaluate"]["acc1"])
 
 
 def compute_metrics(rows: list[dict], ks: list[int], n_boot: int, seed: int, acc1: str = "sampled") -> dict:

@@ -14,12 +14,12 @@ def score_file(cfg: dict, judge, model: str, evalset: str, generations: str, ite
     rows = read_jsonl(generations)
     items = {it["id"]: it for it in read_jsonl(items_path)}
     verdicts = judge(rows, items)
-    metrics = compute_metrics(rows, ev["k"], ev.get("bootstrap", 1000), cfg["seed"], acc1_definition(cfg))
+    metrics = compute_metrics(rows, ev["k"], ev["bootstrap"], cfg["seed"], acc1_definition(cfg))
     metrics.update(
         model=model,
         evalset=evalset,
         judge=judge.name,
-        judge_scope=ev.get("judge_scope", "unclear") if judge.name == "vlm" else None,
+        judge_scope=ev["judge_scope"] if judge.name == "vlm" else None,
         judge_calls=len(verdicts),
         judge_changed=sum(bool(v.get("changed")) for v in verdicts),
         settings=rows[0]["settings"],

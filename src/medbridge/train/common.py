@@ -33,11 +33,11 @@ def init_source(cfg: dict, name_or_dir: str, dtype: str) -> ModelSource:
 def train_dtype(cfg: dict, section: dict) -> str:
     """float32 on CPU; on GPU the weights load in bf16 when the section trains in bf16 (DeepSpeed keeps fp32
     master weights), else float32."""
-    return "bfloat16" if device(cfg) == "cuda" and section.get("bf16", False) else "float32"
+    return "bfloat16" if device(cfg) == "cuda" and section["bf16"] else "float32"
 
 
 def device(cfg: dict) -> str:
-    return cfg.get("train", {}).get("device", "cpu")
+    return cfg["train"]["device"]
 
 
 def load_weights(src: ModelSource):
@@ -93,7 +93,7 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
         output_dir=str(output_dir),
         seed=cfg["seed"],
         data_seed=section.get("data_seed", cfg["seed"]),
-        bf16=bool(on_gpu and section.get("bf16", False)),
+        bf16=bool(on_gpu and section["bf16"]),
         gradient_checkpointing=bool(on_gpu and section.get("gradient_checkpointing", on_gpu)),
         use_cpu=not on_gpu,
         report_to="none",
@@ -104,23 +104,23 @@ def common_args(cfg: dict, section: dict, output_dir: str | Path) -> dict:
         save_steps=section.get("save_steps") or 500,
         save_total_limit=2,
         # weights only: ~1/7 of a 7B AdamW checkpoint, but nothing to resume the optimizer from (see resumable)
-        save_only_model=bool(section.get("save_only_model", False)),
+        save_only_model=bool(section["save_only_model"]),
         disable_tqdm=True,
         learning_rate=section["lr"],
-        num_train_epochs=section.get("epochs", 1),
-        max_steps=section.get("max_steps", -1),
-        per_device_train_batch_size=section.get("batch_size", 8),
-        gradient_accumulation_steps=section.get("grad_accum", 1),
-        warmup_steps=section.get("warmup_ratio", 0.0),  # a float < 1 is a ratio of the total steps
-        lr_scheduler_type=section.get("scheduler", "linear"),
-        max_grad_norm=section.get("grad_clip", 1.0),
+        num_train_epochs=section["epochs"],
+        max_steps=section["max_steps"],
+        per_device_train_batch_size=section["batch_size"],
+        gradient_accumulation_steps=section["grad_accum"],
+        warmup_steps=section["warmup_ratio"],  # a float < 1 is a ratio of the total steps
+        lr_scheduler_type=section["scheduler"],
+        max_grad_norm=section["grad_clip"],
     )
 
 
 def resumable(section: dict, work: Path) -> str | None:
     """The checkpoint a killed run resumes from; none under save_only_model (its checkpoints hold no optimizer,
     scheduler or RNG state: the Trainer, under DeepSpeed, cannot load them), so such a run starts over."""
-    return None if section.get("save_only_model", False) else last_checkpoint(work)
+    return None if section["save_only_model"] else last_checkpoint(work)
 
 
 def training_log(trainer) -> list[dict]:

@@ -47,12 +47,12 @@ def rollout_settings(section: dict) -> dict:
         so their loss has no such term. Only meaningful with use_vllm; set either way.
     Each is a `train.grpo` key (docs/FIDELITY.md, "TRL knobs")."""
     return {
-        "temperature": section.get("temperature", 1.0),
-        "top_p": section.get("top_p", 1.0),
-        "top_k": section.get("top_k", 50),
+        "temperature": section["temperature"],
+        "top_p": section["top_p"],
+        "top_k": section["top_k"],
         "min_p": section.get("min_p"),
-        "repetition_penalty": section.get("repetition_penalty", 1.0),
-        "vllm_importance_sampling_correction": section.get("vllm_importance_sampling_correction", False),
+        "repetition_penalty": section["repetition_penalty"],
+        "vllm_importance_sampling_correction": section["vllm_importance_sampling_correction"],
     }
 
 
@@ -69,14 +69,14 @@ def grpo_args(
     from trl import GRPOConfig
 
     vllm = {}
-    if section.get("use_vllm", False):
+    if section["use_vllm"]:
         vllm = dict(
             use_vllm=True,
-            vllm_mode=section.get("vllm_mode", "colocate"),
-            vllm_gpu_memory_utilization=section.get("vllm_gpu_memory_utilization", 0.3),
+            vllm_mode=section["vllm_mode"],
+            vllm_gpu_memory_utilization=section["vllm_gpu_memory_utilization"],
             vllm_max_model_length=max_model_len,
         )
-    beta = section.get("beta", 0.0)
+    beta = section["beta"]
     return GRPOConfig(
         **common_args(cfg, section, output_dir),
         num_generations=section["num_generations"],
@@ -102,7 +102,7 @@ def reward_weights(funcs: list) -> list[float]:
 def reward_functions(section: dict, care: CareSettings) -> list:
     """The rewards (accuracy, format, the optional length bonus, CARE's bonus last) and the logged metrics."""
     funcs = [accuracy_reward, format_reward, answer_not_a_letter]
-    if section.get("length_bonus", False):
+    if section["length_bonus"]:
         funcs.append(make_length_reward(section["num_generations"]))
     if care.enabled:
         funcs.append(CareBonus(care, section["num_generations"]))
@@ -166,18 +166,16 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
     from trl import GRPOTrainer
 
     section = cfg["train"]["grpo"]
-    care = CareSettings.from_config(section.get("care", {"enabled": False}))
-    dataset = grpo_dataset(
-        load_train_items(train_items), section.get("prompt", "rl"), section.get("letter_instruction", False)
-    )
+    care = CareSettings.from_config(section["care"])
+    dataset = grpo_dataset(load_train_items(train_items), section["prompt"], section["letter_instruction"])
     src = init_source(cfg, init, train_dtype(cfg, section))
     args = args or grpo_config(cfg, init, work)  # before the model (DeepSpeed ZeRO-3 init)
     model, processor = load_for_training(src, section, resume)
     funcs = reward_functions(section, care)
-    if section.get("use_vllm"):  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
+    if section["use_vllm"]:  # vLLM resizes with the checkpoint's own bounds; HF rollouts use the trainer's
         dataset = with_fitted_images(dataset, processor, load_processor(src))
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=processor)
-    if section.get("use_vllm") and args.vllm_mode == "colocate":  # server mode places features by the runs
+    if section["use_vllm"] and args.vllm_mode == "colocate":  # server mode places features by the runs
         one_placeholder_per_image(trainer, processor.image_token_id)
     if care.enabled:
         attach_care(trainer, funcs[-1], lambda: load_weights(src))
@@ -187,9 +185,9 @@ def build_trainer(cfg: dict, init: str, train_items: list[str], work: Path, resu
 def grpo_config(cfg: dict, init: str, work: Path):
     """The run's GRPOConfig (its TrainingArguments), output_dir `work`, with the colocated engine's context."""
     section = cfg["train"]["grpo"]
-    care = CareSettings.from_config(section.get("care", {"enabled": False}))
+    care = CareSettings.from_config(section["care"])
     src = init_source(cfg, init, train_dtype(cfg, section))
-    context = rollout_context(cfg, section, src) if section.get("use_vllm") else None
+    context = rollout_context(cfg, section, src) if section["use_vllm"] else None
     weights = reward_weights(reward_functions(section, care))  # the order build_trainer passes them in
     return grpo_args(cfg, section, work, context, weights)
 

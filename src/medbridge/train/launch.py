@@ -54,7 +54,7 @@ def launch_command(
     cfg: dict, argv: list[str], gpus: int | None = None, port: int | None = None, cores: int | None = None
 ) -> list[str] | None:
     """The `accelerate launch` command to run instead of training here, or None to train in this process."""
-    config_file = cfg.get("train", {}).get("accelerate_config")
+    config_file = cfg["train"].get("accelerate_config")
     if not config_file or "LOCAL_RANK" in os.environ:  # not configured, or already a launched worker
         return None
     if not Path(config_file).is_file():

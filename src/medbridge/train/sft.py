@@ -28,8 +28,8 @@ def lora_config(section: dict):
     from peft import LoraConfig
 
     return LoraConfig(
-        r=section.get("lora_r", 16),
-        lora_alpha=section.get("lora_alpha", 32),
+        r=section["lora_r"],
+        lora_alpha=section["lora_alpha"],
         lora_dropout=0.05,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         task_type="CAUSAL_LM",
@@ -50,7 +50,7 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
         completion_only_loss=True,
     )
     prepare_work_dir(work, lambda: training_fingerprint(cfg, "sft", init, train_items))
-    dataset = sft_dataset(load_train_items(train_items), section.get("prompts", ["eval"]))
+    dataset = sft_dataset(load_train_items(train_items), section["prompts"])
     src = init_source(cfg, init, train_dtype(cfg, section))
     resume = resumable(cfg["train"]["sft"], work)
     model, processor = load_for_training(src, section, resume)
@@ -59,10 +59,10 @@ def train_sft(cfg: dict, init: str, train_items: list[str], out: str | Path) -> 
         args=args,
         train_dataset=dataset,
         processing_class=processor,
-        peft_config=lora_config(section) if section.get("lora") else None,
+        peft_config=lora_config(section) if section["lora"] else None,
     )
     trainer.train(resume_from_checkpoint=resume)
-    if section.get("lora"):
+    if section["lora"]:
         trainer.model = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
     save_model_dir(trainer, processor, out, training_log(trainer))
     remove_work_dir(work)

@@ -54,8 +54,8 @@ def source_entry(cfg: dict, name: str) -> dict:
     for entry in vqa.get("benchmarks", []):
         if entry["name"] == name:
             return entry
-    train = vqa.get("pmc", {}).get("train", {})
-    return train if train.get("name", "pmc_vqa_train") == name else {"name": name}
+    train = vqa["pmc"]["train"] if "pmc" in vqa else {}
+    return train if train.get("name") == name else {"name": name}
 
 
 def check_vqa_config(cfg: dict) -> None:
@@ -69,16 +69,16 @@ def check_vqa_config(cfg: dict) -> None:
     for name in seen:
         get_adapter(name, "benchmark")
     roles = set(cfg["models"])
-    for role in vqa.get("models", []):
+    for role in vqa["models"]:
         if role not in roles:
             raise MedbridgeError(f"vqa.models names unknown model role {role!r}; defined roles: {sorted(roles)}")
-    for role in vqa.get("reported_rows", {}):
+    for role in vqa["reported_rows"]:
         if role not in roles:
             raise MedbridgeError(f"vqa.reported_rows names unknown model role {role!r}; defined: {sorted(roles)}")
     pmc = vqa.get("pmc", {})
-    if pmc.get("labeller") == "vlm" and pmc.get("judge", "judge") not in roles:
+    if pmc.get("labeller") == "vlm" and pmc["judge"] not in roles:
         raise MedbridgeError(
-            f"vqa.pmc.labeller vlm asks model role {pmc.get('judge', 'judge')!r}, which is not "
+            f"vqa.pmc.labeller vlm asks model role {pmc['judge']!r}, which is not "
             f"defined; add it under `models:` or use labeller: keyword"
         )
     if pmc:

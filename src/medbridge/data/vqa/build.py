@@ -83,9 +83,9 @@ def open_source(cfg: dict, name: str, source_dir: str | Path | None = None, imag
         root = Path(source_dir)
         tables, where = _load_local(root, configs, splits), f"fixtures:{root}"
     elif mode == "medvlthinker" and target.kind == "benchmark":
-        cons = cfg["vqa"].get("consolidated", {})
+        cons = cfg["vqa"]["consolidated"]
         consolidated = get_adapter("medvlthinker_eval")
-        split = cons.get("split", "test")
+        split = cons["split"]
         if cons.get("path"):
             tables, where = _load_local(Path(cons["path"]), [None], [split]), f"local:{cons['path']}"
         else:
@@ -251,7 +251,7 @@ def source_counts(cfg: dict, sources: list[str], fixtures_root: str | Path | Non
         c["vqa"]["source"] = source
         if source == "medvlthinker" and fixtures_root is not None:
             c["vqa"]["consolidated"] = {
-                **c["vqa"].get("consolidated", {}),
+                **c["vqa"]["consolidated"],
                 "path": str(Path(fixtures_root) / "medvlthinker_eval"),
             }
         for entry in c["vqa"].get("benchmarks", []):
@@ -279,7 +279,7 @@ def source_counts(cfg: dict, sources: list[str], fixtures_root: str | Path | Non
 def write_fixture(cfg: dict, name: str, out_dir: str | Path) -> Path:
     """The `vqa-fixture` step: a tiny dataset in the source's raw shape, written whole or not at all."""
     adapter = get_adapter(name)
-    spec = {"n_rows": 12, "n_train": 72, "image_size": 56, **cfg.get("vqa", {}).get("fixture", {})}
+    spec = cfg["vqa"]["fixture"]
     final = Path(out_dir)
     tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
