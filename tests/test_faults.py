@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from medbridge.config import load_config
 from medbridge.data.mcq import make_items
 from medbridge.data.medmnist import npz_name
 from medbridge.io import write_jsonl
@@ -191,15 +192,16 @@ def test_sigkilled_training_resumes_from_its_checkpoint(
         assert "resuming from" in rerun.stdout + rerun.stderr
     else:
         # the checkpoint the rerun must start from (made before the rerun can write a newer one)
-        ckpt = _state(load_weights(init_source({"models": {}}, str(checkpoint), "float32")))
-        initial = _state(load_weights(init_source({"models": {}}, str(init), "float32")))
+        cfg = load_config(cfg_path)
+        ckpt = _state(load_weights(init_source(cfg, str(checkpoint), "float32")))
+        initial = _state(load_weights(init_source(cfg, str(init), "float32")))
         assert _max_diff(ckpt, initial) > 0, "the checkpoint holds the initial weights: the comparison proves nothing"
         started = resume_in_process(cfg_path, init, items, out, monkeypatch)
         assert "resuming from" in capfd.readouterr().out
         # the resumed steps start from the checkpoint's weights, not the initial ones (transformers 5's own reload
         # of a legacy-named checkpoint silently keeps whatever the model holds)
         assert _max_diff(started, ckpt) == 0, "the resumed run does not start from the checkpoint's weights"
-        final = _state(load_weights(init_source({"models": {}}, str(out), "float32")))
+        final = _state(load_weights(init_source(cfg, str(out), "float32")))
         assert _max_diff(final, initial) > 0 and _max_diff(final, ckpt) > 0  # it trained on after the restart
     log = (out / "training_log.csv").read_text().splitlines()
     assert len(log) - 1 == len((reference / "training_log.csv").read_text().splitlines()) - 1  # every step logged

@@ -47,7 +47,7 @@ def load(name: str) -> dict:
 
 def paper_smoke_config() -> dict:
     """The pilot (config/pilot.yaml: the paper's settings on a thin slice) with CPU stand-ins."""
-    pilot, tiny = load("pilot.yaml"), load("config.yaml")
+    pilot, tiny = load("pilot.yaml"), validate_config(load("config.yaml"))  # tiny: its schema defaults filled
     cfg = copy.deepcopy(pilot)
     cfg["run_name"] = "paper-smoke"
     cfg.pop("hub_cache")  # no hub models left to fetch; the test points it at its hub-shaped dataset cache
@@ -186,8 +186,7 @@ def test_the_pilot_is_the_paper_on_a_thin_slice_of_about_one_gpu_hour(tmp_path):
     """config/pilot.yaml: the paper's values everywhere but the slice (its models, benchmarks and reported rows a
     subset of the paper's, unchanged); `medbridge plan` prices it at about a GPU-hour; the real profile schedules
     every GPU rule of the paper for it, on GPUs, and its downloads as local rules."""
-    paper, pilot = load("paper.yaml"), load("pilot.yaml")
-    validate_config(pilot)
+    paper, pilot = validate_config(load("paper.yaml")), validate_config(load("pilot.yaml"))  # the values each runs
     p, q = flat(paper), flat(pilot)
     for key in (set(p) | set(q)) - PILOT_SLICE - PILOT_SUBSETS:
         assert p.get(key) == q.get(key), f"pilot.yaml departs from paper.yaml at {key}: {q.get(key)!r}"

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medbridge.config import validate_config
+
 from .conftest import ROOT
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -241,6 +243,7 @@ def test_generation_parts_run_at_once_on_gpus_then_assemble_on_a_cpu(cluster, tm
     cfg["data"].update(datasets=["organamnist"], synthetic={"n_train": 24, "n_val": 8, "n_test": 16, "noise": 0.35})
     cfg["evaluate"].update(n_samples=2, k=[1, 2], shard_size=4)
     cfg["recipe"]["k"] = 2
+    validate_config(cfg)  # the schema's defaults filled in, as the DAG and the plan see the config
     a = Assumptions()
     sizes = Sizes(cfg, {}, a.reference_params_b, count_files=False)
     work = generation_work(sizes, a, "base", sizes.eval_sets()["base"])
