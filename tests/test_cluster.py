@@ -215,6 +215,21 @@ def test_threads_match_the_booked_cores_and_training_takes_one_node(slurm_profil
     assert rule_resources("generate", unsplit)["gpu"] == 1 and rule_resources("generate_part", unsplit) == {}
 
 
+def test_a_cpu_only_run_gives_its_gpu_rules_one_core_each():
+    """The tiny profile runs the GPU rules' work on the CPU (train/probe device cpu, the hf backend): each job keeps
+    its GPU booking (a cluster still schedules it on a GPU) but one thread, so Snakemake runs jobs side by side on a
+    laptop's cores; the same rule on GPUs takes every core it books."""
+    tiny = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
+    for rule in ("sft_model", "grpo_model", "features", "score", "pmc_label", "generate"):
+        assert rule_resources(rule, tiny)["gpu"] >= 1 and rule_threads(rule, tiny) == 1, rule
+    on_gpus = copy.deepcopy(tiny)
+    on_gpus["train"]["device"] = on_gpus["probe"]["device"] = "cuda"
+    on_gpus["evaluate"]["backend"] = "vllm"
+    for rule in ("sft_model", "grpo_model", "features", "score", "pmc_label", "generate"):
+        booked = rule_resources(rule, on_gpus)
+        assert rule_threads(rule, on_gpus) == booked["gpu"] * booked["cpus_per_gpu"] > 1, rule
+
+
 def test_the_judge_lands_on_gpus_that_hold_it():
     """bf16 Qwen2.5-VL-32B is ~66 GB: 2 GPUs (tensor parallel) by default, the same for both judge rules, and exactly
     evaluate.judge_tensor_parallel_size where the config sets it (vLLM shards the judge over that many)."""
