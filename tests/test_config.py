@@ -32,7 +32,14 @@ def _flat(cfg, prefix=""):
 
 
 # What config/small.yaml changes in the tiny profile (benchmarks/claims_seeds.py, docs/TRAINING.md): sizes only
-SMALL_CHANGES = {"run_name", "data.synthetic.n_test", "mcq.per_class", "train.sft.epochs", "train.grpo.max_steps"}
+SMALL_CHANGES = {
+    "run_name",
+    "data.synthetic.n_test",
+    "mcq.per_class",
+    "train.sft.epochs",
+    "train.grpo.max_steps",
+    "train.grpo.batch_size",
+}
 
 
 def test_small_profile_is_the_tiny_one_with_sizes_changed():
