@@ -220,12 +220,13 @@ def test_a_cpu_only_run_gives_its_gpu_rules_one_core_each():
     its GPU booking (a cluster still schedules it on a GPU) but one thread, so Snakemake runs jobs side by side on a
     laptop's cores; the same rule on GPUs takes every core it books."""
     tiny = validate_config(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
-    for rule in ("sft_model", "grpo_model", "features", "score", "pmc_label", "generate"):
+    rules = ("sft_model", "grpo_model", "features", "score", "pmc_label", "generate")  # the GPU rules of the tiny DAG
+    for rule in rules:
         assert rule_resources(rule, tiny)["gpu"] >= 1 and rule_threads(rule, tiny) == 1, rule
     on_gpus = copy.deepcopy(tiny)
     on_gpus["train"]["device"] = on_gpus["probe"]["device"] = "cuda"
     on_gpus["evaluate"]["backend"] = "vllm"
-    for rule in ("sft_model", "grpo_model", "features", "score", "pmc_label", "generate"):
+    for rule in rules:
         booked = rule_resources(rule, on_gpus)
         assert rule_threads(rule, on_gpus) == booked["gpu"] * booked["cpus_per_gpu"] > 1, rule
 
